@@ -1,0 +1,204 @@
+//! The three messages that cross layer boundaries: market events in, order commands
+//! out, execution reports back. All are `Copy`, fixed-size and allocation-free so that
+//! they travel through preallocated rings and binary files unchanged.
+
+use crate::types::{InstId, Px, Qty, Side, Ts};
+
+/// What a [`MarketEvent`] says about the book or the tape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EventKind {
+    /// A bid level's new total size (diff depth); size 0 deletes the level.
+    BidLevel = 1,
+    /// An ask level's new total size (diff depth); size 0 deletes the level.
+    AskLevel = 2,
+    /// The best bid and its size (book ticker): bids above it are gone.
+    BestBid = 3,
+    /// The best ask and its size (book ticker): asks below it are gone.
+    BestAsk = 4,
+    /// A trade whose aggressor bought (it lifted an ask).
+    TradeBuy = 5,
+    /// A trade whose aggressor sold (it hit a bid).
+    TradeSell = 6,
+    /// The book is invalid from here on (disconnect, gap): clear it until rebuilt.
+    Clear = 7,
+}
+
+impl EventKind {
+    /// The kind for a stored byte, or `None` for an unknown one.
+    #[inline]
+    pub const fn from_u8(b: u8) -> Option<EventKind> {
+        Some(match b {
+            1 => EventKind::BidLevel,
+            2 => EventKind::AskLevel,
+            3 => EventKind::BestBid,
+            4 => EventKind::BestAsk,
+            5 => EventKind::TradeBuy,
+            6 => EventKind::TradeSell,
+            7 => EventKind::Clear,
+            _ => return None,
+        })
+    }
+
+    /// True for the two trade kinds.
+    #[inline]
+    pub const fn is_trade(self) -> bool {
+        matches!(self, EventKind::TradeBuy | EventKind::TradeSell)
+    }
+}
+
+/// One atomic market update. An exchange message with several levels becomes several
+/// events; the last carries [`MarketEvent::END_OF_BATCH`], and the strategy acts only on
+/// batch ends so that it never quotes from a half-applied message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketEvent {
+    /// Exchange time (event time where the venue sends one, else the local time).
+    pub exch_ts: Ts,
+    /// Local receive time.
+    pub local_ts: Ts,
+    /// Price in ticks.
+    pub px: Px,
+    /// Size in lots (level size, or trade size).
+    pub qty: Qty,
+    /// Instrument index.
+    pub inst: InstId,
+    /// What the event says.
+    pub kind: EventKind,
+    /// Bit flags, see the associated constants.
+    pub flags: u8,
+}
+
+impl MarketEvent {
+    /// Last event of an exchange message.
+    pub const END_OF_BATCH: u8 = 1;
+
+    /// True if this event closes its exchange message.
+    #[inline]
+    pub const fn is_batch_end(&self) -> bool {
+        self.flags & Self::END_OF_BATCH != 0
+    }
+}
+
+/// Session-unique client order id. The high 32 bits are the session's start time in
+/// seconds, the low 32 a counter, so ids stay unique across restarts.
+pub type OrderId = u64;
+
+/// Time in force of a new order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tif {
+    /// Rest on the book; rejected if it would take liquidity (Binance `LIMIT_MAKER`).
+    PostOnly,
+    /// Good till cancelled; may take.
+    Gtc,
+    /// Immediate or cancel.
+    Ioc,
+}
+
+/// A new limit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Client order id.
+    pub id: OrderId,
+    /// Instrument index.
+    pub inst: InstId,
+    /// Side.
+    pub side: Side,
+    /// Limit price in ticks.
+    pub px: Px,
+    /// Size in lots.
+    pub qty: Qty,
+    /// Time in force.
+    pub tif: Tif,
+}
+
+/// What the strategy asks the gateway to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderCmd {
+    /// Place a new order.
+    New(NewOrder),
+    /// Cancel one order.
+    Cancel {
+        /// Client order id.
+        id: OrderId,
+        /// Instrument index.
+        inst: InstId,
+    },
+    /// Cancel every open order (kill switch, shutdown, stale feed).
+    CancelAll,
+}
+
+/// The state an execution report announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecKind {
+    /// Accepted and resting.
+    New,
+    /// Part filled; `leaves > 0`.
+    PartialFill,
+    /// Completely filled; `leaves == 0`.
+    Fill,
+    /// Cancelled (by us or the venue); `leaves` were not executed.
+    Canceled,
+    /// Refused; `code` carries the venue's error code.
+    Rejected,
+    /// Expired (IOC remainder, self-trade prevention).
+    Expired,
+}
+
+/// A report about one of our orders, from the exchange through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExecReport {
+    /// Client order id.
+    pub id: OrderId,
+    /// Instrument index.
+    pub inst: InstId,
+    /// Order side.
+    pub side: Side,
+    /// What happened.
+    pub kind: ExecKind,
+    /// Price of this fill in ticks (order price for non-fills).
+    pub px: Px,
+    /// Size of this fill in lots (0 for non-fills).
+    pub qty: Qty,
+    /// Size still open after this report.
+    pub leaves: Qty,
+    /// Fee of this fill in the quote asset (negative for a rebate).
+    pub fee: f64,
+    /// True if this fill added liquidity.
+    pub maker: bool,
+    /// Venue error code for rejects, else 0.
+    pub code: i32,
+    /// Exchange time of the report.
+    pub exch_ts: Ts,
+}
+
+impl ExecReport {
+    /// True for the kinds after which the order is no longer open.
+    #[inline]
+    pub const fn is_final(&self) -> bool {
+        matches!(
+            self.kind,
+            ExecKind::Fill | ExecKind::Canceled | ExecKind::Rejected | ExecKind::Expired
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_roundtrip_through_bytes() {
+        for b in 0..=255u8 {
+            if let Some(k) = EventKind::from_u8(b) {
+                assert_eq!(k as u8, b);
+            }
+        }
+        assert_eq!(EventKind::from_u8(0), None);
+    }
+
+    #[test]
+    fn messages_stay_small() {
+        assert!(std::mem::size_of::<MarketEvent>() <= 40);
+        assert!(std::mem::size_of::<OrderCmd>() <= 48);
+    }
+}

@@ -1,0 +1,3 @@
+//! Exchange APIs behind the gateway thread.
+
+pub mod sim;

@@ -1,0 +1,25 @@
+//! statarb: a low-latency pairs-trading engine.
+//!
+//! Data flows one way through the modules: [`feed`] (market data, generated or
+//! recorded) -> [`book`] -> [`signal`] (Kalman hedge ratio, z-score, pair targets) ->
+//! [`risk`] -> [`quote`] (Avellaneda-Stoikov / GLFT) -> [`gateway`] (exchange APIs),
+//! with fills flowing back into [`portfolio`]. [`core::Core`] is the deterministic
+//! state machine that strings them together; [`live`] drives it from a pinned
+//! busy-polling thread with SPSC rings to a gateway thread.
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod book;
+pub mod config;
+pub mod core;
+pub mod event;
+pub mod feed;
+pub mod gateway;
+pub mod live;
+pub mod metrics;
+pub mod portfolio;
+pub mod quote;
+pub mod ring;
+pub mod risk;
+pub mod signal;
+pub mod types;

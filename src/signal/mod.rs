@@ -1,0 +1,6 @@
+//! The trading signal: a Kalman-filtered hedge ratio, its z-score, and the pair targets
+//! derived from it.
+
+pub mod csv;
+pub mod kalman;
+pub mod pairs;

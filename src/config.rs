@@ -1,1 +1,301 @@
-//! config
+//! Configuration: TOML in, a validated [`Config`] out.
+//!
+//! Unknown keys are errors (`deny_unknown_fields` on every table), so a typo cannot
+//! silently fall back to a default. Parse errors carry the file name and TOML's own
+//! line, column and key; range errors name the full key (`risk.orders_per_sec`).
+//! Exact decimals (tick, lot, sizes) are TOML strings: a TOML float `0.01` is already
+//! inexact when it is read.
+//!
+//! The built-in default (`config/default.toml`, compiled in) is tuned to the built-in
+//! data set, so `statarb replay` runs with no file at all.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::quote::{QuoteModel, QuoteParams};
+use crate::risk::RiskParams;
+use crate::signal::kalman::KalmanParams;
+use crate::signal::pairs::PairsParams;
+use crate::types::{Decimal, Instrument, Qty};
+
+/// The compiled-in default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Errors loading or validating a configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, a missing key or a wrong type.
+    #[error("{file}: {source}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// TOML's error, with line, column and key.
+        source: toml::de::Error,
+    },
+    /// A key has a value out of range.
+    #[error("{file}: {key}: {msg}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// Full key, e.g. `y.order_qty`.
+        key: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// One leg of the pair: the instrument and how it is quoted and limited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegConfig {
+    /// Exchange symbol.
+    pub symbol: String,
+    /// Price increment, exact (`"0.01"`).
+    pub tick: Decimal,
+    /// Size increment, exact (`"0.00001"`).
+    pub lot: Decimal,
+    /// Size of each quote, in units of the asset, exact.
+    pub order_qty: Decimal,
+    /// Absolute position limit, in units of the asset, exact.
+    pub max_position: Decimal,
+    /// A-S risk aversion, per (price unit x order unit).
+    pub gamma: f64,
+    /// Order-book liquidity: fill intensity `A exp(-k delta)`, per price unit.
+    pub k: f64,
+    /// GLFT arrival intensity `A`, per second (GLFT only).
+    #[serde(default)]
+    pub a: f64,
+    /// Initial volatility, price units per sqrt(second).
+    pub sigma0: f64,
+}
+
+impl LegConfig {
+    /// The instrument of this leg.
+    pub fn instrument(&self) -> Instrument {
+        Instrument::new(self.symbol.clone(), self.tick, self.lot)
+    }
+
+    /// Quote parameters of this leg.
+    pub fn quote_params(&self) -> QuoteParams {
+        QuoteParams { gamma: self.gamma, k: self.k, a: self.a, sigma0: self.sigma0 }
+    }
+
+    /// Quote size in lots.
+    pub fn order_lots(&self) -> Qty {
+        self.order_qty.to_increments(self.lot).unwrap_or(0)
+    }
+
+    /// Position limit in lots.
+    pub fn max_position_lots(&self) -> Qty {
+        self.max_position.to_increments(self.lot).unwrap_or(0)
+    }
+}
+
+/// When the signal is sampled.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Kalman update interval in ms of event time (0: every market batch).
+    pub sample_ms: u64,
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        SignalConfig { sample_ms: 1_000 }
+    }
+}
+
+/// Execution settings shared by both legs.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteConfig {
+    /// `as` (Avellaneda-Stoikov) or `glft`.
+    pub model: QuoteModel,
+    /// Length of the rolling session `T`, seconds.
+    pub session_secs: u64,
+    /// A resting quote is replaced only when its price moves by at least this many ticks
+    /// (or its size changes).
+    pub min_replace_ticks: i64,
+    /// Half-life of the volatility EWMA, seconds.
+    pub sigma_halflife_s: f64,
+}
+
+/// Fees of the simulated venue, in basis points of notional.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fees {
+    /// Fee for adding liquidity (negative for a rebate).
+    pub maker_bps: f64,
+    /// Fee for taking liquidity.
+    pub taker_bps: f64,
+}
+
+impl Default for Fees {
+    fn default() -> Self {
+        // Binance Spot regular tier.
+        Fees { maker_bps: 10.0, taker_bps: 10.0 }
+    }
+}
+
+/// Threads and rings of the live driver.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Core to pin the hot thread to (`None`: the last core).
+    #[serde(default)]
+    pub hot_core: Option<usize>,
+    /// Core to pin the gateway thread to (`None`: unpinned).
+    #[serde(default)]
+    pub gateway_core: Option<usize>,
+    /// Capacity of each ring.
+    pub ring_capacity: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig { hot_core: None, gateway_core: None, ring_capacity: 65_536 }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The dependent leg `y` of `y = alpha + beta*x + e`.
+    pub y: LegConfig,
+    /// The hedge leg `x`.
+    pub x: LegConfig,
+    /// Signal sampling.
+    #[serde(default)]
+    pub signal: SignalConfig,
+    /// Kalman filter.
+    #[serde(default)]
+    pub kalman: KalmanParams,
+    /// Entry and exit.
+    pub pairs: PairsParams,
+    /// Execution.
+    pub quote: QuoteConfig,
+    /// Pre-trade limits.
+    pub risk: RiskParams,
+    /// Venue fees for the simulated exchange.
+    #[serde(default)]
+    pub fees: Fees,
+    /// Live driver threads.
+    #[serde(default)]
+    pub live: LiveConfig,
+}
+
+impl Config {
+    /// The compiled-in default.
+    pub fn builtin() -> Config {
+        Config::from_toml(DEFAULT_TOML, "<builtin config/default.toml>").expect("the built-in config is valid")
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        Config::from_toml(&text, &file)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse { file: file.into(), source })?;
+        cfg.validate().map_err(|(key, msg)| ConfigError::Invalid { file: file.into(), key, msg })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        for (name, leg) in [("y", &self.y), ("x", &self.x)] {
+            let key = |k: &str| format!("{name}.{k}");
+            if leg.symbol.is_empty() {
+                return Err((key("symbol"), "must not be empty".into()));
+            }
+            for (k, v) in [("order_qty", leg.order_qty), ("max_position", leg.max_position)] {
+                match v.to_increments(leg.lot) {
+                    Ok(n) if n > 0 => {}
+                    Ok(_) => return Err((key(k), "must be > 0".into())),
+                    Err(_) => return Err((key(k), format!("{v} is not a multiple of lot {}", leg.lot))),
+                }
+            }
+            leg.quote_params()
+                .validate(self.quote.model)
+                .map_err(|e| (key("quote"), e.to_string()))?;
+        }
+        if self.y.symbol == self.x.symbol {
+            return Err(("x.symbol".into(), "must differ from y.symbol".into()));
+        }
+        self.kalman.validate().map_err(|e| ("kalman".into(), e.to_string()))?;
+        self.pairs.validate().map_err(|e| ("pairs".into(), e.to_string()))?;
+        self.risk.validate().map_err(|e| (format!("risk.{}", e.key), e.msg))?;
+        if self.quote.session_secs == 0 {
+            return Err(("quote.session_secs".into(), "must be > 0".into()));
+        }
+        if self.quote.min_replace_ticks < 1 {
+            return Err(("quote.min_replace_ticks".into(), "must be >= 1".into()));
+        }
+        if !(self.quote.sigma_halflife_s.is_finite() && self.quote.sigma_halflife_s > 0.0) {
+            return Err(("quote.sigma_halflife_s".into(), "must be > 0".into()));
+        }
+        if !(self.fees.maker_bps.is_finite() && self.fees.taker_bps.is_finite()) {
+            return Err(("fees".into(), "must be finite".into()));
+        }
+        if !(16..=1 << 24).contains(&self.live.ring_capacity) {
+            return Err(("live.ring_capacity".into(), "must be in 16..=16777216".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_is_valid() {
+        let c = Config::builtin();
+        assert_eq!(c.y.symbol, "ETHUSDT");
+        assert_eq!(c.x.symbol, "BTCUSDT");
+        assert!(c.y.order_lots() > 0 && c.x.order_lots() > 0);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let text = DEFAULT_TOML.replace("[risk]", "[risk]\nmax_ordr_notional = 5.0");
+        let e = Config::from_toml(&text, "my.toml").unwrap_err().to_string();
+        assert!(e.starts_with("my.toml") && e.contains("max_ordr_notional"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let text = DEFAULT_TOML.replace("orders_per_sec = ", "orders_per_sec = -");
+        let e = Config::from_toml(&text, "my.toml").unwrap_err().to_string();
+        assert!(e.contains("risk.orders_per_sec"), "{e}");
+        let text = DEFAULT_TOML.replacen("tick = \"0.01\"", "tick = 0.01", 1);
+        let e = Config::from_toml(&text, "my.toml").unwrap_err().to_string();
+        assert!(e.contains("tick"), "{e}");
+    }
+
+    #[test]
+    fn off_lot_size_is_refused() {
+        let text = DEFAULT_TOML.replacen("order_qty = \"", "order_qty = \"0.000001", 1);
+        let e = Config::from_toml(&text, "my.toml").unwrap_err().to_string();
+        assert!(e.contains("order_qty"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let e = Config::load(Path::new("/nonexistent/statarb.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/statarb.toml"), "{e}");
+    }
+}

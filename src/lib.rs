@@ -19,6 +19,7 @@ pub mod live;
 pub mod metrics;
 pub mod portfolio;
 pub mod quote;
+pub mod report;
 pub mod ring;
 pub mod risk;
 pub mod signal;

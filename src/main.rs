@@ -1,1 +1,175 @@
-fn main() {}
+//! The `statarb` command line.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use statarb::config::Config;
+use statarb::core::Core;
+use statarb::feed::{evfile, gen};
+use statarb::gateway::sim::SimExchange;
+use statarb::live::{self, Pinning, SliceSource};
+use statarb::metrics::{write_hgrm, Stage};
+use statarb::report::Summary;
+use statarb::signal::csv::{filter_csv, CsvOptions};
+use statarb::signal::kalman::KalmanParams;
+use statarb::types::NS_PER_SEC;
+
+#[derive(Parser)]
+#[command(name = "statarb", version, about = "Low-latency pairs trading: Kalman hedge ratio, risk, Avellaneda-Stoikov execution")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole pipeline (hot thread, rings, gateway thread, simulated venue) over
+    /// a data set: the built-in one by default.
+    Replay {
+        /// Configuration file (default: the built-in config/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Binary event file (from `statarb gen`); default: generate the built-in set.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Seed of the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().seed)]
+        seed: u64,
+        /// Events in the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// Directory for summary.json and the latency histograms (.hgrm).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Generate the built-in data set into a binary event file.
+    Gen {
+        /// Seed.
+        #[arg(long, default_value_t = gen::GenParams::default().seed)]
+        seed: u64,
+        /// Number of events.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the Kalman hedge-ratio filter over a CSV: every row out with beta, alpha, e, q, z.
+    Kalman {
+        /// Input CSV with a header.
+        #[arg(long)]
+        input: PathBuf,
+        /// Column of the dependent series y.
+        #[arg(long)]
+        y: String,
+        /// Column of the hedge series x.
+        #[arg(long)]
+        x: String,
+        /// State noise: Vw = delta / (1 - delta) * I.
+        #[arg(long, default_value_t = KalmanParams::default().delta)]
+        delta: f64,
+        /// Observation noise variance.
+        #[arg(long, default_value_t = KalmanParams::default().ve)]
+        ve: f64,
+        /// Initial state covariance p0 * I.
+        #[arg(long, default_value_t = KalmanParams::default().p0)]
+        p0: f64,
+        /// Output CSV (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Skip and count malformed rows instead of failing on the first.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Replay { config, data, seed, events, out } => replay(config.as_deref(), data.as_deref(), seed, events, out.as_deref()),
+        Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
+        Cmd::Kalman { input, y, x, delta, ve, p0, output, skip_bad } => {
+            let params = KalmanParams { delta, ve, p0, ..KalmanParams::default() };
+            kalman_cmd(&input, CsvOptions { y, x, params, skip_bad }, output.as_deref())
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::builtin(),
+    })
+}
+
+fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
+    let cfg = load_config(config)?;
+    let ds = match data {
+        Some(p) => {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let (instruments, events) = evfile::read_all(BufReader::new(f)).with_context(|| format!("reading {}", p.display()))?;
+            gen::Dataset { instruments, events }
+        }
+        None => {
+            let t = std::time::Instant::now();
+            let ds = gen::generate(&gen::GenParams { seed, events, ..gen::GenParams::default() });
+            eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
+            ds
+        }
+    };
+    if ds.events.is_empty() {
+        bail!("the data set has no events");
+    }
+    let session_id = (ds.events[0].local_ts / NS_PER_SEC) as u32;
+    let core = Core::new(&cfg, &ds.instruments, session_id)?;
+    let venue = SimExchange::new(ds.instruments.clone(), cfg.fees);
+    let pinning = Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core };
+    let stop = AtomicBool::new(false);
+    let outcome = live::run(core, SliceSource::new(&ds.events), venue, cfg.live.ring_capacity, pinning, &stop);
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    let summary = Summary::of_run(&outcome);
+    println!("{summary}");
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("summary.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        for stage in Stage::ALL {
+            let path = dir.join(format!("{}.hgrm", stage.name()));
+            let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+            write_hgrm(outcome.latencies.get(stage), BufWriter::new(f))?;
+        }
+        eprintln!("wrote {}", dir.join("summary.json").display());
+    }
+    Ok(())
+}
+
+fn gen_cmd(seed: u64, events: usize, out: &Path) -> Result<()> {
+    let ds = gen::generate(&gen::GenParams { seed, events, ..gen::GenParams::default() });
+    let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = BufWriter::new(f);
+    evfile::write(&mut w, &ds.instruments, &ds.events)?;
+    w.flush()?;
+    eprintln!("wrote {} events to {}", ds.events.len(), out.display());
+    Ok(())
+}
+
+fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<()> {
+    opts.params.validate()?;
+    let r = BufReader::new(File::open(input).with_context(|| format!("opening {}", input.display()))?);
+    let stats = match output {
+        Some(p) => {
+            let w = BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
+            filter_csv(r, w, &opts)
+        }
+        None => filter_csv(r, BufWriter::new(io::stdout().lock()), &opts),
+    }
+    .with_context(|| format!("{}", input.display()))?;
+    eprintln!("rows {}, written {}, skipped {}", stats.rows, stats.written, stats.skipped);
+    Ok(())
+}

@@ -1,1 +1,394 @@
-//! risk
+//! Pre-trade risk controls. Every new order passes [`Risk::check`] before it leaves the
+//! strategy; every refusal has a [`Reject`] reason and increments that reason's counter.
+//!
+//! Checks, cheapest first: kill switch, stale market (a leg's last update older than
+//! `stale_ms`), a valid two-sided market, price band around the mid, order notional,
+//! worst-case position (position plus every open order on the same side filled), open
+//! order count, and the order rate. The rate limit is a GCRA (generic cell rate
+//! algorithm, ITU-T I.371), the integer-exact form of a token bucket: an order is
+//! allowed when `now >= tat - tau`, after which `tat = max(tat, now) + T`, with
+//! `T = 1/rate` and `tau = (burst - 1) * T`. Only an order that passes every other check
+//! consumes rate.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::types::{Instrument, Px, Qty, Side, Ts, NS_PER_MS, NS_PER_SEC};
+
+/// Limits from config `[risk]` (per-leg position limits live with the legs).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskParams {
+    /// Largest notional of one order, in the quote asset.
+    pub max_order_notional: f64,
+    /// Most orders open at once, all legs together.
+    pub max_open_orders: usize,
+    /// Sustained new orders per second.
+    pub orders_per_sec: f64,
+    /// Orders allowed back to back above the sustained rate.
+    pub burst: u32,
+    /// Largest distance of an order price from the mid, in basis points of the mid.
+    pub price_band_bps: f64,
+    /// A leg whose last market update is older than this (ms) is stale: no quotes.
+    pub stale_ms: u64,
+    /// Net loss (quote asset) at which the kill switch trips; `None` for no limit.
+    #[serde(default)]
+    pub max_loss: Option<f64>,
+}
+
+/// Invalid risk parameters; the message names the key.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("risk.{key}: {msg}")]
+pub struct RiskParamError {
+    /// Offending key.
+    pub key: &'static str,
+    /// What is wrong.
+    pub msg: String,
+}
+
+impl RiskParams {
+    /// Checks that every limit is positive and finite.
+    pub fn validate(&self) -> Result<(), RiskParamError> {
+        let pos = |key: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(RiskParamError { key, msg: format!("must be > 0, got {v}") })
+            }
+        };
+        pos("max_order_notional", self.max_order_notional)?;
+        pos("max_open_orders", self.max_open_orders as f64)?;
+        pos("orders_per_sec", self.orders_per_sec)?;
+        pos("burst", self.burst as f64)?;
+        pos("price_band_bps", self.price_band_bps)?;
+        pos("stale_ms", self.stale_ms as f64)?;
+        if let Some(l) = self.max_loss {
+            pos("max_loss", l)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an order was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Reject {
+    /// The kill switch is on.
+    Killed = 0,
+    /// The leg's market data is older than `stale_ms` or unsynced.
+    Stale,
+    /// No two-sided market to price against.
+    NoMarket,
+    /// The price is outside the band around the mid.
+    PriceBand,
+    /// The order's notional is above `max_order_notional`.
+    Notional,
+    /// Filling this and every open order on its side would breach the position limit.
+    Position,
+    /// `max_open_orders` are already open.
+    OpenOrders,
+    /// The order rate limit is exhausted.
+    RateLimit,
+    /// The exchange refused the order.
+    Exchange,
+}
+
+impl Reject {
+    /// Every reason, in counter order.
+    pub const ALL: [Reject; 9] = [
+        Reject::Killed,
+        Reject::Stale,
+        Reject::NoMarket,
+        Reject::PriceBand,
+        Reject::Notional,
+        Reject::Position,
+        Reject::OpenOrders,
+        Reject::RateLimit,
+        Reject::Exchange,
+    ];
+
+    /// A stable snake_case name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reject::Killed => "killed",
+            Reject::Stale => "stale",
+            Reject::NoMarket => "no_market",
+            Reject::PriceBand => "price_band",
+            Reject::Notional => "notional",
+            Reject::Position => "position",
+            Reject::OpenOrders => "open_orders",
+            Reject::RateLimit => "rate_limit",
+            Reject::Exchange => "exchange",
+        }
+    }
+}
+
+/// Everything [`Risk::check`] needs to know about one proposed order.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderCheck<'a> {
+    /// The instrument.
+    pub inst: &'a Instrument,
+    /// Side.
+    pub side: Side,
+    /// Limit price in ticks.
+    pub px: Px,
+    /// Size in lots.
+    pub qty: Qty,
+    /// Best bid and ask in ticks, if both exist.
+    pub top: Option<(Px, Px)>,
+    /// Current position in lots.
+    pub position: Qty,
+    /// Open size on the same side, in lots.
+    pub open_same_side: Qty,
+    /// The leg's position limit in lots (absolute).
+    pub max_position: Qty,
+    /// Orders open now, all legs.
+    pub open_orders: usize,
+    /// Local time of the leg's last market update.
+    pub last_update: Ts,
+    /// Now, local time.
+    pub now: Ts,
+}
+
+/// Risk state: kill switch, rate limiter and rejection counters.
+#[derive(Debug, Clone)]
+pub struct Risk {
+    params: RiskParams,
+    stale_ns: i64,
+    /// GCRA emission interval `T` in ns.
+    interval_ns: i64,
+    /// GCRA tolerance `tau` in ns.
+    tolerance_ns: i64,
+    /// GCRA theoretical arrival time.
+    tat: Ts,
+    killed: bool,
+    counts: [u64; Reject::ALL.len()],
+}
+
+impl Risk {
+    /// Risk state for validated parameters.
+    pub fn new(params: RiskParams) -> Self {
+        let interval_ns = ((NS_PER_SEC as f64) / params.orders_per_sec).round().max(1.0) as i64;
+        Risk {
+            params,
+            stale_ns: params.stale_ms as i64 * NS_PER_MS,
+            interval_ns,
+            tolerance_ns: interval_ns.saturating_mul(params.burst.saturating_sub(1) as i64),
+            tat: i64::MIN / 2,
+            killed: false,
+            counts: [0; Reject::ALL.len()],
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &RiskParams {
+        &self.params
+    }
+
+    /// True if the leg's data is too old to quote on.
+    #[inline]
+    pub fn is_stale(&self, last_update: Ts, now: Ts) -> bool {
+        now.saturating_sub(last_update) > self.stale_ns
+    }
+
+    /// Checks one order; on refusal counts and returns the reason.
+    #[inline]
+    pub fn check(&mut self, c: &OrderCheck<'_>) -> Result<(), Reject> {
+        let r = self.evaluate(c);
+        if let Err(reason) = r {
+            self.count(reason);
+        }
+        r
+    }
+
+    #[inline]
+    fn evaluate(&mut self, c: &OrderCheck<'_>) -> Result<(), Reject> {
+        if self.killed {
+            return Err(Reject::Killed);
+        }
+        if self.is_stale(c.last_update, c.now) {
+            return Err(Reject::Stale);
+        }
+        let (bid, ask) = c.top.ok_or(Reject::NoMarket)?;
+        let mid = (bid + ask) as f64 * 0.5;
+        if (c.px as f64 - mid).abs() > mid * self.params.price_band_bps * 1e-4 {
+            return Err(Reject::PriceBand);
+        }
+        if c.inst.px_f64(c.px) * c.inst.qty_f64(c.qty) > self.params.max_order_notional {
+            return Err(Reject::Notional);
+        }
+        let worst = c.position + c.side.sign() * (c.open_same_side + c.qty);
+        if worst.abs() > c.max_position && worst.abs() > c.position.abs() {
+            return Err(Reject::Position);
+        }
+        if c.open_orders >= self.params.max_open_orders {
+            return Err(Reject::OpenOrders);
+        }
+        if c.now < self.tat - self.tolerance_ns {
+            return Err(Reject::RateLimit);
+        }
+        self.tat = self.tat.max(c.now) + self.interval_ns;
+        Ok(())
+    }
+
+    /// Counts a rejection decided elsewhere (stale cancels, exchange rejects).
+    #[inline]
+    pub fn count(&mut self, reason: Reject) {
+        self.counts[reason as usize] += 1;
+    }
+
+    /// Trips the kill switch: every later order is refused.
+    pub fn kill(&mut self) {
+        self.killed = true;
+    }
+
+    /// True once the kill switch has tripped.
+    #[inline]
+    pub fn killed(&self) -> bool {
+        self.killed
+    }
+
+    /// Trips the kill switch if `net_pnl` is below `-max_loss`. Returns true if it
+    /// tripped now.
+    #[inline]
+    pub fn check_loss(&mut self, net_pnl: f64) -> bool {
+        match self.params.max_loss {
+            Some(l) if !self.killed && net_pnl < -l => {
+                self.killed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Rejections so far, indexed like [`Reject::ALL`].
+    pub fn counts(&self) -> &[u64; Reject::ALL.len()] {
+        &self.counts
+    }
+
+    /// Rejections for one reason.
+    pub fn count_of(&self, reason: Reject) -> u64 {
+        self.counts[reason as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params() -> RiskParams {
+        RiskParams {
+            max_order_notional: 1_000.0,
+            max_open_orders: 4,
+            orders_per_sec: 10.0,
+            burst: 3,
+            price_band_bps: 50.0,
+            stale_ms: 1_000,
+            max_loss: Some(100.0),
+        }
+    }
+
+    fn inst() -> Instrument {
+        Instrument::new("ETHUSDT", "0.01".parse().unwrap(), "0.0001".parse().unwrap())
+    }
+
+    fn check(i: &Instrument) -> OrderCheck<'_> {
+        OrderCheck {
+            inst: i,
+            side: Side::Buy,
+            px: 250_000,
+            qty: 1_000, // 0.1 ETH at 2500 = 250 USDT
+            top: Some((250_000, 250_001)),
+            position: 0,
+            open_same_side: 0,
+            max_position: 5_000,
+            open_orders: 0,
+            last_update: 0,
+            now: 0,
+        }
+    }
+
+    #[test]
+    fn each_limit_rejects_with_its_reason_and_counts() {
+        let i = inst();
+        let mut r = Risk::new(params());
+        let cases: [(OrderCheck, Reject); 6] = [
+            (OrderCheck { now: 2 * NS_PER_SEC, ..check(&i) }, Reject::Stale),
+            (OrderCheck { top: None, ..check(&i) }, Reject::NoMarket),
+            (OrderCheck { px: 240_000, ..check(&i) }, Reject::PriceBand),
+            (OrderCheck { qty: 5_000, ..check(&i) }, Reject::Notional),
+            (OrderCheck { position: 3_500, open_same_side: 1_000, ..check(&i) }, Reject::Position),
+            (OrderCheck { open_orders: 4, ..check(&i) }, Reject::OpenOrders),
+        ];
+        for (c, want) in cases {
+            assert_eq!(r.check(&c), Err(want));
+            assert_eq!(r.count_of(want), 1);
+        }
+        assert_eq!(r.check(&check(&i)), Ok(()));
+        r.kill();
+        assert_eq!(r.check(&check(&i)), Err(Reject::Killed));
+        assert_eq!(r.counts().iter().sum::<u64>(), 7);
+    }
+
+    #[test]
+    fn reducing_orders_pass_even_beyond_the_limit() {
+        let i = inst();
+        let mut r = Risk::new(params());
+        let c = OrderCheck { side: Side::Sell, position: 9_000, ..check(&i) };
+        assert_eq!(r.check(&c), Ok(()));
+    }
+
+    #[test]
+    fn gcra_allows_burst_then_the_rate() {
+        let i = inst();
+        let mut r = Risk::new(params());
+        let at = |now| OrderCheck { now, last_update: now, ..check(&i) };
+        for _ in 0..3 {
+            assert_eq!(r.check(&at(0)), Ok(()));
+        }
+        assert_eq!(r.check(&at(0)), Err(Reject::RateLimit));
+        // One interval (100 ms) later exactly one more order is allowed.
+        assert_eq!(r.check(&at(100 * NS_PER_MS)), Ok(()));
+        assert_eq!(r.check(&at(100 * NS_PER_MS)), Err(Reject::RateLimit));
+    }
+
+    #[test]
+    fn max_loss_trips_the_kill_switch_once() {
+        let mut r = Risk::new(params());
+        assert!(!r.check_loss(-99.0));
+        assert!(r.check_loss(-101.0));
+        assert!(r.killed());
+        assert!(!r.check_loss(-500.0));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let e = RiskParams { orders_per_sec: 0.0, ..params() }.validate().unwrap_err();
+        assert_eq!(e.key, "orders_per_sec");
+        assert!(e.to_string().starts_with("risk.orders_per_sec"));
+    }
+
+    proptest! {
+        /// Whatever the sequence of requests, accepted orders never exceed
+        /// `burst + rate * elapsed`, and worst-case positions never exceed the limit.
+        #[test]
+        fn limits_never_breached(reqs in prop::collection::vec((0i64..50_000_000, any::<bool>(), 1i64..3_000), 1..300)) {
+            let i = inst();
+            let mut r = Risk::new(params());
+            let (mut now, mut pos, mut accepted) = (0i64, 0i64, 0u64);
+            for (dt, buy, qty) in reqs {
+                now += dt;
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let c = OrderCheck { side, qty: qty.min(3_999), now, last_update: now, position: pos, ..check(&i) };
+                if r.check(&c).is_ok() {
+                    accepted += 1;
+                    pos += side.sign() * c.qty; // filled at once
+                    prop_assert!(pos.abs() <= c.max_position);
+                }
+                let allowed = 3 + (now as f64 / 1e8).floor() as u64;
+                prop_assert!(accepted <= allowed, "{accepted} > {allowed}");
+            }
+        }
+    }
+}

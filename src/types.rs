@@ -283,8 +283,9 @@ impl Instrument {
     /// or one beyond `i64` ticks.
     ///
     /// `px / tick` is inexact in binary (100.07 / 0.01 = 10006.999...), so a quotient
-    /// within 1e-9 relative of an integer counts as that integer before rounding: a price
-    /// that is on the grid up to `f64` noise maps to its own tick in every direction.
+    /// within 1e-12 relative of an integer (a few thousand ulps, far below a tick)
+    /// counts as that integer before rounding: a price that is on the grid up to `f64`
+    /// noise maps to its own tick in every direction.
     #[inline]
     pub fn price_to_ticks(&self, px: f64, round: Round) -> Option<Px> {
         to_grid(px, self.tick_f, round)
@@ -326,7 +327,7 @@ fn to_grid(v: f64, inc: f64, round: Round) -> Option<i64> {
         return None;
     }
     let n = q.round();
-    let snapped = (q - n).abs() <= 1e-9 * n.abs().max(1.0);
+    let snapped = (q - n).abs() <= 1e-12 * n.abs().max(1.0);
     let r = if snapped {
         n
     } else {

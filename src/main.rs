@@ -108,28 +108,27 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 
 fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
     let cfg = load_config(config)?;
-    let ds = match data {
+    let (instruments, events) = match data {
         Some(p) => {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            let (instruments, events) = evfile::read_all(BufReader::new(f)).with_context(|| format!("reading {}", p.display()))?;
-            gen::Dataset { instruments, events }
+            evfile::read_all(BufReader::new(f)).with_context(|| format!("reading {}", p.display()))?
         }
         None => {
             let t = std::time::Instant::now();
-            let ds = gen::generate(&gen::GenParams { seed, events, ..gen::GenParams::default() });
+            let ds = gen::generate(&gen_params(seed, events)?);
             eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
-            ds
+            (ds.instruments, ds.events)
         }
     };
-    if ds.events.is_empty() {
+    if events.is_empty() {
         bail!("the data set has no events");
     }
-    let session_id = (ds.events[0].local_ts / NS_PER_SEC) as u32;
-    let core = Core::new(&cfg, &ds.instruments, session_id)?;
-    let venue = SimExchange::new(ds.instruments.clone(), cfg.fees);
+    let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+    let core = Core::new(&cfg, &instruments, session_id)?;
+    let venue = SimExchange::new(instruments.clone(), cfg.fees);
     let pinning = Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core };
     let stop = AtomicBool::new(false);
-    let outcome = live::run(core, SliceSource::new(&ds.events), venue, cfg.live.ring_capacity, pinning, &stop);
+    let outcome = live::run(core, SliceSource::new(&events), venue, cfg.live.ring_capacity, pinning, &stop);
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -149,8 +148,14 @@ fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, 
     Ok(())
 }
 
+fn gen_params(seed: u64, events: usize) -> Result<gen::GenParams> {
+    let p = gen::GenParams { seed, events, ..gen::GenParams::default() };
+    p.validate()?;
+    Ok(p)
+}
+
 fn gen_cmd(seed: u64, events: usize, out: &Path) -> Result<()> {
-    let ds = gen::generate(&gen::GenParams { seed, events, ..gen::GenParams::default() });
+    let ds = gen::generate(&gen_params(seed, events)?);
     let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = BufWriter::new(f);
     evfile::write(&mut w, &ds.instruments, &ds.events)?;

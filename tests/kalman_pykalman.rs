@@ -169,7 +169,10 @@ fn filter_csv_on_chan_slice_matches_pykalman() {
     let opts = CsvOptions { y: f.chan_y.clone(), x: f.chan_x.clone(), params, skip_bad: false };
     let mut out = Vec::new();
     let stats = filter_csv(&input[..], &mut out, &opts).expect("filter_csv");
-    assert_eq!((stats.rows, stats.written, stats.skipped), (f.chan_rows as u64, f.chan_rows as u64, 0));
+    assert_eq!(
+        (stats.rows, stats.written, stats.skipped),
+        (f.chan_rows as u64, f.chan_rows as u64, 0)
+    );
 
     let rows = reference("chan_ewa_ewc_pykalman.csv");
     let mut rdr = csv::Reader::from_reader(&out[..]);

@@ -197,12 +197,7 @@ mod tests {
     use super::*;
 
     fn opts(skip_bad: bool) -> CsvOptions {
-        CsvOptions {
-            y: "b".into(),
-            x: "a".into(),
-            params: KalmanParams::default(),
-            skip_bad,
-        }
+        CsvOptions { y: "b".into(), x: "a".into(), params: KalmanParams::default(), skip_bad }
     }
 
     fn run(input: &str, o: &CsvOptions) -> Result<(String, CsvStats), CsvError> {
@@ -243,7 +238,9 @@ mod tests {
         let input = "a,b\n16.1,22.95\n15.98,22.78\n16.1,22.94\n";
         let (out, _) = run(input, &opts(false)).expect("ok");
         let mut k = Kalman::new(&KalmanParams::default()).expect("valid");
-        for (line, (x, y)) in out.lines().skip(1).zip([(16.1, 22.95), (15.98, 22.78), (16.1, 22.94)]) {
+        for (line, (x, y)) in
+            out.lines().skip(1).zip([(16.1, 22.95), (15.98, 22.78), (16.1, 22.94)])
+        {
             let o = k.update(x, y).expect("accepted");
             let f: Vec<f64> = line.split(',').skip(2).map(|s| s.parse().expect("number")).collect();
             assert_eq!(f, [o.beta, o.alpha, o.e, o.q, o.z]);
@@ -271,14 +268,18 @@ mod tests {
         }
         assert_eq!(err.to_string(), "no column `b` in the input header (columns: a, c)");
         let o = CsvOptions { x: "zz".into(), ..opts(false) };
-        assert!(matches!(run("a,b\n", &o), Err(CsvError::MissingColumn { column, .. }) if column == "zz"));
+        let err = run("a,b\n", &o).expect_err("no zz");
+        assert!(matches!(err, CsvError::MissingColumn { column, .. } if column == "zz"));
         // Completely empty input has no header at all.
         assert!(matches!(run("", &opts(false)), Err(CsvError::MissingColumn { .. })));
     }
 
     #[test]
     fn invalid_params_are_rejected() {
-        let o = CsvOptions { params: KalmanParams { delta: 1.5, ..KalmanParams::default() }, ..opts(false) };
+        let o = CsvOptions {
+            params: KalmanParams { delta: 1.5, ..KalmanParams::default() },
+            ..opts(false)
+        };
         let err = run("a,b\n", &o).expect_err("bad delta");
         assert_eq!(err.to_string(), "kalman.delta must be in (0,1), got 1.5");
     }
@@ -292,9 +293,13 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
-        for (bad, col) in [("a,b\n1,2\n,3\n", "a"), ("a,b\n1,2\nNaN,3\n", "a"), ("a,b\n1,2\n2,inf\n", "b")] {
+        for (bad, col) in
+            [("a,b\n1,2\n,3\n", "a"), ("a,b\n1,2\nNaN,3\n", "a"), ("a,b\n1,2\n2,inf\n", "b")]
+        {
             match run(bad, &opts(false)).expect_err(bad) {
-                CsvError::BadValue { line, column, .. } => assert_eq!((line, column.as_str()), (3, col)),
+                CsvError::BadValue { line, column, .. } => {
+                    assert_eq!((line, column.as_str()), (3, col))
+                }
                 e => panic!("{e:?}"),
             }
         }
@@ -327,7 +332,9 @@ mod tests {
     #[test]
     fn ragged_rows_are_errors() {
         match run("a,b\n1,2\n1,2,3\n", &opts(false)).expect_err("ragged") {
-            CsvError::Ragged { line, expected, found } => assert_eq!((line, expected, found), (3, 2, 3)),
+            CsvError::Ragged { line, expected, found } => {
+                assert_eq!((line, expected, found), (3, 2, 3))
+            }
             e => panic!("{e:?}"),
         }
         let err = run("a,b,c\n1,2,3\n4,5\n", &opts(false)).expect_err("short");

@@ -306,10 +306,7 @@ mod tests {
         assert_eq!(d.validate(), Ok(()));
         let bad = KalmanParams { delta: 1.5, ..d };
         assert_eq!(bad.validate(), Err(KalmanError::Delta(1.5)));
-        assert_eq!(
-            KalmanError::Delta(1.5).to_string(),
-            "kalman.delta must be in (0,1), got 1.5"
-        );
+        assert_eq!(KalmanError::Delta(1.5).to_string(), "kalman.delta must be in (0,1), got 1.5");
         for delta in [0.0, 1.0, -1e-4, f64::NAN, f64::INFINITY] {
             assert!(matches!(KalmanParams { delta, ..d }.validate(), Err(KalmanError::Delta(_))));
         }
@@ -409,7 +406,10 @@ mod tests {
         let before = k.clone();
         assert_eq!(k.update(f64::NAN, 75.0), None);
         assert_eq!(k.update(1e300, 75.0), None, "Q overflows to inf");
-        assert_eq!((k.beta(), k.alpha(), k.covariance()), (before.beta, before.alpha, before.covariance()));
+        assert_eq!(
+            (k.beta(), k.alpha(), k.covariance()),
+            (before.beta, before.alpha, before.covariance())
+        );
         assert_eq!((k.steps(), k.skipped()), (1, 7));
         // And the next accepted step predicts exactly once from the last accepted one.
         assert_eq!(k.update(51.0, 76.0), fresh.update(51.0, 76.0));

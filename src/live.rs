@@ -14,7 +14,8 @@
 //! `Instant::now()`, a vDSO read of `CLOCK_MONOTONIC`, not a system call. Every command
 //! is delivered: a full ring is waited out by spinning (and counted), never dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::{Commands, Core};
@@ -54,33 +55,75 @@ pub trait MarketSource {
     fn now(&self) -> Ts;
 }
 
-/// Replays events from memory as fast as the hot thread takes them; the clock is the
-/// last event's local time.
+/// How a replay feeds events to the hot thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// As fast as the hot thread takes them; the gateway lags behind in event time by
+    /// however long it takes, so results depend on thread timing.
+    Max,
+    /// Before each event the hot thread waits until the gateway has handled everything
+    /// sent so far and the reports are drained: zero simulated latency, and the same
+    /// fills on every run.
+    Lockstep,
+    /// Event time runs this many times faster than wall time.
+    Speed(f64),
+}
+
+impl std::str::FromStr for Pacing {
+    type Err = String;
+    /// `max`, `lockstep`, or a speed factor such as `1000` or `1000x`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "max" => Ok(Pacing::Max),
+            "lockstep" => Ok(Pacing::Lockstep),
+            _ => match s.trim_end_matches('x').parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => Ok(Pacing::Speed(v)),
+                _ => Err(format!("pacing must be max, lockstep or a positive speed factor, got {s:?}")),
+            },
+        }
+    }
+}
+
+/// Replays events from memory; the clock is the last event's local time. With a speed
+/// factor, an event is released only once wall time has caught up with it.
 #[derive(Debug)]
 pub struct SliceSource<'a> {
     events: &'a [MarketEvent],
     next: usize,
     now: Ts,
+    /// Wall-clock ns per event-time ns (0: no pacing).
+    wall_per_event_ns: f64,
+    start: Option<Instant>,
 }
 
 impl<'a> SliceSource<'a> {
-    /// A source over `events` (sorted by `local_ts`).
+    /// A source over `events` (sorted by `local_ts`), as fast as it is polled.
     pub fn new(events: &'a [MarketEvent]) -> Self {
-        SliceSource { events, next: 0, now: events.first().map_or(0, |e| e.local_ts) }
+        SliceSource { events, next: 0, now: events.first().map_or(0, |e| e.local_ts), wall_per_event_ns: 0.0, start: None }
+    }
+
+    /// A source whose event time runs `speed` times faster than wall time.
+    pub fn paced(events: &'a [MarketEvent], speed: f64) -> Self {
+        SliceSource { wall_per_event_ns: 1.0 / speed, ..SliceSource::new(events) }
     }
 }
 
 impl MarketSource for SliceSource<'_> {
     #[inline]
     fn poll(&mut self) -> Polled {
-        match self.events.get(self.next) {
-            Some(ev) => {
-                self.next += 1;
-                self.now = ev.local_ts;
-                Polled::Event(*ev)
+        let Some(ev) = self.events.get(self.next) else {
+            return Polled::End;
+        };
+        if self.wall_per_event_ns > 0.0 {
+            let start = *self.start.get_or_insert_with(Instant::now);
+            let due = (ev.local_ts - self.events[0].local_ts) as f64 * self.wall_per_event_ns;
+            if (start.elapsed().as_nanos() as f64) < due {
+                return Polled::Idle;
             }
-            None => Polled::End,
         }
+        self.next += 1;
+        self.now = ev.local_ts;
+        Polled::Event(*ev)
     }
 
     #[inline]
@@ -118,6 +161,8 @@ pub struct HotLoop<S> {
     cmds: Commands,
     latencies: Latencies,
     stats: LoopStats,
+    /// Messages pushed to the gateway so far.
+    sent: u64,
 }
 
 impl<S: MarketSource> HotLoop<S> {
@@ -139,6 +184,7 @@ impl<S: MarketSource> HotLoop<S> {
             cmds: Commands::new(),
             latencies: Latencies::new(),
             stats: LoopStats::default(),
+            sent: 0,
         }
     }
 
@@ -189,6 +235,22 @@ impl<S: MarketSource> HotLoop<S> {
         }
     }
 
+    /// Lockstep: waits until the gateway has handled every message sent so far
+    /// (`handled`, published by [`gateway_loop`] after it has pushed their reports),
+    /// feeds the reports to the core, and repeats until nothing is in flight.
+    #[inline]
+    pub fn sync(&mut self, handled: &AtomicU64) {
+        loop {
+            while handled.load(Ordering::Acquire) < self.sent {
+                std::hint::spin_loop();
+            }
+            if self.from_gateway.is_empty() {
+                return;
+            }
+            self.drain_reports();
+        }
+    }
+
     /// Shuts the core down (cancel all, no more quotes) and tells the gateway to finish
     /// once it has handled the cancels.
     pub fn stop(&mut self) {
@@ -215,6 +277,7 @@ impl<S: MarketSource> HotLoop<S> {
             self.stats.backpressure_spins += 1;
             std::hint::spin_loop();
         }
+        self.sent += 1;
     }
 
     /// The core.
@@ -255,12 +318,14 @@ pub struct GatewayStats {
 }
 
 /// The gateway thread's loop: pops commands and market events until [`ToGateway::Stop`],
-/// hands them to the exchange, and pushes its reports back. Spins while idle and
-/// yields the CPU after a run of empty polls.
+/// hands them to the exchange, and pushes its reports back. After each message and its
+/// reports, `handled` counts it (for [`Pacing::Lockstep`]). Spins while idle and yields
+/// the CPU after a run of empty polls.
 pub fn gateway_loop<E: Exchange>(
     exchange: &mut E,
     mut rx: Consumer<ToGateway>,
     mut tx: Producer<ExecReport>,
+    handled: &AtomicU64,
     clock: impl Fn() -> Ts,
 ) -> GatewayStats {
     let mut stats = GatewayStats::default();
@@ -298,6 +363,7 @@ pub fn gateway_loop<E: Exchange>(
             }
             stats.reports += 1;
         }
+        handled.fetch_add(1, Ordering::Release);
         if stop {
             return stats;
         }
@@ -352,40 +418,55 @@ pub struct RunOutcome<E> {
     pub elapsed: Duration,
 }
 
+/// Options of a threaded run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Capacity of each ring.
+    pub ring_capacity: usize,
+    /// Cores for the threads.
+    pub pinning: Pinning,
+    /// Wait for the gateway before each event ([`Pacing::Lockstep`]).
+    pub lockstep: bool,
+}
+
 /// Runs `core` over `source` on a pinned hot thread with a gateway thread driving
-/// `exchange`, until the source ends; then cancels all orders, lets the gateway drain,
-/// and processes its last reports. `stop` ends the run early (SIGINT).
-pub fn run<S, E>(
-    core: Core,
-    source: S,
-    mut exchange: E,
-    ring_capacity: usize,
-    pinning: Pinning,
-    stop: &AtomicBool,
-) -> RunOutcome<E>
+/// `exchange`, until the source ends or `stop` is set (SIGINT); then shuts the core
+/// down (cancel all), lets the gateway drain, and processes its last reports.
+pub fn run<S, E>(core: Core, source: S, mut exchange: E, opts: &RunOptions, stop: &AtomicBool) -> RunOutcome<E>
 where
     S: MarketSource + Send,
     E: Exchange,
 {
-    let (to_gw, gw_rx) = ring::<ToGateway>(ring_capacity);
-    let (gw_tx, from_gw) = ring::<ExecReport>(ring_capacity);
+    let (to_gw, gw_rx) = ring::<ToGateway>(opts.ring_capacity);
+    let (gw_tx, from_gw) = ring::<ExecReport>(opts.ring_capacity);
     let forward = exchange.needs_market();
+    let handled = Arc::new(AtomicU64::new(0));
+    let pinning = opts.pinning;
+    let lockstep = opts.lockstep;
     // Allocates: done once, here, before the threads start.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (hl, elapsed, gateway_stats, warnings) = std::thread::scope(|s| {
         let cores = &cores;
         let exchange = &mut exchange;
+        let gw_handled = Arc::clone(&handled);
         let gateway = s.spawn(move || {
             let warn = pinning.gateway.and_then(|c| pin_current(Some(c), cores, "gateway thread"));
             let epoch = Instant::now();
-            let stats = gateway_loop(exchange, gw_rx, gw_tx, move || epoch.elapsed().as_nanos() as Ts);
+            let stats = gateway_loop(exchange, gw_rx, gw_tx, &gw_handled, move || epoch.elapsed().as_nanos() as Ts);
             (stats, warn)
         });
         let hot = s.spawn(move || {
             let warn = pin_current(pinning.hot, cores, "hot thread");
             let mut hl = HotLoop::new(core, source, to_gw, from_gw, forward);
             let t0 = Instant::now();
-            while !stop.load(Ordering::Relaxed) && hl.turn() {}
+            while !stop.load(Ordering::Relaxed) {
+                if lockstep {
+                    hl.sync(&handled);
+                }
+                if !hl.turn() {
+                    break;
+                }
+            }
             hl.stop();
             while !hl.gateway_gone() {
                 hl.drain_reports();

@@ -12,7 +12,7 @@ use statarb::config::Config;
 use statarb::core::Core;
 use statarb::feed::{evfile, gen};
 use statarb::gateway::sim::SimExchange;
-use statarb::live::{self, Pinning, SliceSource};
+use statarb::live::{self, Pacing, Pinning, RunOptions, SliceSource};
 use statarb::metrics::{write_hgrm, Stage};
 use statarb::report::Summary;
 use statarb::signal::csv::{filter_csv, CsvOptions};
@@ -46,6 +46,10 @@ enum Cmd {
         /// Directory for summary.json and the latency histograms (.hgrm).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `lockstep` (the hot thread waits for the gateway before each event: the same
+        /// fills every run), `max` (no waiting), or a speed factor such as `1000x`.
+        #[arg(long, default_value = "lockstep")]
+        pace: Pacing,
     },
     /// Generate the built-in data set into a binary event file.
     Gen {
@@ -90,7 +94,7 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Replay { config, data, seed, events, out } => replay(config.as_deref(), data.as_deref(), seed, events, out.as_deref()),
+        Cmd::Replay { config, data, seed, events, out, pace } => replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref()),
         Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
         Cmd::Kalman { input, y, x, delta, ve, p0, output, skip_bad } => {
             let params = KalmanParams { delta, ve, p0, ..KalmanParams::default() };
@@ -106,7 +110,7 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     })
 }
 
-fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
+fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, pace: Pacing, out: Option<&Path>) -> Result<()> {
     let cfg = load_config(config)?;
     let (instruments, events) = match data {
         Some(p) => {
@@ -126,9 +130,17 @@ fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, 
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let core = Core::new(&cfg, &instruments, session_id)?;
     let venue = SimExchange::new(instruments.clone(), cfg.fees);
-    let pinning = Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core };
+    let opts = RunOptions {
+        ring_capacity: cfg.live.ring_capacity,
+        pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
+        lockstep: pace == Pacing::Lockstep,
+    };
+    let source = match pace {
+        Pacing::Speed(x) => SliceSource::paced(&events, x),
+        Pacing::Max | Pacing::Lockstep => SliceSource::new(&events),
+    };
     let stop = AtomicBool::new(false);
-    let outcome = live::run(core, SliceSource::new(&events), venue, cfg.live.ring_capacity, pinning, &stop);
+    let outcome = live::run(core, source, venue, &opts, &stop);
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }

@@ -1792,7 +1792,7 @@ mod tests {
     /// Statistics of the default data set next to the measured ones (module docs).
     /// `cargo test --release --lib feed::gen::tests::print_stats -- --ignored --nocapture`
     #[test]
-    #[ignore]
+    #[ignore = "prints calibration statistics for the module docs; run by hand"]
     fn print_stats() {
         let p = GenParams::default();
         let t0 = std::time::Instant::now();

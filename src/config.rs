@@ -228,9 +228,7 @@ impl Config {
                     Err(_) => return Err((key(k), format!("{v} is not a multiple of lot {}", leg.lot))),
                 }
             }
-            leg.quote_params()
-                .validate(self.quote.model)
-                .map_err(|e| (key("quote"), e.to_string()))?;
+            leg.quote_params().validate(self.quote.model).map_err(|e| (key("quote"), e.to_string()))?;
         }
         if self.y.symbol == self.x.symbol {
             return Err(("x.symbol".into(), "must differ from y.symbol".into()));

@@ -175,10 +175,7 @@ impl ExecReport {
     /// True for the kinds after which the order is no longer open.
     #[inline]
     pub const fn is_final(&self) -> bool {
-        matches!(
-            self.kind,
-            ExecKind::Fill | ExecKind::Canceled | ExecKind::Rejected | ExecKind::Expired
-        )
+        matches!(self.kind, ExecKind::Fill | ExecKind::Canceled | ExecKind::Rejected | ExecKind::Expired)
     }
 }
 

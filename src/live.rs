@@ -99,7 +99,13 @@ pub struct SliceSource<'a> {
 impl<'a> SliceSource<'a> {
     /// A source over `events` (sorted by `local_ts`), as fast as it is polled.
     pub fn new(events: &'a [MarketEvent]) -> Self {
-        SliceSource { events, next: 0, now: events.first().map_or(0, |e| e.local_ts), wall_per_event_ns: 0.0, start: None }
+        SliceSource {
+            events,
+            next: 0,
+            now: events.first().map_or(0, |e| e.local_ts),
+            wall_per_event_ns: 0.0,
+            start: None,
+        }
     }
 
     /// A source whose event time runs `speed` times faster than wall time.
@@ -385,7 +391,12 @@ pub fn pin_current(core: Option<usize>, cores: &[core_affinity::CoreId], who: &s
     let id = match core {
         Some(c) => match cores.iter().find(|id| id.id == c) {
             Some(id) => *id,
-            None => return Some(format!("{who}: core {c} is not available ({} cores visible); running unpinned", cores.len())),
+            None => {
+                return Some(format!(
+                    "{who}: core {c} is not available ({} cores visible); running unpinned",
+                    cores.len()
+                ))
+            }
         },
         None => match cores.last() {
             Some(id) => *id,

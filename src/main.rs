@@ -20,7 +20,11 @@ use statarb::signal::kalman::KalmanParams;
 use statarb::types::NS_PER_SEC;
 
 #[derive(Parser)]
-#[command(name = "statarb", version, about = "Low-latency pairs trading: Kalman hedge ratio, risk, Avellaneda-Stoikov execution")]
+#[command(
+    name = "statarb",
+    version,
+    about = "Low-latency pairs trading: Kalman hedge ratio, risk, Avellaneda-Stoikov execution"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -94,7 +98,9 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Replay { config, data, seed, events, out, pace } => replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref()),
+        Cmd::Replay { config, data, seed, events, out, pace } => {
+            replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
+        }
         Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
         Cmd::Kalman { input, y, x, delta, ve, p0, output, skip_bad } => {
             let params = KalmanParams { delta, ve, p0, ..KalmanParams::default() };
@@ -110,7 +116,14 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     })
 }
 
-fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, pace: Pacing, out: Option<&Path>) -> Result<()> {
+fn replay(
+    config: Option<&Path>,
+    data: Option<&Path>,
+    seed: u64,
+    events: usize,
+    pace: Pacing,
+    out: Option<&Path>,
+) -> Result<()> {
     let cfg = load_config(config)?;
     let (instruments, events) = match data {
         Some(p) => {
@@ -120,7 +133,11 @@ fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, 
         None => {
             let t = std::time::Instant::now();
             let ds = gen::generate(&gen_params(seed, events)?);
-            eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
+            eprintln!(
+                "generated the built-in data set: {} events, seed {seed}, in {:.2?}",
+                ds.events.len(),
+                t.elapsed()
+            );
             (ds.instruments, ds.events)
         }
     };
@@ -149,7 +166,8 @@ fn replay(config: Option<&Path>, data: Option<&Path>, seed: u64, events: usize, 
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("summary.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
         for stage in Stage::ALL {
             let path = dir.join(format!("{}.hgrm", stage.name()));
             let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;

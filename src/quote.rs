@@ -84,12 +84,7 @@ pub struct QuoteParams {
 }
 
 #[inline]
-fn check(
-    field: &'static str,
-    value: f64,
-    ok: bool,
-    requirement: &'static str,
-) -> Result<(), QuoteError> {
+fn check(field: &'static str, value: f64, ok: bool, requirement: &'static str) -> Result<(), QuoteError> {
     if ok && value.is_finite() {
         Ok(())
     } else {
@@ -519,8 +514,7 @@ mod tests {
     fn params_deserialize() {
         let p: QuoteParams = serde_json::from_str(r#"{"gamma":0.1,"k":1.5,"sigma0":2.0}"#).unwrap();
         assert_eq!(p, QuoteParams { a: 0.0, ..paper() });
-        assert!(serde_json::from_str::<QuoteParams>(r#"{"gamma":0.1,"k":1.5,"sigma0":2,"x":1}"#)
-            .is_err());
+        assert!(serde_json::from_str::<QuoteParams>(r#"{"gamma":0.1,"k":1.5,"sigma0":2,"x":1}"#).is_err());
         let m: QuoteModel = serde_json::from_str(r#""glft""#).unwrap();
         assert_eq!(m, QuoteModel::Glft);
         assert_eq!(serde_json::from_str::<QuoteModel>(r#""as""#).unwrap(), QuoteModel::As);

@@ -144,7 +144,13 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "events          {:>14}   ({:.2} M events/s over {:.3} s)", self.events, self.events_per_sec / 1e6, self.elapsed_s)?;
+        writeln!(
+            f,
+            "events          {:>14}   ({:.2} M events/s over {:.3} s)",
+            self.events,
+            self.events_per_sec / 1e6,
+            self.elapsed_s
+        )?;
         writeln!(f, "signals         {:>14}   entries {}", self.signals, self.entries)?;
         if let (Some(b), Some(z)) = (self.beta, self.z) {
             writeln!(f, "last beta, z    {:>14.6}   {:.3}", b, z)?;
@@ -162,7 +168,8 @@ impl fmt::Display for Summary {
         writeln!(f, "pnl gross       {:>14.2}", self.pnl_gross)?;
         writeln!(f, "fees            {:>14.2}", self.fees)?;
         writeln!(f, "pnl net         {:>14.2}", self.pnl)?;
-        let rejects: Vec<String> = self.rejects.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        let rejects: Vec<String> =
+            self.rejects.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         writeln!(f, "risk rejects    {}", if rejects.is_empty() { "none".into() } else { rejects.join(" ") })?;
         let p = &self.tick_to_quote_ns;
         writeln!(

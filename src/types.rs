@@ -226,9 +226,7 @@ impl<'de> Deserialize<'de> for Decimal {
     /// inexact by the time it reaches us.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let v: Decimal = s
-            .parse()
-            .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))?;
+        let v: Decimal = s.parse().map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))?;
         if v.mantissa <= 0 {
             return Err(serde::de::Error::custom(format!("`{s}` must be > 0")));
         }

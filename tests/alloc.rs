@@ -99,6 +99,9 @@ fn hot_loop_allocates_nothing_after_warm_up() {
     let st = *hl.stats();
     let cs = *hl.core().stats();
     assert_eq!(st.events, WARM + MEASURED);
-    assert!(cs.orders > 100 && cs.fills > 10 && st.reports > 100, "the run must exercise orders and fills: {cs:?} {st:?}");
+    assert!(
+        cs.orders > 100 && cs.fills > 10 && st.reports > 100,
+        "the run must exercise orders and fills: {cs:?} {st:?}"
+    );
     assert_eq!(allocs_measured, 0, "allocations on the hot path over {MEASURED} events");
 }

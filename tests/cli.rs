@@ -110,7 +110,15 @@ fn kalman_command_streams_the_csv_with_five_columns() {
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/chan_ewa_ewc.csv");
     let output = dir.path().join("k.csv");
     let o = statarb(&[
-        "kalman", "--input", input.to_str().unwrap(), "--y", "EWC", "--x", "EWA", "--output", output.to_str().unwrap(),
+        "kalman",
+        "--input",
+        input.to_str().unwrap(),
+        "--y",
+        "EWC",
+        "--x",
+        "EWA",
+        "--output",
+        output.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&output).unwrap();

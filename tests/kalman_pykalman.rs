@@ -34,8 +34,7 @@ struct FixtureParams {
 }
 
 fn fixture_params() -> (FixtureParams, KalmanParams) {
-    let text = std::fs::read_to_string(data("kalman_pykalman.params.json"))
-        .expect("read kalman_pykalman.params.json");
+    let text = std::fs::read_to_string(data("kalman_pykalman.params.json")).expect("read kalman_pykalman.params.json");
     let f: FixtureParams = serde_json::from_str(&text).expect("parse params json");
     let k = KalmanParams { delta: f.delta, ve: f.ve, p0: f.p0, beta0: f.beta0, alpha0: f.alpha0 };
     (f, k)
@@ -132,9 +131,7 @@ fn synthetic_pair_with_beta_break_matches_pykalman() {
 fn chan_slice(f: &FixtureParams) -> Vec<(f64, f64)> {
     let mut rdr = csv::Reader::from_path(data("chan_ewa_ewc.csv")).expect("open chan slice");
     let headers = rdr.headers().expect("header").clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
-    };
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
     let (xi, yi) = (col(&f.chan_x), col(&f.chan_y));
     rdr.records()
         .map(|r| {
@@ -169,18 +166,12 @@ fn filter_csv_on_chan_slice_matches_pykalman() {
     let opts = CsvOptions { y: f.chan_y.clone(), x: f.chan_x.clone(), params, skip_bad: false };
     let mut out = Vec::new();
     let stats = filter_csv(&input[..], &mut out, &opts).expect("filter_csv");
-    assert_eq!(
-        (stats.rows, stats.written, stats.skipped),
-        (f.chan_rows as u64, f.chan_rows as u64, 0)
-    );
+    assert_eq!((stats.rows, stats.written, stats.skipped), (f.chan_rows as u64, f.chan_rows as u64, 0));
 
     let rows = reference("chan_ewa_ewc_pykalman.csv");
     let mut rdr = csv::Reader::from_reader(&out[..]);
     let headers = rdr.headers().expect("header").clone();
-    assert_eq!(
-        headers.iter().collect::<Vec<_>>(),
-        ["Date", "EWA", "EWC", "beta", "alpha", "e", "q", "z"]
-    );
+    assert_eq!(headers.iter().collect::<Vec<_>>(), ["Date", "EWA", "EWC", "beta", "alpha", "e", "q", "z"]);
     let mut inp = csv::Reader::from_reader(&input[..]);
     let mut max = MaxErr::default();
     let mut n = 0;

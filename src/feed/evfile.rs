@@ -135,32 +135,19 @@ pub enum EvFileError {
 /// Writes `instruments` and `events` as an event file (see the module docs for the
 /// layout). Everything is validated before the first byte is written, so an error
 /// leaves `w` untouched. `w` is buffered internally and flushed on success.
-pub fn write<W: Write>(
-    w: W,
-    instruments: &[Instrument],
-    events: &[MarketEvent],
-) -> Result<(), EvFileError> {
+pub fn write<W: Write>(w: W, instruments: &[Instrument], events: &[MarketEvent]) -> Result<(), EvFileError> {
     if instruments.len() > MAX_INSTRUMENTS {
         return Err(EvFileError::TooManyInstruments(instruments.len() as u64));
     }
     for (index, inst) in instruments.iter().enumerate() {
         if inst.symbol.len() > u16::MAX as usize {
-            return Err(EvFileError::BadInstrument {
-                index,
-                reason: "symbol longer than 65535 bytes",
-            });
+            return Err(EvFileError::BadInstrument { index, reason: "symbol longer than 65535 bytes" });
         }
         check_increment(index, inst.tick)?;
         check_increment(index, inst.lot)?;
     }
-    if let Some((index, ev)) =
-        events.iter().enumerate().find(|(_, e)| e.inst as usize >= instruments.len())
-    {
-        return Err(EvFileError::InstrumentOutOfRange {
-            index: index as u64,
-            inst: ev.inst,
-            count: instruments.len(),
-        });
+    if let Some((index, ev)) = events.iter().enumerate().find(|(_, e)| e.inst as usize >= instruments.len()) {
+        return Err(EvFileError::InstrumentOutOfRange { index: index as u64, inst: ev.inst, count: instruments.len() });
     }
 
     let mut w = BufWriter::with_capacity(BUF_LEN, w);
@@ -301,8 +288,7 @@ fn decode(rec: &[u8; RECORD_LEN], index: u64, n_inst: usize) -> Result<MarketEve
     if inst as usize >= n_inst {
         return Err(EvFileError::InstrumentOutOfRange { index, inst, count: n_inst });
     }
-    let kind =
-        EventKind::from_u8(rec[34]).ok_or(EvFileError::UnknownKind { index, byte: rec[34] })?;
+    let kind = EventKind::from_u8(rec[34]).ok_or(EvFileError::UnknownKind { index, byte: rec[34] })?;
     Ok(MarketEvent {
         exch_ts: i64_at(0),
         local_ts: i64_at(8),
@@ -391,17 +377,10 @@ mod tests {
             EventKind::TradeSell,
             EventKind::Clear,
         ];
-        let mut v: Vec<_> = (0..100)
-            .map(|i| ev(i, (i % 2) as InstId, kinds[i as usize % kinds.len()], (i % 3 == 0) as u8))
-            .collect();
+        let mut v: Vec<_> =
+            (0..100).map(|i| ev(i, (i % 2) as InstId, kinds[i as usize % kinds.len()], (i % 3 == 0) as u8)).collect();
         // Extremes survive the trip.
-        v.push(MarketEvent {
-            exch_ts: i64::MIN,
-            local_ts: i64::MAX,
-            px: -1,
-            qty: i64::MIN,
-            ..v[0]
-        });
+        v.push(MarketEvent { exch_ts: i64::MIN, local_ts: i64::MAX, px: -1, qty: i64::MIN, ..v[0] });
         v
     }
 
@@ -477,16 +456,10 @@ mod tests {
         // Tick scale 19 would make `Decimal::new` assert: it must be an error instead.
         let mut bad = good.clone();
         bad[33..37].copy_from_slice(&19u32.to_le_bytes());
-        assert!(matches!(
-            read_all(bad.as_slice()),
-            Err(EvFileError::BadInstrument { index: 0, .. })
-        ));
+        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::BadInstrument { index: 0, .. })));
         let mut bad = good.clone();
         bad[18] = 0xff;
-        assert!(matches!(
-            read_all(bad.as_slice()),
-            Err(EvFileError::BadInstrument { index: 0, .. })
-        ));
+        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::BadInstrument { index: 0, .. })));
         assert!(matches!(read_all(&good[..20]), Err(EvFileError::TruncatedHeader)));
         assert!(matches!(read_all(&[][..]), Err(EvFileError::TruncatedHeader)));
     }
@@ -500,10 +473,7 @@ mod tests {
 
         let mut bad = good.clone();
         bad[at(5) + 34] = 0;
-        assert!(matches!(
-            read_all(bad.as_slice()),
-            Err(EvFileError::UnknownKind { index: 5, byte: 0 })
-        ));
+        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::UnknownKind { index: 5, byte: 0 })));
         let mut bad = good.clone();
         bad[at(7) + 32] = 2;
         assert!(matches!(
@@ -515,10 +485,7 @@ mod tests {
         // A count larger than the records present is truncation, not a huge allocation.
         let mut bad = good.clone();
         bad[first - 8..first].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            read_all(bad.as_slice()),
-            Err(EvFileError::Truncated { index: 101, count: u64::MAX })
-        ));
+        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::Truncated { index: 101, count: u64::MAX })));
     }
 
     #[test]

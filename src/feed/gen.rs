@@ -262,36 +262,20 @@ impl LegParams {
         let nonneg = |v: f64| v.is_finite() && v >= 0.0;
         let prob = |v: f64| (0.0..=1.0).contains(&v);
         [
-            (
-                n("btc.trade_rate", "eth.trade_rate"),
-                self.trade_rate,
-                nonneg(self.trade_rate) && self.trade_rate <= 1e4,
-            ),
-            (
-                n("btc.trade_size_median", "eth.trade_size_median"),
-                self.trade_size_median,
-                pos(self.trade_size_median),
-            ),
+            (n("btc.trade_rate", "eth.trade_rate"), self.trade_rate, nonneg(self.trade_rate) && self.trade_rate <= 1e4),
+            (n("btc.trade_size_median", "eth.trade_size_median"), self.trade_size_median, pos(self.trade_size_median)),
             (
                 n("btc.trade_size_log_sd", "eth.trade_size_log_sd"),
                 self.trade_size_log_sd,
                 nonneg(self.trade_size_log_sd) && self.trade_size_log_sd <= 10.0,
             ),
-            (
-                n("btc.top_size_median", "eth.top_size_median"),
-                self.top_size_median,
-                pos(self.top_size_median),
-            ),
+            (n("btc.top_size_median", "eth.top_size_median"), self.top_size_median, pos(self.top_size_median)),
             (
                 n("btc.top_size_log_sd", "eth.top_size_log_sd"),
                 self.top_size_log_sd,
                 nonneg(self.top_size_log_sd) && self.top_size_log_sd <= 10.0,
             ),
-            (
-                n("btc.depth_size_median", "eth.depth_size_median"),
-                self.depth_size_median,
-                pos(self.depth_size_median),
-            ),
+            (n("btc.depth_size_median", "eth.depth_size_median"), self.depth_size_median, pos(self.depth_size_median)),
             (
                 n("btc.depth_size_log_sd", "eth.depth_size_log_sd"),
                 self.depth_size_log_sd,
@@ -303,17 +287,9 @@ impl LegParams {
                 self.gap_mean_ticks,
                 self.gap_mean_ticks.is_finite() && (1.0..=1e4).contains(&self.gap_mean_ticks),
             ),
-            (
-                n("btc.requote_ticks", "eth.requote_ticks"),
-                self.requote_ticks,
-                nonneg(self.requote_ticks),
-            ),
+            (n("btc.requote_ticks", "eth.requote_ticks"), self.requote_ticks, nonneg(self.requote_ticks)),
             (n("btc.churn", "eth.churn"), self.churn, nonneg(self.churn) && self.churn <= 50.0),
-            (
-                n("btc.wide_spread_prob", "eth.wide_spread_prob"),
-                self.wide_spread_prob,
-                prob(self.wide_spread_prob),
-            ),
+            (n("btc.wide_spread_prob", "eth.wide_spread_prob"), self.wide_spread_prob, prob(self.wide_spread_prob)),
         ]
     }
 
@@ -431,16 +407,8 @@ impl GenParams {
             ("btc_sigma", self.btc_sigma, nonneg(self.btc_sigma) && self.btc_sigma < 1e9),
             ("eth_start", self.eth_start, pos(self.eth_start) && self.eth_start < 1e12),
             ("beta", self.beta, pos(self.beta) && self.beta < 1e6),
-            (
-                "beta_drift_std",
-                self.beta_drift_std,
-                nonneg(self.beta_drift_std) && self.beta_drift_std <= 0.5,
-            ),
-            (
-                "beta_drift_half_life_s",
-                self.beta_drift_half_life_s,
-                pos(self.beta_drift_half_life_s),
-            ),
+            ("beta_drift_std", self.beta_drift_std, nonneg(self.beta_drift_std) && self.beta_drift_std <= 0.5),
+            ("beta_drift_half_life_s", self.beta_drift_half_life_s, pos(self.beta_drift_half_life_s)),
             ("break_at", self.break_at, self.break_at.is_finite()),
             (
                 "break_size",
@@ -486,22 +454,14 @@ impl GenParams {
             eth_start: if ok[4] { self.eth_start } else { d.eth_start },
             beta: if ok[5] { self.beta } else { d.beta },
             beta_drift_std: if ok[6] { self.beta_drift_std } else { d.beta_drift_std },
-            beta_drift_half_life_s: if ok[7] {
-                self.beta_drift_half_life_s
-            } else {
-                d.beta_drift_half_life_s
-            },
+            beta_drift_half_life_s: if ok[7] { self.beta_drift_half_life_s } else { d.beta_drift_half_life_s },
             break_at: if ok[8] { self.break_at } else { d.break_at },
             break_size: if ok[9] { self.break_size } else { d.break_size },
             spread_std: if ok[10] { self.spread_std } else { d.spread_std },
             spread_half_life_s: if ok[11] { self.spread_half_life_s } else { d.spread_half_life_s },
             depth_interval_ns: if ok[12] { self.depth_interval_ns } else { d.depth_interval_ns },
             latency_min_ns: if lat_ok { self.latency_min_ns } else { d.latency_min_ns },
-            latency_extra_mean_ns: if lat_ok {
-                self.latency_extra_mean_ns
-            } else {
-                d.latency_extra_mean_ns
-            },
+            latency_extra_mean_ns: if lat_ok { self.latency_extra_mean_ns } else { d.latency_extra_mean_ns },
             latency_max_ns: if lat_ok { self.latency_max_ns } else { d.latency_max_ns },
             flow_skew: if ok[15] { self.flow_skew } else { d.flow_skew },
             truth_interval_ns: if ok[16] { self.truth_interval_ns } else { d.truth_interval_ns },
@@ -617,8 +577,7 @@ impl Rng {
     /// The generator for `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        let s =
-            [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
+        let s = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         Rng { s, spare: None }
     }
 
@@ -1197,8 +1156,7 @@ impl Gen {
         let spread_phi = ou(p.spread_half_life_s);
         let beta_phi = ou(p.beta_drift_half_life_s);
         let spread = p.spread_std * rng.normal();
-        let break_after = (p.break_at > 0.0 && p.break_at < 1.0)
-            .then_some((p.break_at * p.events as f64) as usize);
+        let break_after = (p.break_at > 0.0 && p.break_at < 1.0).then_some((p.break_at * p.events as f64) as usize);
         let mut ev = Vec::new();
         if ev.try_reserve_exact(p.events).is_err() {
             ev.reserve(p.events.min(1 << 20));
@@ -1256,13 +1214,8 @@ impl Gen {
             let (beta_before, alpha_before) = (self.beta, self.alpha());
             self.beta_center *= 1.0 + self.break_size;
             self.beta = self.beta_center * (1.0 + self.beta_x);
-            self.truth.beta_break = Some(BetaBreak {
-                ts: t,
-                beta_before,
-                beta_after: self.beta,
-                alpha_before,
-                alpha_after: self.alpha(),
-            });
+            self.truth.beta_break =
+                Some(BetaBreak { ts: t, beta_before, beta_after: self.beta, alpha_before, alpha_after: self.alpha() });
         }
         // Beta's drift moves alpha, not the price (`fund` is untouched).
         self.beta = self.beta_center * (1.0 + self.beta_x);
@@ -1273,8 +1226,7 @@ impl Gen {
         let eth = self.fund + self.spread;
         for (leg, usd) in self.legs.iter_mut().zip([self.btc, eth]) {
             let m = usd / leg.tick;
-            leg.mid =
-                if m.is_finite() { m.clamp(MIN_MID_TICKS, MAX_MID_TICKS) } else { MIN_MID_TICKS };
+            leg.mid = if m.is_finite() { m.clamp(MIN_MID_TICKS, MAX_MID_TICKS) } else { MIN_MID_TICKS };
         }
     }
 
@@ -1296,11 +1248,8 @@ impl Gen {
         let mut t = self.start_ts;
         let mut next_truth = t;
         let total_rate = self.trade_rates[0] + self.trade_rates[1];
-        let mut next_trade = if total_rate > 0.0 {
-            t as f64 + self.rng.exp(NS_PER_SEC as f64 / total_rate)
-        } else {
-            f64::INFINITY
-        };
+        let mut next_trade =
+            if total_rate > 0.0 { t as f64 + self.rng.exp(NS_PER_SEC as f64 / total_rate) } else { f64::INFINITY };
         self.set_mids();
         for i in 0..2 {
             self.legs[i].init(&mut self.rng);
@@ -1382,15 +1331,7 @@ impl Gen {
         let inst = leg.inst;
         self.legs[i].last_bbo = Some(top);
         let local = self.out.local(&mut self.rng, exch);
-        let ev = |kind, px, qty, flags| MarketEvent {
-            exch_ts: exch,
-            local_ts: local,
-            px,
-            qty,
-            inst,
-            kind,
-            flags,
-        };
+        let ev = |kind, px, qty, flags| MarketEvent { exch_ts: exch, local_ts: local, px, qty, inst, kind, flags };
         let bid = ev(EventKind::BestBid, b.px, b.qty, 0);
         let ask = ev(EventKind::BestAsk, a.px, a.qty, MarketEvent::END_OF_BATCH);
         if self.out.room() >= 2 {
@@ -1471,8 +1412,7 @@ mod tests {
         fn apply(&mut self, e: &MarketEvent) {
             match e.kind {
                 EventKind::BidLevel | EventKind::AskLevel => {
-                    let side =
-                        if e.kind == EventKind::BidLevel { &mut self.bids } else { &mut self.asks };
+                    let side = if e.kind == EventKind::BidLevel { &mut self.bids } else { &mut self.asks };
                     if e.qty == 0 {
                         side.remove(&e.px);
                     } else {
@@ -1687,8 +1627,7 @@ mod tests {
         let btc: Vec<f64> = first.iter().map(|s| s.1 * 0.01).collect();
         let eth: Vec<f64> = first.iter().map(|s| s.2 * 0.01).collect();
         let (alpha, beta) = ols(&btc, &eth);
-        let betas: Vec<f64> =
-            truth.samples.iter().filter(|s| s.ts < half_ts).map(|s| s.beta).collect();
+        let betas: Vec<f64> = truth.samples.iter().filter(|s| s.ts < half_ts).map(|s| s.beta).collect();
         let true_beta = betas.iter().sum::<f64>() / betas.len() as f64;
         let err = (beta - true_beta).abs() / true_beta;
         assert!(err < 0.10, "OLS beta {beta} vs true {true_beta}");
@@ -1696,10 +1635,7 @@ mod tests {
         let res: Vec<f64> = btc.iter().zip(&eth).map(|(x, y)| y - alpha - beta * x).collect();
         let (_, phi) = ols(&res[..res.len() - 1], &res[1..]);
         let half_life = -std::f64::consts::LN_2 / phi.ln();
-        assert!(
-            phi < 1.0 && half_life > 5.0 && half_life < 600.0,
-            "phi {phi}, half-life {half_life}"
-        );
+        assert!(phi < 1.0 && half_life > 5.0 && half_life < 600.0, "phi {phi}, half-life {half_life}");
         // The break happened at 60 % of the events: beta -8 %, alpha reset, ETH
         // continuous.
         let br = truth.beta_break.expect("break");
@@ -1739,12 +1675,7 @@ mod tests {
             btc_sigma: 1_000.0,
             eth_start: 1.0,
             spread_std: 50.0,
-            btc: LegParams {
-                requote_ticks: 0.0,
-                churn: 50.0,
-                wide_spread_prob: 1.0,
-                ..LegParams::btc()
-            },
+            btc: LegParams { requote_ticks: 0.0, churn: 50.0, wide_spread_prob: 1.0, ..LegParams::btc() },
             eth: LegParams { trade_rate: 1_000.0, gap_one_prob: 1.0, ..LegParams::eth() },
             ..GenParams::default()
         };
@@ -1778,8 +1709,7 @@ mod tests {
         let btc: Vec<f64> = first.iter().map(|s| s.1 * 0.01).collect();
         let eth: Vec<f64> = first.iter().map(|s| s.2 * 0.01).collect();
         let (alpha, beta) = ols(&btc, &eth);
-        let truth: Vec<f64> =
-            truth.samples.iter().filter(|s| s.ts < half_ts).map(|s| s.beta).collect();
+        let truth: Vec<f64> = truth.samples.iter().filter(|s| s.ts < half_ts).map(|s| s.beta).collect();
         let true_beta = mean(&truth);
         let res: Vec<f64> = btc.iter().zip(&eth).map(|(x, y)| y - alpha - beta * x).collect();
         let (_, phi) = ols(&res[..res.len() - 1], &res[1..]);
@@ -1925,8 +1855,7 @@ mod tests {
         let corr = cov / (sd(&db) * sd(&de) * db.len() as f64);
         let (err, hl, rsd) = pair_stats(&ds, &truth);
         println!("pair: corr of 10 s changes {corr:.3}; first half OLS beta error {:+.2} %, residual sd {rsd:.2} USD, half-life {hl:.0} s; break {:?}", 100.0 * err, truth.beta_break);
-        let seeds: u64 =
-            std::env::var("STATS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let seeds: u64 = std::env::var("STATS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         let mut errs = Vec::new();
         for seed in 1..=seeds {
             let (ds, truth) = generate_with_truth(&GenParams { seed, ..GenParams::default() });

@@ -77,7 +77,19 @@ impl SimExchange {
         } else {
             0.0
         };
-        ExecReport { id: o.id, inst: o.inst, side: o.side, kind, px, qty, leaves: o.leaves, fee, maker, code, exch_ts: self.now }
+        ExecReport {
+            id: o.id,
+            inst: o.inst,
+            side: o.side,
+            kind,
+            px,
+            qty,
+            leaves: o.leaves,
+            fee,
+            maker,
+            code,
+            exch_ts: self.now,
+        }
     }
 
     fn new_order(&mut self, n: &NewOrder, out: &mut Vec<ExecReport>) {

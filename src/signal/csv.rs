@@ -106,11 +106,7 @@ pub enum CsvError {
 ///
 /// The output is flushed before returning; on error it holds the rows before the
 /// failing one (as far as they left the CSV writer's buffer).
-pub fn filter_csv<R: Read, W: Write>(
-    input: R,
-    output: W,
-    opts: &CsvOptions,
-) -> Result<CsvStats, CsvError> {
+pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> Result<CsvStats, CsvError> {
     let mut kalman = Kalman::new(&opts.params)?;
     // flexible: field counts are checked here, so that a ragged row can be skipped.
     let mut rdr = ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
@@ -121,11 +117,7 @@ pub fn filter_csv<R: Read, W: Write>(
     let find = |name: &str| {
         rec.iter().position(|h| h == name.as_bytes()).ok_or_else(|| CsvError::MissingColumn {
             column: name.to_owned(),
-            available: rec
-                .iter()
-                .map(|h| String::from_utf8_lossy(h).into_owned())
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: rec.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect::<Vec<_>>().join(", "),
         })
     };
     let yi = find(&opts.y)?;
@@ -238,9 +230,7 @@ mod tests {
         let input = "a,b\n16.1,22.95\n15.98,22.78\n16.1,22.94\n";
         let (out, _) = run(input, &opts(false)).expect("ok");
         let mut k = Kalman::new(&KalmanParams::default()).expect("valid");
-        for (line, (x, y)) in
-            out.lines().skip(1).zip([(16.1, 22.95), (15.98, 22.78), (16.1, 22.94)])
-        {
+        for (line, (x, y)) in out.lines().skip(1).zip([(16.1, 22.95), (15.98, 22.78), (16.1, 22.94)]) {
             let o = k.update(x, y).expect("accepted");
             let f: Vec<f64> = line.split(',').skip(2).map(|s| s.parse().expect("number")).collect();
             assert_eq!(f, [o.beta, o.alpha, o.e, o.q, o.z]);
@@ -276,10 +266,7 @@ mod tests {
 
     #[test]
     fn invalid_params_are_rejected() {
-        let o = CsvOptions {
-            params: KalmanParams { delta: 1.5, ..KalmanParams::default() },
-            ..opts(false)
-        };
+        let o = CsvOptions { params: KalmanParams { delta: 1.5, ..KalmanParams::default() }, ..opts(false) };
         let err = run("a,b\n", &o).expect_err("bad delta");
         assert_eq!(err.to_string(), "kalman.delta must be in (0,1), got 1.5");
     }
@@ -293,9 +280,7 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
-        for (bad, col) in
-            [("a,b\n1,2\n,3\n", "a"), ("a,b\n1,2\nNaN,3\n", "a"), ("a,b\n1,2\n2,inf\n", "b")]
-        {
+        for (bad, col) in [("a,b\n1,2\n,3\n", "a"), ("a,b\n1,2\nNaN,3\n", "a"), ("a,b\n1,2\n2,inf\n", "b")] {
             match run(bad, &opts(false)).expect_err(bad) {
                 CsvError::BadValue { line, column, .. } => {
                     assert_eq!((line, column.as_str()), (3, col))
@@ -350,10 +335,7 @@ mod tests {
         let input = "a,b\n10,21\n1e300,1\n12,25\n";
         let (out, stats) = run(input, &opts(false)).expect("ok");
         let exp = expected(&[(10.0, 21.0), (12.0, 25.0)]);
-        assert_eq!(
-            out,
-            format!("a,b,beta,alpha,e,q,z\n10,21,{}\n1e300,1,,,,,\n12,25,{}\n", exp[0], exp[1])
-        );
+        assert_eq!(out, format!("a,b,beta,alpha,e,q,z\n10,21,{}\n1e300,1,,,,,\n12,25,{}\n", exp[0], exp[1]));
         assert_eq!(stats, CsvStats { rows: 3, written: 3, skipped: 1 });
     }
 }

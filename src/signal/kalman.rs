@@ -327,17 +327,12 @@ mod tests {
 
     #[test]
     fn params_deserialize_with_defaults_and_reject_unknown_keys() {
-        let p: KalmanParams =
-            serde_json::from_str(r#"{"delta":1e-4,"ve":1e-3,"p0":1.0}"#).expect("parses");
+        let p: KalmanParams = serde_json::from_str(r#"{"delta":1e-4,"ve":1e-3,"p0":1.0}"#).expect("parses");
         assert_eq!(p, KalmanParams::default());
         let p: KalmanParams =
-            serde_json::from_str(r#"{"delta":0.5,"ve":2,"p0":3,"beta0":1.5,"alpha0":-2}"#)
-                .expect("parses");
+            serde_json::from_str(r#"{"delta":0.5,"ve":2,"p0":3,"beta0":1.5,"alpha0":-2}"#).expect("parses");
         assert_eq!(p, KalmanParams { delta: 0.5, ve: 2.0, p0: 3.0, beta0: 1.5, alpha0: -2.0 });
-        assert!(serde_json::from_str::<KalmanParams>(
-            r#"{"delta":1e-4,"ve":1e-3,"p0":1.0,"gamma":1}"#
-        )
-        .is_err());
+        assert!(serde_json::from_str::<KalmanParams>(r#"{"delta":1e-4,"ve":1e-3,"p0":1.0,"gamma":1}"#).is_err());
     }
 
     /// First step in closed form: prior m0 = [b0, a0], P0 = p0 I, no prediction.
@@ -390,13 +385,9 @@ mod tests {
     fn non_finite_inputs_are_skipped_and_counted() {
         let mut k = chan();
         let mut fresh = chan();
-        for (x, y) in [
-            (f64::NAN, 1.0),
-            (1.0, f64::NAN),
-            (f64::INFINITY, 1.0),
-            (1.0, f64::NEG_INFINITY),
-            (f64::NAN, f64::NAN),
-        ] {
+        for (x, y) in
+            [(f64::NAN, 1.0), (1.0, f64::NAN), (f64::INFINITY, 1.0), (1.0, f64::NEG_INFINITY), (f64::NAN, f64::NAN)]
+        {
             assert_eq!(k.update(x, y), None);
         }
         assert_eq!((k.steps(), k.skipped()), (0, 5));
@@ -406,10 +397,7 @@ mod tests {
         let before = k.clone();
         assert_eq!(k.update(f64::NAN, 75.0), None);
         assert_eq!(k.update(1e300, 75.0), None, "Q overflows to inf");
-        assert_eq!(
-            (k.beta(), k.alpha(), k.covariance()),
-            (before.beta, before.alpha, before.covariance())
-        );
+        assert_eq!((k.beta(), k.alpha(), k.covariance()), (before.beta, before.alpha, before.covariance()));
         assert_eq!((k.steps(), k.skipped()), (1, 7));
         // And the next accepted step predicts exactly once from the last accepted one.
         assert_eq!(k.update(51.0, 76.0), fresh.update(51.0, 76.0));

@@ -27,20 +27,20 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// The file.
         file: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// Not valid TOML, an unknown key, a missing key or a wrong type.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Parse {
         /// The file.
         file: String,
-        /// TOML's error, with line, column and key.
-        source: toml::de::Error,
+        /// TOML's error, with line, column and key (shown in the message).
+        error: toml::de::Error,
     },
     /// A key has a value out of range.
     #[error("{file}: {key}: {msg}")]
@@ -204,13 +204,13 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io { file: file.clone(), error })?;
         Config::from_toml(&text, &file)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse { file: file.into(), source })?;
+        let cfg: Config = toml::from_str(text).map_err(|error| ConfigError::Parse { file: file.into(), error })?;
         cfg.validate().map_err(|(key, msg)| ConfigError::Invalid { file: file.into(), key, msg })?;
         Ok(cfg)
     }

@@ -22,5 +22,6 @@ pub mod quote;
 pub mod report;
 pub mod ring;
 pub mod risk;
+pub mod serve;
 pub mod signal;
 pub mod types;

@@ -1,5 +1,10 @@
-//! Market data sources: the seeded generator of the built-in data set and the binary
-//! event file.
+//! Market data: the seeded generator of the built-in data set, the binary event file,
+//! venue parsers, the local-book synchroniser, the WebSocket client and the recorder.
 
+pub mod alpaca;
+pub mod binance;
 pub mod evfile;
 pub mod gen;
+pub mod record;
+pub mod sync;
+pub mod ws;

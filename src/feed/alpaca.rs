@@ -1,0 +1,1 @@
+//! alpaca (in progress)

@@ -77,6 +77,9 @@ pub struct LegConfig {
     pub a: f64,
     /// Initial volatility, price units per sqrt(second).
     pub sigma0: f64,
+    /// The symbol on the market-data venue when it differs (Alpaca: `ETH/USD`).
+    #[serde(default)]
+    pub feed_symbol: Option<String>,
 }
 
 impl LegConfig {
@@ -167,6 +170,89 @@ impl Default for LiveConfig {
     }
 }
 
+/// Market-data venue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Venue {
+    /// Binance Spot combined streams (book ticker, diff depth, trades) + REST snapshots.
+    Binance,
+    /// Alpaca crypto market data v1beta3 (quotes, trades).
+    Alpaca,
+}
+
+/// The live market-data feed, from config `[feed]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Venue protocol.
+    pub venue: Venue,
+    /// WebSocket URL. Binance: the combined-stream base (`wss://stream.binance.com:9443/stream`),
+    /// to which `?streams=...` for both legs is appended. Alpaca: the full feed URL.
+    pub ws_url: String,
+    /// Binance REST base URL for depth snapshots (`https://api.binance.com`).
+    #[serde(default)]
+    pub rest_url: String,
+    /// Book levels kept per side.
+    #[serde(default = "default_depth_levels")]
+    pub depth_levels: usize,
+    /// Levels requested per REST snapshot.
+    #[serde(default = "default_snapshot_limit")]
+    pub snapshot_limit: u32,
+    /// Subscribe to `aggTrade` instead of `trade`.
+    #[serde(default)]
+    pub agg_trades: bool,
+    /// tungstenite's read buffer, bytes (it zero-fills this much before each read).
+    #[serde(default = "default_read_buffer")]
+    pub read_buffer_size: usize,
+    /// Treat the server closing the connection as the end of the run (the replay
+    /// server closes with "end of data"); otherwise reconnect.
+    #[serde(default)]
+    pub end_on_close: bool,
+    /// Alpaca: environment variable holding the API key id.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Alpaca: environment variable holding the API secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+fn default_depth_levels() -> usize {
+    20
+}
+fn default_snapshot_limit() -> u32 {
+    100
+}
+fn default_read_buffer() -> usize {
+    64 * 1024
+}
+
+/// The raw-message recorder, from config `[record]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Directory for the recording files.
+    pub dir: String,
+    /// File name prefix.
+    #[serde(default = "default_record_prefix")]
+    pub prefix: String,
+    /// Rotate after this many MiB of compressed output.
+    #[serde(default = "default_rotate_mb")]
+    pub rotate_mb: u64,
+    /// Rotate after this many seconds.
+    #[serde(default = "default_rotate_secs")]
+    pub rotate_secs: u64,
+}
+
+fn default_record_prefix() -> String {
+    "md".into()
+}
+fn default_rotate_mb() -> u64 {
+    256
+}
+fn default_rotate_secs() -> u64 {
+    3600
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +279,12 @@ pub struct Config {
     /// Live driver threads.
     #[serde(default)]
     pub live: LiveConfig,
+    /// Live market data (needed by `run` and `record`).
+    #[serde(default)]
+    pub feed: Option<FeedConfig>,
+    /// Raw-message recording while running.
+    #[serde(default)]
+    pub record: Option<RecordConfig>,
 }
 
 impl Config {
@@ -209,8 +301,29 @@ impl Config {
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
+    ///
+    /// A file whose first key is `extends = "default"` is an overlay: its tables are
+    /// merged key by key over the built-in default, so a deployment file states only
+    /// what differs (`config/local.toml` adds a `[feed]` and nothing else).
     pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|error| ConfigError::Parse { file: file.into(), error })?;
+        let parse_err = |error| ConfigError::Parse { file: file.into(), error };
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        let cfg: Config = match table.remove("extends") {
+            // A whole file: parse the text itself, so errors carry line and column.
+            None => toml::from_str(text).map_err(parse_err)?,
+            Some(base) if base.as_str() == Some("default") => {
+                let mut merged: toml::Table = toml::from_str(DEFAULT_TOML).expect("the built-in config is valid TOML");
+                overlay(&mut merged, table);
+                Config::deserialize(merged).map_err(parse_err)?
+            }
+            Some(base) => {
+                return Err(ConfigError::Invalid {
+                    file: file.into(),
+                    key: "extends".into(),
+                    msg: format!("only \"default\" (the built-in config) can be extended, got {base}"),
+                })
+            }
+        };
         cfg.validate().map_err(|(key, msg)| ConfigError::Invalid { file: file.into(), key, msg })?;
         Ok(cfg)
     }
@@ -248,6 +361,32 @@ impl Config {
         if !(self.fees.maker_bps.is_finite() && self.fees.taker_bps.is_finite()) {
             return Err(("fees".into(), "must be finite".into()));
         }
+        if let Some(f) = &self.feed {
+            let scheme_ok = f.ws_url.starts_with("ws://") || f.ws_url.starts_with("wss://");
+            if !scheme_ok {
+                return Err(("feed.ws_url".into(), format!("must start with ws:// or wss://, got {:?}", f.ws_url)));
+            }
+            if f.venue == Venue::Binance && !(f.rest_url.starts_with("http://") || f.rest_url.starts_with("https://")) {
+                return Err(("feed.rest_url".into(), "must be an http:// or https:// URL for venue binance".into()));
+            }
+            if f.venue == Venue::Alpaca && (f.key_env.is_none() || f.secret_env.is_none()) {
+                return Err(("feed.key_env".into(), "venue alpaca needs key_env and secret_env".into()));
+            }
+            if !(1..=crate::book::MAX_LEVELS).contains(&f.depth_levels) {
+                return Err(("feed.depth_levels".into(), format!("must be in 1..={}", crate::book::MAX_LEVELS)));
+            }
+            if !(1024..=1 << 24).contains(&f.read_buffer_size) {
+                return Err(("feed.read_buffer_size".into(), "must be in 1024..=16777216".into()));
+            }
+        }
+        if let Some(r) = &self.record {
+            if r.dir.is_empty() || r.rotate_mb == 0 || r.rotate_secs == 0 {
+                return Err(("record".into(), "dir must be set and rotate_mb, rotate_secs > 0".into()));
+            }
+        }
+        if self.risk.max_open_orders > crate::core::MAX_ORDERS {
+            return Err(("risk.max_open_orders".into(), format!("must be <= {}", crate::core::MAX_ORDERS)));
+        }
         if !(16..=1 << 24).contains(&self.live.ring_capacity) {
             return Err(("live.ring_capacity".into(), "must be in 16..=16777216".into()));
         }
@@ -255,9 +394,36 @@ impl Config {
     }
 }
 
+/// Merges `top` into `base`: tables recursively, any other value replaced.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => overlay(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_files_change_only_what_they_state() {
+        let text = "extends = \"default\"\n[risk]\nstale_ms = 750\n[feed]\nvenue = \"binance\"\nws_url = \"ws://127.0.0.1:1/stream\"\nrest_url = \"http://127.0.0.1:2\"\n";
+        let c = Config::from_toml(text, "o.toml").unwrap();
+        let d = Config::builtin();
+        assert_eq!(c.risk.stale_ms, 750);
+        assert_eq!(c.risk.max_open_orders, d.risk.max_open_orders);
+        assert_eq!(c.y.symbol, d.y.symbol);
+        assert_eq!(c.feed.unwrap().depth_levels, 20);
+        let e = Config::from_toml("extends = \"prod\"", "o.toml").unwrap_err().to_string();
+        assert!(e.contains("extends"), "{e}");
+        let e = Config::from_toml("extends = \"default\"\n[risk]\nstale = 1", "o.toml").unwrap_err().to_string();
+        assert!(e.contains("o.toml") && e.contains("stale"), "{e}");
+    }
 
     #[test]
     fn builtin_is_valid() {

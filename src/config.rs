@@ -411,6 +411,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        for f in ["default.toml", "local.toml", "binance.toml"] {
+            let c = Config::load(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+            if f != "default.toml" {
+                assert!(c.feed.is_some(), "{f} has a feed");
+            }
+        }
+    }
+
+    #[test]
     fn overlay_files_change_only_what_they_state() {
         let text = "extends = \"default\"\n[risk]\nstale_ms = 750\n[feed]\nvenue = \"binance\"\nws_url = \"ws://127.0.0.1:1/stream\"\nrest_url = \"http://127.0.0.1:2\"\n";
         let c = Config::from_toml(text, "o.toml").unwrap();

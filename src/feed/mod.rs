@@ -6,5 +6,6 @@ pub mod binance;
 pub mod evfile;
 pub mod gen;
 pub mod record;
+pub mod snapshot;
 pub mod sync;
 pub mod ws;

@@ -3,7 +3,9 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +18,7 @@ use statarb::gateway::sim::SimExchange;
 use statarb::live::{self, Pacing, Pinning, RunOptions, SliceSource};
 use statarb::metrics::{write_hgrm, Stage};
 use statarb::report::Summary;
+use statarb::serve;
 use statarb::signal::csv::{filter_csv, CsvOptions};
 use statarb::signal::kalman::KalmanParams;
 use statarb::types::NS_PER_SEC;
@@ -55,6 +58,44 @@ enum Cmd {
         /// fills every run), `max` (no waiting), or a speed factor such as `1000x`.
         #[arg(long, default_value = "lockstep")]
         pace: Pacing,
+    },
+    /// Serve a recording, or the built-in data set, as Binance combined streams on
+    /// ws://127.0.0.1:PORT/stream plus the REST depth snapshot endpoint.
+    Serve {
+        /// Recording files (`<ns> <message>` lines, gzip or plain), merged by time;
+        /// default: the built-in data set.
+        #[arg(long, num_args = 1..)]
+        recording: Vec<PathBuf>,
+        /// Seed of the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().seed)]
+        seed: u64,
+        /// Events in the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// WebSocket (and HTTP) port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 9100)]
+        port: u16,
+        /// Extra port serving only the HTTP snapshot endpoint.
+        #[arg(long, default_value_t = 9101)]
+        http_port: u16,
+        /// `max` (as fast as the client reads), `recorded`, or a factor such as `10x`.
+        #[arg(long, default_value = "max")]
+        pace: serve::Pacing,
+        /// Fault: close the connection abruptly after every N messages.
+        #[arg(long)]
+        drop_every: Option<u64>,
+        /// Fault: skip one depth message every N (a sequence gap).
+        #[arg(long)]
+        gap_every: Option<u64>,
+        /// Fault: send a malformed frame after every N messages.
+        #[arg(long)]
+        malformed_every: Option<u64>,
+        /// Fault: stall for --stall-ms after every N messages.
+        #[arg(long)]
+        stall_every: Option<u64>,
+        /// Length of a stall, ms.
+        #[arg(long, default_value_t = 0)]
+        stall_ms: u64,
     },
     /// Generate the built-in data set into a binary event file.
     Gen {
@@ -114,6 +155,40 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
         }
         Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
+        Cmd::Serve {
+            recording,
+            seed,
+            events,
+            port,
+            http_port,
+            pace,
+            drop_every,
+            gap_every,
+            malformed_every,
+            stall_every,
+            stall_ms,
+        } => {
+            let cfg = serve::ServeConfig {
+                bind: SocketAddr::from(([127, 0, 0, 1], port)),
+                http_bind: Some(SocketAddr::from(([127, 0, 0, 1], http_port))),
+                pacing: pace,
+                faults: serve::Faults { drop_every, gap_every, malformed_every, stall_every, stall_ms },
+            };
+            let source = if recording.is_empty() {
+                serve::Source::Generated(Arc::new(gen::generate(&gen_params(seed, events)?)))
+            } else {
+                serve::Source::Recording(recording)
+            };
+            let handle = serve::spawn(cfg, source)?;
+            eprintln!(
+                "serving on ws://{}/stream, snapshots on http://{}/api/v3/depth; Ctrl-C to stop",
+                handle.ws_addr(),
+                handle.http_addr().unwrap_or(handle.ws_addr())
+            );
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         Cmd::Kalman { input, y, x, delta, ve, p0, output, skip_bad } => {
             let params = KalmanParams { delta, ve, p0, ..KalmanParams::default() };
             kalman_cmd(&input, CsvOptions { y, x, params, skip_bad }, output.as_deref())

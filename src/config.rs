@@ -180,6 +180,17 @@ pub enum Venue {
     Alpaca,
 }
 
+/// Where the live driver's `now` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedClock {
+    /// The local wall clock.
+    #[default]
+    Wall,
+    /// The latest exchange event time seen.
+    Exchange,
+}
+
 /// The live market-data feed, from config `[feed]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +219,11 @@ pub struct FeedConfig {
     /// server closes with "end of data"); otherwise reconnect.
     #[serde(default)]
     pub end_on_close: bool,
+    /// The engine's clock: `wall` (live trading), or `exchange` (the messages' event
+    /// times: for replay servers that send faster than real time, so that sampling,
+    /// volatility and sessions keep their meaning).
+    #[serde(default)]
+    pub clock: FeedClock,
     /// Alpaca: environment variable holding the API key id.
     #[serde(default)]
     pub key_env: Option<String>,
@@ -241,6 +257,18 @@ pub struct RecordConfig {
     /// Rotate after this many seconds.
     #[serde(default = "default_rotate_secs")]
     pub rotate_secs: u64,
+}
+
+impl RecordConfig {
+    /// Default prefix and rotation, writing into `dir`.
+    pub fn in_dir(dir: impl Into<String>) -> Self {
+        RecordConfig {
+            dir: dir.into(),
+            prefix: default_record_prefix(),
+            rotate_mb: default_rotate_mb(),
+            rotate_secs: default_rotate_secs(),
+        }
+    }
 }
 
 fn default_record_prefix() -> String {

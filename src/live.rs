@@ -36,21 +36,26 @@ pub enum ToGateway {
     Stop,
 }
 
-/// One poll of a market source.
+/// What one poll of a market source did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Polled {
-    /// An event is ready.
-    Event(MarketEvent),
-    /// Nothing ready now.
+    /// Events were handed to the callback.
+    Events,
+    /// Nothing was ready.
     Idle,
-    /// The source is finished (end of a recording).
+    /// The source is finished (end of a recording, server closed a replay).
     End,
 }
 
 /// A source of market events for the hot thread: a socket feed, or a recording.
+///
+/// `poll` hands every event that is ready now to `on_event`, in order, and must not
+/// block. A socket source delivers everything one read produced (a message can carry
+/// hundreds of levels, a snapshot thousands), so the events go straight into the
+/// strategy instead of through a bounded queue that could overflow.
 pub trait MarketSource {
-    /// The next event if one is ready; must not block.
-    fn poll(&mut self) -> Polled;
+    /// Hands the ready events to `on_event`; never blocks.
+    fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled;
     /// Local time now: the wall clock for a live feed, the event clock for a replay.
     fn now(&self) -> Ts;
 }
@@ -115,8 +120,9 @@ impl<'a> SliceSource<'a> {
 }
 
 impl MarketSource for SliceSource<'_> {
+    /// One event per poll: a replay interleaves events and execution reports finely.
     #[inline]
-    fn poll(&mut self) -> Polled {
+    fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
         let Some(ev) = self.events.get(self.next) else {
             return Polled::End;
         };
@@ -129,7 +135,8 @@ impl MarketSource for SliceSource<'_> {
         }
         self.next += 1;
         self.now = ev.local_ts;
-        Polled::Event(*ev)
+        on_event(ev);
+        Polled::Events
     }
 
     #[inline]
@@ -161,14 +168,48 @@ pub struct LoopStats {
 pub struct HotLoop<S> {
     core: Core,
     source: S,
-    to_gateway: Producer<ToGateway>,
+    outlet: Outlet,
     from_gateway: Consumer<ExecReport>,
     forward_market: bool,
     cmds: Commands,
     latencies: Latencies,
     stats: LoopStats,
-    /// Messages pushed to the gateway so far.
+}
+
+/// The hot thread's end of the gateway ring, with its counters.
+#[derive(Debug)]
+struct Outlet {
+    ring: Producer<ToGateway>,
+    /// Messages pushed so far.
     sent: u64,
+    /// Order commands pushed so far.
+    commands: u64,
+    /// Spins waiting for room.
+    backpressure_spins: u64,
+}
+
+impl Outlet {
+    /// Pushes every command in `cmds` and clears it.
+    #[inline]
+    fn flush(&mut self, cmds: &mut Commands) {
+        for i in 0..cmds.len() {
+            self.send(ToGateway::Order(cmds[i]));
+            self.commands += 1;
+        }
+        cmds.clear();
+    }
+
+    /// Pushes one message, spinning while the ring is full: never drops.
+    #[inline]
+    fn send(&mut self, msg: ToGateway) {
+        let mut msg = msg;
+        while let Err(Full(back)) = self.ring.push(msg) {
+            msg = back;
+            self.backpressure_spins += 1;
+            std::hint::spin_loop();
+        }
+        self.sent += 1;
+    }
 }
 
 impl<S: MarketSource> HotLoop<S> {
@@ -184,47 +225,47 @@ impl<S: MarketSource> HotLoop<S> {
         HotLoop {
             core,
             source,
-            to_gateway,
+            outlet: Outlet { ring: to_gateway, sent: 0, commands: 0, backpressure_spins: 0 },
             from_gateway,
             forward_market,
             cmds: Commands::new(),
             latencies: Latencies::new(),
             stats: LoopStats::default(),
-            sent: 0,
         }
     }
 
-    /// One turn: drain execution reports, then take at most one market event. Returns
-    /// false once the source has ended.
+    /// One turn: drain execution reports, then hand every ready market event to the
+    /// core. Returns false once the source has ended.
     #[inline]
     pub fn turn(&mut self) -> bool {
         self.stats.turns += 1;
         self.drain_reports();
-        match self.source.poll() {
-            Polled::Event(ev) => {
-                let t_read = Instant::now();
-                self.stats.events += 1;
-                if self.forward_market {
-                    self.send(ToGateway::Market(ev));
-                }
-                self.core.on_market(&ev, ev.local_ts, &mut self.cmds);
-                if ev.is_batch_end() {
-                    let t_done = Instant::now();
-                    self.latencies.record(Stage::Strategy, nanos(t_done - t_read));
-                    if !self.cmds.is_empty() {
-                        self.flush();
-                        let t_pushed = Instant::now();
-                        self.latencies.record(Stage::Push, nanos(t_pushed - t_done));
-                        self.latencies.record(Stage::TickToQuote, nanos(t_pushed - t_read));
-                    }
-                }
-                self.flush();
-                true
+        let HotLoop { core, source, outlet, forward_market, cmds, latencies, stats, .. } = self;
+        let polled = source.poll(&mut |ev: &MarketEvent| {
+            let t_read = Instant::now();
+            stats.events += 1;
+            if *forward_market {
+                outlet.send(ToGateway::Market(*ev));
             }
+            core.on_market(ev, ev.local_ts, cmds);
+            if ev.is_batch_end() {
+                let t_done = Instant::now();
+                latencies.record(Stage::Strategy, nanos(t_done - t_read));
+                if !cmds.is_empty() {
+                    outlet.flush(cmds);
+                    let t_pushed = Instant::now();
+                    latencies.record(Stage::Push, nanos(t_pushed - t_done));
+                    latencies.record(Stage::TickToQuote, nanos(t_pushed - t_read));
+                }
+            }
+            outlet.flush(cmds);
+        });
+        match polled {
+            Polled::Events => true,
             Polled::Idle => {
                 self.stats.idle_turns += 1;
                 self.core.on_timer(self.source.now(), &mut self.cmds);
-                self.flush();
+                self.outlet.flush(&mut self.cmds);
                 true
             }
             Polled::End => false,
@@ -237,7 +278,7 @@ impl<S: MarketSource> HotLoop<S> {
         while let Some(rep) = self.from_gateway.pop() {
             self.stats.reports += 1;
             self.core.on_exec(&rep, self.source.now(), &mut self.cmds);
-            self.flush();
+            self.outlet.flush(&mut self.cmds);
         }
     }
 
@@ -247,7 +288,7 @@ impl<S: MarketSource> HotLoop<S> {
     #[inline]
     pub fn sync(&mut self, handled: &AtomicU64) {
         loop {
-            while handled.load(Ordering::Acquire) < self.sent {
+            while handled.load(Ordering::Acquire) < self.outlet.sent {
                 std::hint::spin_loop();
             }
             if self.from_gateway.is_empty() {
@@ -261,29 +302,8 @@ impl<S: MarketSource> HotLoop<S> {
     /// once it has handled the cancels.
     pub fn stop(&mut self) {
         self.core.shutdown(&mut self.cmds);
-        self.flush();
-        self.send(ToGateway::Stop);
-    }
-
-    #[inline]
-    fn flush(&mut self) {
-        for i in 0..self.cmds.len() {
-            let cmd = self.cmds[i];
-            self.send(ToGateway::Order(cmd));
-            self.stats.commands += 1;
-        }
-        self.cmds.clear();
-    }
-
-    #[inline]
-    fn send(&mut self, msg: ToGateway) {
-        let mut msg = msg;
-        while let Err(Full(back)) = self.to_gateway.push(msg) {
-            msg = back;
-            self.stats.backpressure_spins += 1;
-            std::hint::spin_loop();
-        }
-        self.sent += 1;
+        self.outlet.flush(&mut self.cmds);
+        self.outlet.send(ToGateway::Stop);
     }
 
     /// The core.
@@ -297,8 +317,8 @@ impl<S: MarketSource> HotLoop<S> {
     }
 
     /// Loop counters.
-    pub fn stats(&self) -> &LoopStats {
-        &self.stats
+    pub fn stats(&self) -> LoopStats {
+        LoopStats { commands: self.outlet.commands, backpressure_spins: self.outlet.backpressure_spins, ..self.stats }
     }
 
     /// True once the gateway has dropped its end of the report ring.
@@ -412,7 +432,7 @@ pub fn pin_current(core: Option<usize>, cores: &[core_affinity::CoreId], who: &s
 
 /// What a threaded run returns.
 #[derive(Debug)]
-pub struct RunOutcome<E> {
+pub struct RunOutcome<S, E> {
     /// The core after the run (positions, counters, last signal).
     pub core: Core,
     /// Hot-thread latency histograms.
@@ -421,6 +441,8 @@ pub struct RunOutcome<E> {
     pub loop_stats: LoopStats,
     /// Gateway counters.
     pub gateway_stats: GatewayStats,
+    /// The market source after the run (its counters).
+    pub source: S,
     /// The exchange after the run.
     pub exchange: E,
     /// Pinning warnings, for the caller to log.
@@ -443,7 +465,7 @@ pub struct RunOptions {
 /// Runs `core` over `source` on a pinned hot thread with a gateway thread driving
 /// `exchange`, until the source ends or `stop` is set (SIGINT); then shuts the core
 /// down (cancel all), lets the gateway drain, and processes its last reports.
-pub fn run<S, E>(core: Core, source: S, mut exchange: E, opts: &RunOptions, stop: &AtomicBool) -> RunOutcome<E>
+pub fn run<S, E>(core: Core, source: S, mut exchange: E, opts: &RunOptions, stop: &AtomicBool) -> RunOutcome<S, E>
 where
     S: MarketSource + Send,
     E: Exchange,
@@ -490,6 +512,7 @@ where
         let (gateway_stats, gw_warn) = gateway.join().expect("gateway thread panicked");
         (hl, elapsed, gateway_stats, hot_warn.into_iter().chain(gw_warn).collect())
     });
-    let HotLoop { core, latencies, stats, .. } = hl;
-    RunOutcome { core, latencies, loop_stats: stats, gateway_stats, exchange, warnings, elapsed }
+    let loop_stats = hl.stats();
+    let HotLoop { core, source, latencies, .. } = hl;
+    RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange, warnings, elapsed }
 }

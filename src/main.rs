@@ -6,13 +6,17 @@ use std::path::{Path, PathBuf};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use statarb::config::Config;
+use statarb::config::{Config, RecordConfig, Venue};
 use statarb::core::Core;
+use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
+use statarb::feed::snapshot::wall_ns;
+use statarb::feed::source::{stream_url, BinanceFeed};
+use statarb::feed::ws::{tls_config, WsClient, WsConfig};
 use statarb::feed::{evfile, gen};
 use statarb::gateway::sim::SimExchange;
 use statarb::live::{self, Pacing, Pinning, RunOptions, SliceSource};
@@ -97,6 +101,33 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         stall_ms: u64,
     },
+    /// Run the engine on live market data (config `[feed]`) with the simulated venue.
+    /// Without --config: start the replay server on loopback with the built-in data set
+    /// and run against it over real sockets (the local demo).
+    Run {
+        /// Configuration with a `[feed]` section (e.g. config/local.toml, config/binance.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Events of the built-in data set for the local demo.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// Directory for summary.json and the latency histograms.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Record raw market-data messages with their local receive times (gzip, flushed
+    /// every second, rotated), until Ctrl-C or the server closes.
+    Record {
+        /// Configuration with a `[feed]` section.
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// Generate the built-in data set into a binary event file.
     Gen {
         /// Seed.
@@ -155,6 +186,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
         }
         Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
+        Cmd::Run { config, events, out } => run_cmd(config.as_deref(), events, out.as_deref()),
+        Cmd::Record { config, out, seconds } => record_cmd(&config, &out, seconds),
         Cmd::Serve {
             recording,
             seed,
@@ -248,7 +281,13 @@ fn replay(
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
-    let summary = Summary::of_run(&outcome);
+    report(&outcome, out)
+}
+
+/// Prints the summary of a threaded run and writes `summary.json` and the `.hgrm`
+/// histograms into `out`.
+fn report<S>(outcome: &live::RunOutcome<S, SimExchange>, out: Option<&Path>) -> Result<()> {
+    let summary = Summary::of_run(outcome);
     println!("{summary}");
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -262,6 +301,126 @@ fn replay(
         }
         eprintln!("wrote {}", dir.join("summary.json").display());
     }
+    Ok(())
+}
+
+fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    let (cfg, server) = match config {
+        Some(p) => (load_config(Some(p))?, None),
+        None => {
+            // The local demo: the replay server on free loopback ports, then the engine
+            // against it exactly as against a venue.
+            let ds = gen::generate(&gen_params(gen::GenParams::default().seed, events)?);
+            let handle = serve::spawn(serve::ServeConfig::default(), serve::Source::Generated(Arc::new(ds)))?;
+            let ws = handle.ws_addr();
+            eprintln!("replay server on ws://{ws}/stream ({events} built-in events)");
+            let overlay = format!(
+                "extends = \"default\"\n[feed]\nvenue = \"binance\"\nws_url = \"ws://{ws}/stream\"\nrest_url = \"http://{ws}\"\nend_on_close = true\nclock = \"exchange\"\n"
+            );
+            (Config::from_toml(&overlay, "<local demo>")?, Some(handle))
+        }
+    };
+    let Some(feed_cfg) = &cfg.feed else { bail!("the configuration has no [feed] section") };
+    if feed_cfg.venue != Venue::Binance {
+        bail!("venue {:?}: only binance feeds drive `run` so far", feed_cfg.venue);
+    }
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    let recorder = match &cfg.record {
+        Some(r) => Some(spawn_recorder(r)?),
+        None => None,
+    };
+    let (tap, rec_handle) = match recorder {
+        Some((t, h)) => (Some(t), Some(h)),
+        None => (None, None),
+    };
+    let feed = BinanceFeed::new(feed_cfg, &instruments, tap)?;
+    let session_id = (wall_ns() / NS_PER_SEC) as u32;
+    let core = Core::new(&cfg, &instruments, session_id)?;
+    let venue = SimExchange::new(instruments.clone(), cfg.fees);
+    let opts = RunOptions {
+        ring_capacity: cfg.live.ring_capacity,
+        pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
+        lockstep: false,
+    };
+    let outcome = live::run(core, feed, venue, &opts, &stop);
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(h) = rec_handle {
+        let st = h.stop()?;
+        eprintln!("recorded {} messages ({} dropped) into {} files", st.recorded, st.dropped, st.files);
+    }
+    if let Some(h) = server {
+        h.stop();
+    }
+    let feed = &outcome.source;
+    let ws = feed.ws().stats();
+    let syncs: Vec<String> = (0..instruments.len())
+        .map(|i| {
+            let s = feed.sync(i as u16).stats();
+            format!("{} syncs {} gaps {} overflows {}", instruments[i].symbol, s.syncs, s.gaps, s.overflows)
+        })
+        .collect();
+    eprintln!(
+        "feed: {:?}\nwebsocket: {ws:?}{}\nbooks: {}",
+        feed.stats(),
+        feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+        syncs.join("; ")
+    );
+    report(&outcome, out)
+}
+
+fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
+    let policy = RotatePolicy { max_bytes: r.rotate_mb << 20, max_age_secs: r.rotate_secs };
+    Ok(Recorder::spawn(&r.dir, &r.prefix, policy)?)
+}
+
+fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
+    let cfg = load_config(Some(config))?;
+    let Some(feed_cfg) = &cfg.feed else { bail!("{}: no [feed] section", config.display()) };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    let dir = out.display().to_string();
+    let rc = match &cfg.record {
+        Some(r) => RecordConfig { dir, ..r.clone() },
+        None => RecordConfig::in_dir(dir),
+    };
+    let (tap, handle) = spawn_recorder(&rc)?;
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    let url = match feed_cfg.venue {
+        Venue::Binance => stream_url(&feed_cfg.ws_url, &instruments, feed_cfg.agg_trades),
+        Venue::Alpaca => feed_cfg.ws_url.clone(),
+    };
+    let mut ws_cfg = WsConfig::new(url);
+    ws_cfg.read_buffer_size = feed_cfg.read_buffer_size;
+    let mut ws = WsClient::new(ws_cfg, tls_config(&[])?, mio::Token(0))?;
+    let mut poll = mio::Poll::new()?;
+    let mut events = mio::Events::with_capacity(64);
+    let deadline = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut opened = false;
+    eprintln!("recording {} into {}", ws.config().url, out.display());
+    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+        poll.poll(&mut events, Some(std::time::Duration::from_millis(1)))?;
+        for ev in events.iter() {
+            ws.on_event(ev);
+        }
+        let now = wall_ns();
+        ws.poll(poll.registry(), now, |msg| {
+            tap.record(now, msg);
+        });
+        opened |= ws.is_open();
+        if feed_cfg.end_on_close && opened && !ws.is_open() {
+            break;
+        }
+    }
+    let st = handle.stop()?;
+    eprintln!("recorded {} messages ({} dropped, {} bytes) into {} files", st.recorded, st.dropped, st.bytes, st.files);
     Ok(())
 }
 

@@ -81,7 +81,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarises a threaded run against the simulated venue.
-    pub fn of_run(out: &RunOutcome<crate::gateway::sim::SimExchange>) -> Summary {
+    pub fn of_run<S>(out: &RunOutcome<S, crate::gateway::sim::SimExchange>) -> Summary {
         let core = &out.core;
         let mut s = Summary::of_core(core);
         s.tick_to_quote_ns = Percentiles::of(out.latencies.get(Stage::TickToQuote));

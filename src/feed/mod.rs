@@ -7,5 +7,6 @@ pub mod evfile;
 pub mod gen;
 pub mod record;
 pub mod snapshot;
+pub mod source;
 pub mod sync;
 pub mod ws;

@@ -96,7 +96,7 @@ fn hot_loop_allocates_nothing_after_warm_up() {
             }
         }
     }
-    let st = *hl.stats();
+    let st = hl.stats();
     let cs = *hl.core().stats();
     assert_eq!(st.events, WARM + MEASURED);
     assert!(

@@ -374,18 +374,17 @@ impl Core {
     #[inline]
     fn place(&mut self, l: usize, side: Side, px: Px, top: Option<(Px, Px)>, now: Ts, out: &mut Commands) {
         let qty = self.legs[l].order_lots;
-        if let Some(id) = self.legs[l].quotes[side.idx()] {
-            if let Some(o) = self.orders.iter_mut().find(|o| o.id == id) {
-                if (o.px - px).abs() < self.min_replace_ticks && o.qty == qty {
-                    return;
-                }
-                o.cancel_sent = true;
-                let inst = self.legs[l].id;
-                self.emit(OrderCmd::Cancel { id, inst }, out);
-                self.stats.cancels += 1;
+        let slot = side.idx();
+        let resting = self.legs[l].quotes[slot].and_then(|id| self.orders.iter().position(|o| o.id == id));
+        if let Some(i) = resting {
+            let o = &self.orders[i];
+            if (o.px - px).abs() < self.min_replace_ticks && o.qty == qty {
+                return;
             }
-            self.legs[l].quotes[side.idx()] = None;
         }
+        // Check the replacement before touching the resting quote. Orders on this side,
+        // the one about to be cancelled included, count until the venue confirms them
+        // gone: it may fill first.
         let leg = &self.legs[l];
         let open_same_side = self.orders.iter().filter(|o| o.leg == l && o.side == side).map(|o| o.leaves).sum();
         let check = OrderCheck {
@@ -401,14 +400,27 @@ impl Core {
             last_update: leg.last_update,
             now,
         };
-        if self.risk.check(&check).is_err() || self.orders.is_full() || out.remaining_capacity() == 0 {
+        let verdict = self.risk.check(&check);
+        if verdict == Err(Reject::RateLimit) && resting.is_some() {
+            // Out of order rate: a slightly old quote beats none at all.
+            return;
+        }
+        if let Some(i) = resting {
+            let o = &mut self.orders[i];
+            o.cancel_sent = true;
+            let (id, inst) = (o.id, self.legs[l].id);
+            self.emit(OrderCmd::Cancel { id, inst }, out);
+            self.stats.cancels += 1;
+        }
+        self.legs[l].quotes[slot] = None;
+        if verdict.is_err() || self.orders.is_full() || out.remaining_capacity() == 0 {
             return;
         }
         self.next_seq = self.next_seq.wrapping_add(1);
         let id = self.id_prefix | self.next_seq as u64;
-        let inst = leg.id;
+        let inst = self.legs[l].id;
         self.orders.push(Order { id, leg: l, side, px, qty, leaves: qty, cancel_sent: false });
-        self.legs[l].quotes[side.idx()] = Some(id);
+        self.legs[l].quotes[slot] = Some(id);
         self.emit(OrderCmd::New(NewOrder { id, inst, side, px, qty, tif: Tif::PostOnly }), out);
         self.stats.orders += 1;
     }

@@ -371,7 +371,10 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
         feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
         syncs.join("; ")
     );
-    report(&outcome, out)
+    report(&outcome, out)?;
+    println!("\ntick-to-quote distribution (microseconds):");
+    write_hgrm(outcome.latencies.get(Stage::TickToQuote), io::stdout().lock())?;
+    Ok(())
 }
 
 fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {

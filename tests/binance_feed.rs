@@ -251,7 +251,9 @@ fn replay(
     // All book tickers of the recording, by update id.
     let mut tickers = Vec::new();
     for (ts, msg) in lines {
-        if let Ok(Parsed::BookTicker { update_id, bid, bid_qty, ask, ask_qty, .. }) = p.parse(msg.as_bytes(), *ts, &mut lv) {
+        if let Ok(Parsed::BookTicker { update_id, bid, bid_qty, ask, ask_qty, .. }) =
+            p.parse(msg.as_bytes(), *ts, &mut lv)
+        {
             tickers.push((update_id, bid, bid_qty, ask, ask_qty));
         }
     }

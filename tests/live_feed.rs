@@ -107,7 +107,7 @@ fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration) -> (Binanc
     let fc = FeedConfig { clock, ..feed_config(handle.ws_addr(), false) };
     let mut feed = BinanceFeed::new(&fc, &ds.instruments, None).unwrap();
     let config = Config::builtin();
-    let mut core = Core::new(&config, &ds.instruments, 1).unwrap();
+    let core = Core::new(&config, &ds.instruments, 1).unwrap();
     let mut books = [Book::default(), Book::default()];
     let mut synced = [false, false];
     let mut cmds = Commands::new();
@@ -116,41 +116,46 @@ fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration) -> (Binanc
     let mut venue = SimExchange::new(ds.instruments.clone(), config.fees);
     let mut reports = Vec::new();
     let core = std::cell::RefCell::new(core);
-    drain_with(&mut feed, limit, |ev| {
-        let mut core = core.borrow_mut();
-        let i = ev.inst as usize;
-        books[i].apply(ev);
-        match ev.kind {
-            EventKind::Clear => synced[i] = false,
-            EventKind::BidLevel | EventKind::AskLevel => synced[i] = true,
-            _ => {}
-        }
-        venue.on_market(ev, &mut reports);
-        core.on_market(ev, ev.local_ts, &mut cmds);
-        // The venue answers at once; its reports may make the core send more.
-        while !cmds.is_empty() || !reports.is_empty() {
-            for r in reports.drain(..) {
-                core.on_exec(&r, ev.local_ts, &mut cmds);
+    drain_with(
+        &mut feed,
+        limit,
+        |ev| {
+            let mut core = core.borrow_mut();
+            let i = ev.inst as usize;
+            books[i].apply(ev);
+            match ev.kind {
+                EventKind::Clear => synced[i] = false,
+                EventKind::BidLevel | EventKind::AskLevel => synced[i] = true,
+                _ => {}
             }
-            let Some(c) = cmds.pop_at(0) else { continue };
-            venue.on_order(&c, ev.local_ts, &mut reports);
-            if let OrderCmd::New(o) = c {
-                orders += 1;
-                let l = o.inst as usize;
-                assert!(synced[l], "quote for an unsynced book");
-                let (bid, ask) = books[l].top().expect("quote without a two-sided book");
-                assert!(bid < ask, "crossed book");
-                match o.side {
-                    Side::Buy => assert!(o.px < ask, "bid {} at or above the ask {ask}", o.px),
-                    Side::Sell => assert!(o.px > bid, "ask {} at or below the bid {bid}", o.px),
+            venue.on_market(ev, &mut reports);
+            core.on_market(ev, ev.local_ts, &mut cmds);
+            // The venue answers at once; its reports may make the core send more.
+            while !cmds.is_empty() || !reports.is_empty() {
+                for r in reports.drain(..) {
+                    core.on_exec(&r, ev.local_ts, &mut cmds);
+                }
+                let Some(c) = cmds.pop_at(0) else { continue };
+                venue.on_order(&c, ev.local_ts, &mut reports);
+                if let OrderCmd::New(o) = c {
+                    orders += 1;
+                    let l = o.inst as usize;
+                    assert!(synced[l], "quote for an unsynced book");
+                    let (bid, ask) = books[l].top().expect("quote without a two-sided book");
+                    assert!(bid < ask, "crossed book");
+                    match o.side {
+                        Side::Buy => assert!(o.px < ask, "bid {} at or above the ask {ask}", o.px),
+                        Side::Sell => assert!(o.px > bid, "ask {} at or below the bid {bid}", o.px),
+                    }
                 }
             }
-        }
-    }, |now| {
-        core.borrow_mut().on_timer(now, &mut idle_cmds);
-        assert!(idle_cmds.iter().all(|c| !matches!(c, OrderCmd::New(_))), "the timer only ever cancels");
-        idle_cmds.clear();
-    });
+        },
+        |now| {
+            core.borrow_mut().on_timer(now, &mut idle_cmds);
+            assert!(idle_cmds.iter().all(|c| !matches!(c, OrderCmd::New(_))), "the timer only ever cancels");
+            idle_cmds.clear();
+        },
+    );
     handle.stop();
     (feed, core.into_inner(), orders)
 }

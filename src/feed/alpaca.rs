@@ -135,7 +135,10 @@ pub struct AlpacaParser {
 
 impl fmt::Debug for AlpacaParser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlpacaParser").field("symbols", &self.symbols).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("AlpacaParser")
+            .field("symbols", &self.symbols)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -300,7 +303,7 @@ fn element(
 #[inline]
 fn num(nodes: &[Node<'_>], at: Option<usize>, name: &'static str) -> Result<f64, ParseError> {
     match nodes.get(at.ok_or(ParseError::Missing(name))?) {
-        Some(&Node::Static(StaticNode::F64(v))) => Ok(f64::from(v)),
+        Some(&Node::Static(StaticNode::F64(v))) => Ok(v),
         Some(&Node::Static(StaticNode::I64(v))) => Ok(v as f64),
         Some(&Node::Static(StaticNode::U64(v))) => Ok(v as f64),
         _ => Err(ParseError::Type(name)),
@@ -344,7 +347,13 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<Ts> {
         let b = s.get(from..from + n)?;
         b.iter().try_fold(0i64, |a, &c| c.is_ascii_digit().then(|| a * 10 + (c - b'0') as i64))
     }
-    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || (s[10] != b'T' && s[10] != b't') || s[13] != b':' || s[16] != b':' {
+    if s.len() < 20
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || (s[10] != b'T' && s[10] != b't')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
         return None;
     }
     let (y, mo, d) = (digits(s, 0, 4)?, digits(s, 5, 2)?, digits(s, 8, 2)?);
@@ -441,11 +450,16 @@ mod tests {
         let q = r#"[{"T":"q","S":"BAT/USD","bp":0.35718,"bs":13445.46,"ap":0.3581,"as":13561.902,"t":"2024-03-12T10:29:43.111588173Z"}]"#;
         let v = all(&mut p, q).unwrap();
         let ts = parse_rfc3339(b"2024-03-12T10:29:43.111588173Z").unwrap();
-        assert_eq!(v, [AlpacaMsg::Quote { inst: 1, exch_ts: ts, bid: 35718, bid_qty: 13445460, ask: 35810, ask_qty: 13561902 }]);
+        assert_eq!(
+            v,
+            [AlpacaMsg::Quote { inst: 1, exch_ts: ts, bid: 35718, bid_qty: 13445460, ask: 35810, ask_qty: 13561902 }]
+        );
         assert_eq!(p.stats().off_tick + p.stats().off_lot, 0);
         let t = r#"[{"T":"t","S":"AVAX/USD","p":47.299,"s":29.205707815,"t":"2024-03-12T10:27:48.858228144Z","i":3447222699101865076,"tks":"S"}]"#;
         let v = all(&mut p, t).unwrap();
-        let AlpacaMsg::Trade { inst: 2, px: 47299, qty: 29205707815, taker: Some(Side::Sell), .. } = v[0] else { panic!("{v:?}") };
+        let AlpacaMsg::Trade { inst: 2, px: 47299, qty: 29205707815, taker: Some(Side::Sell), .. } = v[0] else {
+            panic!("{v:?}")
+        };
         let mut evs = Vec::new();
         v[0].emit(0, &mut |e| evs.push(e));
         assert_eq!(evs[0].kind, EventKind::TradeSell);
@@ -476,7 +490,10 @@ mod tests {
         assert_eq!(exch_ts, 1_723_075_200 * NS_PER_SEC);
         assert_eq!((p.stats().off_tick, p.stats().ignored, p.stats().unknown_symbols), (1, 1, 1));
         assert_eq!(all(&mut p, "[{\"T\":"), Err(ParseError::Json));
-        assert_eq!(all(&mut p, r#"[{"T":"q","S":"BTC/USD","bp":"1","bs":1,"ap":2,"as":1,"t":"2024-08-08T00:00:00Z"}]"#), Err(ParseError::Type("bp")));
+        assert_eq!(
+            all(&mut p, r#"[{"T":"q","S":"BTC/USD","bp":"1","bs":1,"ap":2,"as":1,"t":"2024-08-08T00:00:00Z"}]"#),
+            Err(ParseError::Type("bp"))
+        );
         assert_eq!(all(&mut p, r#"[{"T":"t","S":"BTC/USD","p":1,"s":1,"t":"yesterday"}]"#), Err(ParseError::Type("t")));
         assert_eq!(all(&mut p, "[1]"), Err(ParseError::Shape));
         assert_eq!(all(&mut p, "3"), Err(ParseError::Shape));
@@ -486,7 +503,8 @@ mod tests {
     fn timestamps() {
         assert_eq!(parse_rfc3339(b"1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339(b"2000-03-01T00:00:00.5Z"), Some(951_868_800 * NS_PER_SEC + 500_000_000));
-        for bad in ["", "2024-13-01T00:00:00Z", "2024-01-01T00:00:00", "2024-01-01T00:00:00.Z", "2024-01-01 00:00:00Z"] {
+        for bad in ["", "2024-13-01T00:00:00Z", "2024-01-01T00:00:00", "2024-01-01T00:00:00.Z", "2024-01-01 00:00:00Z"]
+        {
             assert_eq!(parse_rfc3339(bad.as_bytes()), None, "{bad}");
         }
     }
@@ -500,7 +518,8 @@ mod tests {
         assert_eq!(m["secret"], "hun\"ter2");
         let dbg = format!("{a:?}");
         assert!(!dbg.contains("PKTEST") && !dbg.contains("ter2"), "{dbg}");
-        let s: serde_json::Value = serde_json::from_str(&subscribe_message(&["BTC/USD"], &["BTC/USD", "ETH/USD"])).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&subscribe_message(&["BTC/USD"], &["BTC/USD", "ETH/USD"])).unwrap();
         assert_eq!(s["action"], "subscribe");
         assert_eq!(s["quotes"][1], "ETH/USD");
     }

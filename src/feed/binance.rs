@@ -324,7 +324,12 @@ impl BinanceParser {
     /// for `inst` (the snapshot names no symbol) into `levels` (bids then asks, best
     /// first as Binance sends them) and returns `lastUpdateId`. Not on the hot path, but
     /// it also reuses the parser's buffers.
-    pub fn parse_snapshot(&mut self, msg: &[u8], inst: InstId, levels: &mut Vec<DepthLevel>) -> Result<u64, ParseError> {
+    pub fn parse_snapshot(
+        &mut self,
+        msg: &[u8],
+        inst: InstId,
+        levels: &mut Vec<DepthLevel>,
+    ) -> Result<u64, ParseError> {
         levels.clear();
         let Some(instrument) = self.table.instruments.get(inst as usize) else {
             return Err(ParseError::Range("inst"));
@@ -691,7 +696,14 @@ mod tests {
         let r = p.parse(DOC_BOOK_TICKER.as_bytes(), 7, &mut lv).unwrap();
         assert_eq!(
             r,
-            Parsed::BookTicker { inst: 1, update_id: 400900217, bid: 253519, bid_qty: 3121, ask: 253652, ask_qty: 4066 }
+            Parsed::BookTicker {
+                inst: 1,
+                update_id: 400900217,
+                bid: 253519,
+                bid_qty: 3121,
+                ask: 253652,
+                ask_qty: 4066
+            }
         );
         let mut evs = Vec::new();
         r.emit(&lv, 7, &mut |e| evs.push(e));
@@ -783,7 +795,8 @@ mod tests {
     #[test]
     fn documented_snapshot() {
         // REST GET /api/v3/depth response example (binance-spot-api-docs, rest-api.md).
-        let s = r#"{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}"#;
+        let s =
+            r#"{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}"#;
         let mut p = BinanceParser::new(&[Instrument::new("BNBBTC", d("0.00000001"), d("0.01"))], 64);
         let mut lv = Vec::new();
         assert_eq!(p.parse_snapshot(s.as_bytes(), 0, &mut lv), Ok(1027024));

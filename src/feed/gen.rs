@@ -1337,7 +1337,7 @@ impl Gen {
         if self.out.room() >= 2 {
             self.out.ev.push(bid);
             self.out.ev.push(ask);
-        } else if last.map_or(true, |(_, _, last_ask, _)| b.px < last_ask) {
+        } else if last.is_none_or(|(_, _, last_ask, _)| b.px < last_ask) {
             // Only one slot: the bid alone cannot cross the consumer's book, whose
             // best ask is the last one sent.
             self.out.ev.push(MarketEvent { flags: MarketEvent::END_OF_BATCH, ..bid });

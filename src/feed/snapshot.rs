@@ -117,7 +117,8 @@ mod tests {
             req
         });
         let mut f =
-            SnapshotFetcher::spawn(&format!("http://{addr}"), vec!["BTCUSDT".into()], 100, Duration::from_secs(5)).unwrap();
+            SnapshotFetcher::spawn(&format!("http://{addr}"), vec!["BTCUSDT".into()], 100, Duration::from_secs(5))
+                .unwrap();
         assert!(f.request(0));
         let snap = loop {
             if let Some(s) = f.poll() {

@@ -204,7 +204,8 @@ impl BinanceFeed {
                 tap.record(wall, msg);
             }
             let parsed = parser.parse(msg, t, levels);
-            if let (true, Ok(Parsed::Depth { exch_ts, .. } | Parsed::Trade { exch_ts, .. })) = (exchange_clock, &parsed) {
+            if let (true, Ok(Parsed::Depth { exch_ts, .. } | Parsed::Trade { exch_ts, .. })) = (exchange_clock, &parsed)
+            {
                 t = t.max(*exch_ts);
             }
             match parsed {
@@ -282,5 +283,13 @@ impl MarketSource for BinanceFeed {
 /// Marks a [`EventKind::Clear`] for `inst` at `now`, closing a batch.
 #[inline]
 pub fn clear_event(inst: InstId, now: Ts) -> MarketEvent {
-    MarketEvent { exch_ts: now, local_ts: now, px: 0, qty: 0, inst, kind: EventKind::Clear, flags: MarketEvent::END_OF_BATCH }
+    MarketEvent {
+        exch_ts: now,
+        local_ts: now,
+        px: 0,
+        qty: 0,
+        inst,
+        kind: EventKind::Clear,
+        flags: MarketEvent::END_OF_BATCH,
+    }
 }

@@ -382,12 +382,7 @@ mod tests {
         let kinds: Vec<_> = evs.iter().map(|e| (e.kind, e.flags)).collect();
         assert_eq!(
             kinds,
-            [
-                (EventKind::Clear, 0),
-                (EventKind::BidLevel, 0),
-                (EventKind::AskLevel, 1),
-                (EventKind::BidLevel, 1)
-            ]
+            [(EventKind::Clear, 0), (EventKind::BidLevel, 0), (EventKind::AskLevel, 1), (EventKind::BidLevel, 1)]
         );
         assert_eq!(book.top(), Some((11, 20)));
         // Old diff ignored, next contiguous one applied, a gap clears and resyncs.
@@ -438,7 +433,8 @@ mod tests {
         let mut s = DepthSync::with_caps(0, 2, 4, 16);
         let mut evs = Vec::new();
         s.on_depth(5, 6, 0, &[], 0, &mut |e| evs.push(e));
-        let snap: Vec<_> = (0..5).map(|i| lv(Side::Buy, 100 - i, 1)).chain((0..5).map(|i| lv(Side::Sell, 200 + i, 1))).collect();
+        let snap: Vec<_> =
+            (0..5).map(|i| lv(Side::Buy, 100 - i, 1)).chain((0..5).map(|i| lv(Side::Sell, 200 + i, 1))).collect();
         s.on_snapshot(5, &snap, 0, &mut |e| evs.push(e));
         assert_eq!(evs.len(), 5);
         assert!(evs[4].is_batch_end() && evs[4].px == 201);

@@ -5,9 +5,6 @@
 //! thread between turns. Only allocations made inside `turn` are counted: after a
 //! warm-up there must be none for at least 100k events.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use statarb::config::Config;
 use statarb::core::Core;
 use statarb::event::ExecReport;
@@ -17,48 +14,10 @@ use statarb::gateway::Exchange;
 use statarb::live::{HotLoop, SliceSource, ToGateway};
 use statarb::ring::ring;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the allocator may run while thread-locals are being torn down.
-    let _ = COUNTING.try_with(|c| {
-        if c.get() {
-            let _ = COUNT.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the bookkeeping
-// touches only const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `System.alloc` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
 #[test]
 fn hot_loop_allocates_nothing_after_warm_up() {
@@ -76,11 +35,10 @@ fn hot_loop_allocates_nothing_after_warm_up() {
     let mut allocs_measured = 0;
     loop {
         let measuring = hl.stats().events >= WARM;
-        COUNT.with(|n| n.set(0));
-        COUNTING.with(|c| c.set(measuring));
-        let more = hl.turn();
-        COUNTING.with(|c| c.set(false));
-        allocs_measured += COUNT.with(|n| n.get());
+        let (more, allocs) = common::counted(|| hl.turn());
+        if measuring {
+            allocs_measured += allocs;
+        }
         if !more {
             break;
         }

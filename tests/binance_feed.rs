@@ -11,8 +11,6 @@
 //! checked against the recorded book tickers instead: for a book at update id `u`, the
 //! latest book ticker with update id `<= u` states its top of book.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Read;
 
 use statarb::book::Book;
@@ -21,56 +19,10 @@ use statarb::feed::binance::{BinanceParser, DepthLevel, Parsed};
 use statarb::feed::sync::{DepthSync, SyncAction};
 use statarb::types::{Decimal, Instrument, Ts, NS_PER_SEC};
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    let _ = COUNTING.try_with(|c| {
-        if c.get() {
-            let _ = COUNT.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the bookkeeping
-// touches only const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `System.alloc` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns its result and the allocations it made on this thread.
-fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    COUNT.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, COUNT.with(|n| n.get()))
-}
+static GLOBAL: common::Counting = common::Counting;
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -189,19 +141,19 @@ fn parse_and_sync_allocate_nothing_after_warm_up() {
         for (ts, msg) in &lines {
             let measuring = pass == 1;
             if msg.starts_with("{\"lastUpdateId\"") {
-                let (r, n) = counted(|| p.parse_snapshot(msg.as_bytes(), 0, &mut lv));
+                let (r, n) = common::counted(|| p.parse_snapshot(msg.as_bytes(), 0, &mut lv));
                 let id = r.unwrap();
                 out.clear();
-                let (_, m) = counted(|| sync.on_snapshot(id, &lv, *ts, &mut |e| out.push(e)));
+                let (_, m) = common::counted(|| sync.on_snapshot(id, &lv, *ts, &mut |e| out.push(e)));
                 if measuring {
                     parse_allocs += n;
                     sync_allocs += m;
                 }
                 continue;
             }
-            let (r, n) = counted(|| p.parse(msg.as_bytes(), *ts, &mut lv));
+            let (r, n) = common::counted(|| p.parse(msg.as_bytes(), *ts, &mut lv));
             out.clear();
-            let (_, m) = counted(|| match r {
+            let (_, m) = common::counted(|| match r {
                 Ok(Parsed::Depth { first_id, last_id, exch_ts, .. }) => {
                     sync.on_depth(first_id, last_id, exch_ts, &lv, *ts, &mut |e| out.push(e));
                 }

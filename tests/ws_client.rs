@@ -5,8 +5,6 @@
 //! The counting global allocator measures allocations per message inside
 //! `WsClient::poll` after warm-up (printed; run with `--nocapture` to see the numbers).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
@@ -21,47 +19,10 @@ use tungstenite::{Message, WebSocket};
 
 // ---------------------------------------------------------------- counting allocator
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    let _ = COUNTING.try_with(|c| {
-        if c.get() {
-            let _ = COUNT.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the bookkeeping
-// touches only const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `System.alloc` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
 // ---------------------------------------------------------------- client harness
 
@@ -108,11 +69,8 @@ impl Harness {
         let t = now();
         if self.count_allocs {
             let mut n = 0u64;
-            COUNT.with(|c| c.set(0));
-            COUNTING.with(|c| c.set(true));
-            let got = self.client.poll(self.poll.registry(), t, |_m| n += 1);
-            COUNTING.with(|c| c.set(false));
-            self.allocs += COUNT.with(|c| c.get());
+            let (got, allocs) = common::counted(|| self.client.poll(self.poll.registry(), t, |_m| n += 1));
+            self.allocs += allocs;
             self.counted_msgs += n;
             assert_eq!(got as u64, n);
         } else {

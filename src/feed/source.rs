@@ -12,7 +12,7 @@
 //! Book tickers are applied only while their instrument's book is synced and only if
 //! their update id is newer than the book's, so a ticker that lags the diff stream
 //! never deletes live levels. While a leg is unsynced (start-up, reconnect, gap) its
-//! book has been cleared with [`EventKind::Clear`], so the core has no market for it and
+//! book has been cleared with [`crate::event::EventKind::Clear`], so the core has no market for it and
 //! pulls its quotes.
 //!
 //! Everything is allocated in [`BinanceFeed::new`]: the event queue, the level buffer,
@@ -25,7 +25,7 @@ use mio::{Events, Poll, Token};
 use thiserror::Error;
 
 use crate::config::{FeedClock, FeedConfig};
-use crate::event::{EventKind, MarketEvent};
+use crate::event::MarketEvent;
 use crate::feed::binance::{BinanceParser, DepthLevel, Parsed};
 use crate::feed::record::RecordTap;
 use crate::feed::snapshot::{wall_ns, SnapshotFetcher};
@@ -277,19 +277,5 @@ impl MarketSource for BinanceFeed {
     #[inline]
     fn now(&self) -> Ts {
         self.now
-    }
-}
-
-/// Marks a [`EventKind::Clear`] for `inst` at `now`, closing a batch.
-#[inline]
-pub fn clear_event(inst: InstId, now: Ts) -> MarketEvent {
-    MarketEvent {
-        exch_ts: now,
-        local_ts: now,
-        px: 0,
-        qty: 0,
-        inst,
-        kind: EventKind::Clear,
-        flags: MarketEvent::END_OF_BATCH,
     }
 }

@@ -9,14 +9,18 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod assim;
+pub mod backtest;
 pub mod book;
 pub mod config;
 pub mod core;
 pub mod event;
 pub mod feed;
 pub mod gateway;
+pub mod import;
 pub mod live;
 pub mod metrics;
+pub mod mock;
 pub mod portfolio;
 pub mod quote;
 pub mod report;

@@ -1,0 +1,1 @@
+//! A mock Binance Spot REST server on loopback for tests.

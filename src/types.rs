@@ -29,7 +29,8 @@ pub const NS_PER_SEC: i64 = 1_000_000_000;
 pub const NS_PER_MS: i64 = 1_000_000;
 
 /// Order or aggressor side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Side {
     /// Bid / buy.

@@ -451,6 +451,15 @@ pub struct RunOutcome<S, E> {
     pub elapsed: Duration,
 }
 
+impl<S, E> RunOutcome<S, E> {
+    /// The same outcome with the source replaced by `f(source)` (e.g. once its
+    /// venue-specific counters have been read).
+    pub fn map_source<T>(self, f: impl FnOnce(S) -> T) -> RunOutcome<T, E> {
+        let RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange, warnings, elapsed } = self;
+        RunOutcome { core, latencies, loop_stats, gateway_stats, source: f(source), exchange, warnings, elapsed }
+    }
+}
+
 /// Options of a threaded run.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {

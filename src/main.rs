@@ -15,7 +15,7 @@ use statarb::config::{Config, RecordConfig, Venue};
 use statarb::core::Core;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
 use statarb::feed::snapshot::wall_ns;
-use statarb::feed::source::{stream_url, BinanceFeed};
+use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed};
 use statarb::feed::ws::{tls_config, WsClient, WsConfig};
 use statarb::feed::{evfile, gen};
 use statarb::gateway::sim::SimExchange;
@@ -325,19 +325,14 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
         }
     };
     let Some(feed_cfg) = &cfg.feed else { bail!("the configuration has no [feed] section") };
-    if feed_cfg.venue != Venue::Binance {
-        bail!("venue {:?}: only binance feeds drive `run` so far", feed_cfg.venue);
-    }
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
-    let recorder = match &cfg.record {
-        Some(r) => Some(spawn_recorder(r)?),
-        None => None,
-    };
-    let (tap, rec_handle) = match recorder {
-        Some((t, h)) => (Some(t), Some(h)),
+    let (tap, rec_handle) = match &cfg.record {
+        Some(r) => {
+            let (t, h) = spawn_recorder(r)?;
+            (Some(t), Some(h))
+        }
         None => (None, None),
     };
-    let feed = BinanceFeed::new(feed_cfg, &instruments, tap)?;
     let session_id = (wall_ns() / NS_PER_SEC) as u32;
     let core = Core::new(&cfg, &instruments, session_id)?;
     let venue = SimExchange::new(instruments.clone(), cfg.fees);
@@ -346,7 +341,51 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
         lockstep: false,
     };
-    let outcome = live::run(core, feed, venue, &opts, &stop);
+    let (outcome, feed_lines) = match feed_cfg.venue {
+        Venue::Binance => {
+            let feed = BinanceFeed::new(feed_cfg, &instruments, tap)?;
+            let outcome = live::run(core, feed, venue, &opts, &stop);
+            let feed = &outcome.source;
+            let syncs: Vec<String> = (0..instruments.len())
+                .map(|i| {
+                    let s = feed.sync(i as u16).stats();
+                    format!("{} syncs {} gaps {} overflows {}", instruments[i].symbol, s.syncs, s.gaps, s.overflows)
+                })
+                .collect();
+            let lines = format!(
+                "feed: {:?}\nwebsocket: {:?}{}\nbooks: {}",
+                feed.stats(),
+                feed.ws().stats(),
+                feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+                syncs.join("; ")
+            );
+            (outcome.map_source(|_| ()), lines)
+        }
+        Venue::Alpaca => {
+            // The feed speaks Alpaca's symbols; ids (the index) are the legs' own.
+            let feed_insts: Vec<_> = [&cfg.y, &cfg.x]
+                .iter()
+                .map(|l| {
+                    let mut i = l.instrument();
+                    if let Some(s) = &l.feed_symbol {
+                        i.symbol = s.clone();
+                    }
+                    i
+                })
+                .collect();
+            let feed = AlpacaFeed::new(feed_cfg, &feed_insts, tap)?;
+            let outcome = live::run(core, feed, venue, &opts, &stop);
+            let feed = &outcome.source;
+            let lines = format!(
+                "feed: {:?} (session {:?})\nwebsocket: {:?}{}",
+                feed.stats(),
+                feed.state(),
+                feed.ws().stats(),
+                feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+            );
+            (outcome.map_source(|_| ()), lines)
+        }
+    };
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -357,20 +396,7 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
     if let Some(h) = server {
         h.stop();
     }
-    let feed = &outcome.source;
-    let ws = feed.ws().stats();
-    let syncs: Vec<String> = (0..instruments.len())
-        .map(|i| {
-            let s = feed.sync(i as u16).stats();
-            format!("{} syncs {} gaps {} overflows {}", instruments[i].symbol, s.syncs, s.gaps, s.overflows)
-        })
-        .collect();
-    eprintln!(
-        "feed: {:?}\nwebsocket: {ws:?}{}\nbooks: {}",
-        feed.stats(),
-        feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
-        syncs.join("; ")
-    );
+    eprintln!("{feed_lines}");
     report(&outcome, out)?;
     println!("\ntick-to-quote distribution (microseconds):");
     write_hgrm(outcome.latencies.get(Stage::TickToQuote), io::stdout().lock())?;

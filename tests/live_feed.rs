@@ -3,7 +3,8 @@
 //! local-book sync with REST snapshots) -> books and the strategy core.
 //!
 //! - Without faults, the book built from the feed's events equals the book rebuilt
-//!   offline from the same data set.
+//!   offline from the same data set at every message boundary after it synced, and
+//!   at the end.
 //! - With each injected fault (dropped connections, sequence gaps, malformed frames,
 //!   stalls), the feed reconnects or resyncs, nothing panics, the counters say what
 //!   happened, and the core never sends a quote for a leg whose book is unsynced or
@@ -21,6 +22,7 @@ use statarb::feed::source::BinanceFeed;
 use statarb::gateway::sim::SimExchange;
 use statarb::gateway::Exchange;
 use statarb::live::{MarketSource, Polled};
+use statarb::risk::Reject;
 use statarb::serve::{self, Faults, ServeConfig, Source};
 use statarb::types::Side;
 
@@ -62,6 +64,17 @@ fn drain_with(
     }
 }
 
+/// A fingerprint of every level of both sides (FNV-1a over prices and sizes).
+fn book_state(b: &Book) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for l in b.bids().iter().chain(b.asks()) {
+        for x in [l.px, l.qty] {
+            h = (h ^ x as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h ^ b.bids().len() as u64
+}
+
 fn drain(feed: &mut BinanceFeed, limit: Duration, f: impl FnMut(&MarketEvent)) {
     drain_with(feed, limit, f, |_| {});
 }
@@ -72,21 +85,63 @@ fn feed_book_equals_the_offline_book() {
     let handle = serve::spawn(ServeConfig::default(), Source::Generated(Arc::clone(&ds))).unwrap();
     let mut feed = BinanceFeed::new(&feed_config(handle.ws_addr(), true), &ds.instruments, None).unwrap();
     let mut live = [Book::default(), Book::default()];
+    // Per instrument, the live book's states at message boundaries since the last
+    // (re)sync, consecutive repeats collapsed: each segment must be a run of the
+    // offline states.
+    let mut segments: [Vec<Vec<u64>>; 2] = [Vec::new(), Vec::new()];
     let mut checked = 0;
     drain(&mut feed, Duration::from_secs(60), |ev| {
-        live[ev.inst as usize].apply(ev);
-        if ev.is_batch_end() {
-            if let Some((b, a)) = live[ev.inst as usize].top() {
+        let i = ev.inst as usize;
+        live[i].apply(ev);
+        if ev.kind == EventKind::Clear {
+            segments[i].push(Vec::new());
+        }
+        if ev.is_batch_end() && !ev.kind.is_trade() {
+            if let Some((b, a)) = live[i].top() {
                 assert!(b < a, "crossed live book");
                 checked += 1;
+                let seg = segments[i].last_mut().expect("the feed clears a book before it syncs it");
+                let h = book_state(&live[i]);
+                if seg.last() != Some(&h) {
+                    seg.push(h);
+                }
             }
         }
     });
     assert_eq!(feed.stats().parse_errors, 0);
-    assert!(checked > 10_000, "{checked} batch ends checked");
+    assert!(checked > 5_000, "{checked} batch ends checked");
     let mut offline = [Book::default(), Book::default()];
+    let mut states: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
     for ev in &ds.events {
-        offline[ev.inst as usize].apply(ev);
+        let i = ev.inst as usize;
+        offline[i].apply(ev);
+        if ev.is_batch_end() && !ev.kind.is_trade() && offline[i].top().is_some() {
+            let h = book_state(&offline[i]);
+            if states[i].last() != Some(&h) {
+                states[i].push(h);
+            }
+        }
+    }
+    for i in 0..2 {
+        let mut compared = 0;
+        for seg in segments[i].iter().filter(|s| !s.is_empty()) {
+            // The first state is the sync: the snapshot with the diffs buffered while it
+            // was fetched applied at once (the tickers of that interval were dropped), so
+            // it may skip a few offline states; from there on, every message boundary.
+            let start = states[i].iter().position(|h| *h == seg[0]);
+            let start =
+                start.unwrap_or_else(|| panic!("{}: the synced book is no offline state", ds.instruments[i].symbol));
+            let rest = &seg[1..];
+            let run = states[i][start..].windows(rest.len()).any(|w| w == rest);
+            assert!(
+                run,
+                "{}: the {} states after the sync are not a run of the offline states",
+                ds.instruments[i].symbol,
+                rest.len()
+            );
+            compared += seg.len();
+        }
+        assert!(compared > 1_000, "{compared} states compared");
     }
     for i in 0..2 {
         // The generated book has 10 levels a side: compare all of them.
@@ -99,15 +154,14 @@ fn feed_book_equals_the_offline_book() {
 
 /// Runs the core over a faulty server for `limit` and checks every order it sends
 /// against the books the feed has built.
-fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration) -> (BinanceFeed, Core, u64) {
+fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration, config: &Config) -> (BinanceFeed, Core, u64) {
     let ds = dataset(40_000);
     let cfg = ServeConfig { faults, ..ServeConfig::default() };
     let handle = serve::spawn(cfg, Source::Generated(Arc::clone(&ds))).unwrap();
     // Not end_on_close: a dropped connection must reconnect, not end the run.
     let fc = FeedConfig { clock, ..feed_config(handle.ws_addr(), false) };
     let mut feed = BinanceFeed::new(&fc, &ds.instruments, None).unwrap();
-    let config = Config::builtin();
-    let core = Core::new(&config, &ds.instruments, 1).unwrap();
+    let core = Core::new(config, &ds.instruments, 1).unwrap();
     let mut books = [Book::default(), Book::default()];
     let mut synced = [false, false];
     let mut cmds = Commands::new();
@@ -163,7 +217,8 @@ fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration) -> (Binanc
 #[test]
 fn sequence_gaps_resync_the_book() {
     let faults = Faults { gap_every: Some(500), ..Faults::default() };
-    let (feed, _core, orders) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(8));
+    let (feed, _core, orders) =
+        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(8), &Config::builtin());
     let gaps: u64 = (0..2).map(|i| feed.sync(i).stats().gaps).sum();
     let syncs: u64 = (0..2).map(|i| feed.sync(i).stats().syncs).sum();
     assert!(gaps >= 2, "gaps {gaps}");
@@ -174,7 +229,8 @@ fn sequence_gaps_resync_the_book() {
 #[test]
 fn dropped_connections_reconnect_and_resync() {
     let faults = Faults { drop_every: Some(3_000), ..Faults::default() };
-    let (feed, _core, orders) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4));
+    let (feed, _core, orders) =
+        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &Config::builtin());
     let ws = feed.ws().stats();
     assert!(ws.reconnects >= 2, "{ws:?}");
     let syncs: u64 = (0..2).map(|i| feed.sync(i).stats().syncs).sum();
@@ -185,18 +241,22 @@ fn dropped_connections_reconnect_and_resync() {
 #[test]
 fn malformed_frames_are_counted_and_skipped() {
     let faults = Faults { malformed_every: Some(100), ..Faults::default() };
-    let (feed, core, _) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4));
+    let (feed, core, _) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &Config::builtin());
     assert!(feed.stats().parse_errors > 10, "{:?}", feed.stats());
     assert!(core.stats().events > 10_000);
 }
 
 #[test]
-fn stalls_do_not_break_the_feed() {
-    // The server pauses 600 ms every 5,000 messages; the feed idles through it and the
-    // engine carries on. (Pulling quotes on a stale leg is covered by the core's
-    // `stale_leg_is_pulled_and_kill_cancels_all`.)
+fn stalls_pull_quotes_and_the_feed_carries_on() {
+    // The server pauses 600 ms every 5,000 messages. On the wall clock, with a 200 ms
+    // stale limit, each stall makes both legs stale while quotes rest: the timer pulls
+    // them (counted as `Stale`), and quoting resumes when data flows again. (The
+    // exchange clock would not see a stall: no messages, no time.)
     let faults = Faults { stall_every: Some(5_000), stall_ms: 600, ..Faults::default() };
-    let (feed, core, orders) = run_with_faults(faults, FeedClock::Wall, Duration::from_secs(5));
+    let config = Config::from_toml("extends = \"default\"\n[risk]\nstale_ms = 200\n", "<test>").unwrap();
+    let (feed, core, orders) = run_with_faults(faults, FeedClock::Wall, Duration::from_secs(5), &config);
     assert_eq!(feed.stats().parse_errors, 0);
     assert!(orders > 0 && core.stats().events > 10_000, "{:?}", core.stats());
+    let stale = core.risk().count_of(Reject::Stale);
+    assert!(stale >= 2, "stale pulls: {stale}, {:?}", core.stats());
 }

@@ -441,9 +441,9 @@ mod tests {
         Ok(v)
     }
 
-    // Examples in the shape of Alpaca's "Real-time Crypto Data" page
-    // (docs.alpaca.markets/docs/real-time-crypto-pricing-data), as recalled: the search
-    // corpus did not hold that page, so the field values are not verified copies.
+    // The trade and quote examples of Alpaca's "Real-time Crypto Data" page
+    // (https://docs.alpaca.markets/docs/real-time-crypto-pricing-data, "Trades" and
+    // "Quotes" sections), verbatim, wrapped in the array every server message is.
     #[test]
     fn documented_quote_and_trade() {
         let mut p = parser();

@@ -279,3 +279,254 @@ impl MarketSource for BinanceFeed {
         self.now
     }
 }
+
+/// Where an Alpaca session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlpacaState {
+    /// No connection, or waiting for the server's `connected`.
+    Connecting,
+    /// `auth` sent, waiting for `authenticated`.
+    Authenticating,
+    /// `subscribe` sent; market data flows.
+    Subscribed,
+    /// The server refused the credentials (or another fatal error): the feed ends.
+    Failed,
+}
+
+/// Counters of an Alpaca feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AlpacaFeedStats {
+    /// Raw messages received.
+    pub messages: u64,
+    /// Messages that failed to parse (counted, skipped).
+    pub parse_errors: u64,
+    /// Sessions authenticated (1 + reconnects that got through).
+    pub authenticated: u64,
+    /// `error` messages from the server.
+    pub server_errors: u64,
+    /// Last error code the server sent (0: none).
+    pub last_error_code: i64,
+    /// Events handed to the hot loop.
+    pub events: u64,
+    /// Messages not recorded (recorder pool exhausted).
+    pub record_drops: u64,
+}
+
+/// Alpaca's codes after which retrying cannot help: 401 not authenticated, 402 auth
+/// failed, 404 auth timeout, 409 insufficient subscription (the "Real-time Stock
+/// Pricing Data" page's error table, shared by the crypto stream).
+const ALPACA_FATAL: [i64; 4] = [401, 402, 404, 409];
+
+/// Alpaca crypto quotes and trades over one WebSocket, as a [`MarketSource`].
+///
+/// The session follows Alpaca's protocol: the server greets with
+/// `[{"T":"success","msg":"connected"}]`, the client sends `auth` with the key and
+/// secret (from the environment variables named in config), the server answers
+/// `authenticated`, the client subscribes to `trades` and `quotes` of both legs. Every
+/// (re)connection clears both books ([`crate::event::EventKind::Clear`]) until the first
+/// quote of the new session, so the core never quotes across a gap. Quotes are the
+/// top of the book (`BestBid` + `BestAsk`); Alpaca's crypto stream has no diff depth
+/// in this source.
+#[derive(Debug)]
+pub struct AlpacaFeed {
+    poll: Poll,
+    events: Events,
+    ws: WsClient,
+    parser: crate::feed::alpaca::AlpacaParser,
+    auth: crate::feed::alpaca::AlpacaAuth,
+    subscribe: String,
+    tap: Option<RecordTap>,
+    clock: FeedClock,
+    state: AlpacaState,
+    end_on_close: bool,
+    ended: bool,
+    generation: u64,
+    instruments: usize,
+    now: Ts,
+    stats: AlpacaFeedStats,
+}
+
+/// Why an Alpaca feed could not start.
+#[derive(Debug, Error)]
+pub enum AlpacaFeedError {
+    /// The feed config lacks a key or secret variable name.
+    #[error("feed.{0} is required for venue \"alpaca\"")]
+    MissingSetting(&'static str),
+    /// The named environment variable is not set (its value is never printed).
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    /// The WebSocket client or mio could not start.
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+}
+
+impl AlpacaFeed {
+    /// A feed for `instruments`, whose symbols are Alpaca's (`BTC/USD`; their index is
+    /// their [`InstId`]). Reads the credentials from the environment variables named by
+    /// `cfg.key_env` and `cfg.secret_env`.
+    pub fn new(cfg: &FeedConfig, instruments: &[Instrument], tap: Option<RecordTap>) -> Result<Self, AlpacaFeedError> {
+        let var = |name: &Option<String>, key: &'static str| -> Result<String, AlpacaFeedError> {
+            let name = name.as_ref().ok_or(AlpacaFeedError::MissingSetting(key))?;
+            std::env::var(name).map_err(|_| AlpacaFeedError::MissingEnv(name.clone()))
+        };
+        let auth =
+            crate::feed::alpaca::AlpacaAuth::new(var(&cfg.key_env, "key_env")?, var(&cfg.secret_env, "secret_env")?);
+        let symbols: Vec<&str> = instruments.iter().map(|i| i.symbol.as_str()).collect();
+        let mut ws_cfg = WsConfig::new(cfg.ws_url.clone());
+        ws_cfg.read_buffer_size = cfg.read_buffer_size;
+        let ws = WsClient::new(ws_cfg, tls_config(&[]).map_err(FeedError::from)?, Token(0)).map_err(FeedError::from)?;
+        Ok(AlpacaFeed {
+            poll: Poll::new().map_err(FeedError::from)?,
+            events: Events::with_capacity(64),
+            ws,
+            parser: crate::feed::alpaca::AlpacaParser::new(instruments),
+            auth,
+            subscribe: crate::feed::alpaca::subscribe_message(&symbols, &symbols),
+            tap,
+            clock: cfg.clock,
+            state: AlpacaState::Connecting,
+            end_on_close: cfg.end_on_close,
+            ended: false,
+            generation: 0,
+            instruments: instruments.len(),
+            now: if cfg.clock == FeedClock::Wall { wall_ns() } else { 0 },
+            stats: AlpacaFeedStats::default(),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> AlpacaFeedStats {
+        self.stats
+    }
+
+    /// Session state.
+    pub fn state(&self) -> AlpacaState {
+        self.state
+    }
+
+    /// The WebSocket client (state, counters).
+    pub fn ws(&self) -> &WsClient {
+        &self.ws
+    }
+
+    fn pump(&mut self, on_event: &mut impl FnMut(&MarketEvent)) {
+        use crate::feed::alpaca::{AlpacaMsg, Control};
+        if self.clock == FeedClock::Wall {
+            self.now = wall_ns();
+        }
+        if self.poll.poll(&mut self.events, Some(Duration::ZERO)).is_ok() {
+            for ev in self.events.iter() {
+                self.ws.on_event(ev);
+            }
+        }
+        let AlpacaFeed { ws, poll, parser, tap, clock, stats, state, .. } = self;
+        let exchange_clock = *clock == FeedClock::Exchange;
+        let subscribed = *state == AlpacaState::Subscribed;
+        let mut controls = arrayvec::ArrayVec::<Control, 8>::new();
+        let mut t = self.now;
+        let wall = wall_ns();
+        ws.poll(poll.registry(), wall, |msg| {
+            if let Some(tap) = tap {
+                tap.record(wall, msg);
+            }
+            let _ = parser.parse(msg, &mut |m| match m {
+                AlpacaMsg::Control(c) => {
+                    // More than 8 control messages in one read is not a session.
+                    let _ = controls.try_push(c);
+                }
+                AlpacaMsg::Quote { exch_ts, .. } | AlpacaMsg::Trade { exch_ts, .. } if subscribed => {
+                    if exchange_clock {
+                        t = t.max(exch_ts);
+                    }
+                    m.emit(t, &mut |ev| {
+                        stats.events += 1;
+                        on_event(&ev);
+                    });
+                }
+                _ => {}
+            });
+        });
+        if exchange_clock {
+            self.now = t;
+        }
+        self.stats.messages = self.parser.stats().messages;
+        self.stats.parse_errors = self.parser.stats().errors;
+        if let Some(tap) = &self.tap {
+            self.stats.record_drops = tap.stats().dropped;
+        }
+        if self.ws.generation() != self.generation {
+            // (Re)connected: a new session, whose `connected` greeting may be among the
+            // messages just read. Books are invalid until its first quotes.
+            self.generation = self.ws.generation();
+            self.state = AlpacaState::Connecting;
+            for inst in 0..self.instruments {
+                self.stats.events += 1;
+                on_event(&MarketEvent {
+                    exch_ts: self.now,
+                    local_ts: self.now,
+                    px: 0,
+                    qty: 0,
+                    inst: inst as InstId,
+                    kind: crate::event::EventKind::Clear,
+                    flags: MarketEvent::END_OF_BATCH,
+                });
+            }
+        }
+        for c in controls {
+            self.on_control(c);
+        }
+        if self.end_on_close && self.generation > 0 && !self.ws.is_open() {
+            self.ended = true;
+        }
+    }
+
+    /// Advances the session on a control message.
+    fn on_control(&mut self, c: crate::feed::alpaca::Control) {
+        use crate::feed::alpaca::Control;
+        match c {
+            Control::Connected if self.state == AlpacaState::Connecting => {
+                if self.ws.send_text(&self.auth.auth_message()).is_ok() {
+                    self.state = AlpacaState::Authenticating;
+                }
+            }
+            Control::Authenticated if self.state == AlpacaState::Authenticating => {
+                if self.ws.send_text(&self.subscribe).is_ok() {
+                    self.stats.authenticated += 1;
+                    self.state = AlpacaState::Subscribed;
+                }
+            }
+            Control::Error { code } => {
+                self.stats.server_errors += 1;
+                self.stats.last_error_code = code;
+                if ALPACA_FATAL.contains(&code) {
+                    self.state = AlpacaState::Failed;
+                    self.ended = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl MarketSource for AlpacaFeed {
+    #[inline]
+    fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
+        if self.ended {
+            return Polled::End;
+        }
+        let before = self.stats.events;
+        self.pump(on_event);
+        if self.stats.events > before {
+            Polled::Events
+        } else if self.ended {
+            Polled::End
+        } else {
+            Polled::Idle
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> Ts {
+        self.now
+    }
+}

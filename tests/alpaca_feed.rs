@@ -27,10 +27,13 @@ fn alpaca_instruments(ds: &gen::Dataset) -> Vec<Instrument> {
     ["BTC/USD", "ETH/USD"].iter().zip(&ds.instruments).map(|(s, i)| Instrument::new(*s, i.tick, i.lot)).collect()
 }
 
+/// The expected top `(inst, bid, ask)` after a message; `None` for trades.
+type Top = Option<(usize, i64, i64)>;
+
 /// The data set as Alpaca messages: after every non-trade batch, the book's top as a
 /// quote; every trade as a trade with its taker side. Returns the messages and, per
 /// message, the expected top `(inst, bid, ask)` for quotes.
-fn render(ds: &gen::Dataset, insts: &[Instrument]) -> (Vec<String>, Vec<Option<(usize, i64, i64)>>) {
+fn render(ds: &gen::Dataset, insts: &[Instrument]) -> (Vec<String>, Vec<Top>) {
     let mut books = [Book::default(), Book::default()];
     let (mut msgs, mut tops) = (Vec::new(), Vec::new());
     let ts = |ns: i64| {

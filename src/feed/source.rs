@@ -484,16 +484,17 @@ impl AlpacaFeed {
     fn on_control(&mut self, c: crate::feed::alpaca::Control) {
         use crate::feed::alpaca::Control;
         match c {
-            Control::Connected if self.state == AlpacaState::Connecting => {
-                if self.ws.send_text(&self.auth.auth_message()).is_ok() {
-                    self.state = AlpacaState::Authenticating;
-                }
+            // A failed send means the connection broke: the reconnect starts over.
+            Control::Connected
+                if self.state == AlpacaState::Connecting && self.ws.send_text(&self.auth.auth_message()).is_ok() =>
+            {
+                self.state = AlpacaState::Authenticating;
             }
-            Control::Authenticated if self.state == AlpacaState::Authenticating => {
-                if self.ws.send_text(&self.subscribe).is_ok() {
-                    self.stats.authenticated += 1;
-                    self.state = AlpacaState::Subscribed;
-                }
+            Control::Authenticated
+                if self.state == AlpacaState::Authenticating && self.ws.send_text(&self.subscribe).is_ok() =>
+            {
+                self.stats.authenticated += 1;
+                self.state = AlpacaState::Subscribed;
             }
             Control::Error { code } => {
                 self.stats.server_errors += 1;

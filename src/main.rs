@@ -19,7 +19,7 @@ use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed};
 use statarb::feed::ws::{tls_config, WsClient, WsConfig};
 use statarb::feed::{evfile, gen};
 use statarb::gateway::sim::SimExchange;
-use statarb::live::{self, Pacing, Pinning, RunOptions, SliceSource};
+use statarb::live::{self, MarketSource, Pacing, Pinning, RunOptions, SliceSource};
 use statarb::metrics::{write_hgrm, Stage};
 use statarb::report::Summary;
 use statarb::serve;
@@ -362,18 +362,7 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
             (outcome.map_source(|_| ()), lines)
         }
         Venue::Alpaca => {
-            // The feed speaks Alpaca's symbols; ids (the index) are the legs' own.
-            let feed_insts: Vec<_> = [&cfg.y, &cfg.x]
-                .iter()
-                .map(|l| {
-                    let mut i = l.instrument();
-                    if let Some(s) = &l.feed_symbol {
-                        i.symbol = s.clone();
-                    }
-                    i
-                })
-                .collect();
-            let feed = AlpacaFeed::new(feed_cfg, &feed_insts, tap)?;
+            let feed = AlpacaFeed::new(feed_cfg, &feed_instruments(&cfg), tap)?;
             let outcome = live::run(core, feed, venue, &opts, &stop);
             let feed = &outcome.source;
             let lines = format!(
@@ -403,6 +392,21 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
     Ok(())
 }
 
+/// The legs' instruments under their market-data symbols (`feed_symbol`, e.g. Alpaca's
+/// `BTC/USD`); the index, which is the instrument id, stays the leg's.
+fn feed_instruments(cfg: &Config) -> Vec<statarb::types::Instrument> {
+    [&cfg.y, &cfg.x]
+        .iter()
+        .map(|l| {
+            let mut i = l.instrument();
+            if let Some(s) = &l.feed_symbol {
+                i.symbol = s.clone();
+            }
+            i
+        })
+        .collect()
+}
+
 fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
     let policy = RotatePolicy { max_bytes: r.rotate_mb << 20, max_age_secs: r.rotate_secs };
     Ok(Recorder::spawn(&r.dir, &r.prefix, policy)?)
@@ -424,7 +428,22 @@ fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
     let url = match feed_cfg.venue {
         Venue::Binance => stream_url(&feed_cfg.ws_url, &instruments, feed_cfg.agg_trades),
-        Venue::Alpaca => feed_cfg.ws_url.clone(),
+        Venue::Alpaca => {
+            // Alpaca needs the session (auth, subscribe): record through the feed itself.
+            let mut feed = AlpacaFeed::new(feed_cfg, &feed_instruments(&cfg), Some(tap))?;
+            eprintln!("recording {} into {}", feed_cfg.ws_url, out.display());
+            let deadline = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+            while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+                if let live::Polled::End = feed.poll(&mut |_| {}) {
+                    break;
+                }
+            }
+            eprintln!("feed: {:?} (session {:?})", feed.stats(), feed.state());
+            drop(feed);
+            let st = handle.stop()?;
+            eprintln!("recorded {} messages ({} dropped, {} bytes) into {} files", st.recorded, st.dropped, st.bytes, st.files);
+            return Ok(());
+        }
     };
     let mut ws_cfg = WsConfig::new(url);
     ws_cfg.read_buffer_size = feed_cfg.read_buffer_size;

@@ -335,23 +335,38 @@ impl Config {
     /// what differs (`config/local.toml` adds a `[feed]` and nothing else).
     pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
         let parse_err = |error| ConfigError::Parse { file: file.into(), error };
-        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
-        let cfg: Config = match table.remove("extends") {
+        let table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        if !table.contains_key("extends") {
             // A whole file: parse the text itself, so errors carry line and column.
-            None => toml::from_str(text).map_err(parse_err)?,
+            let cfg: Config = toml::from_str(text).map_err(parse_err)?;
+            cfg.validate().map_err(|(key, msg)| ConfigError::Invalid { file: file.into(), key, msg })?;
+            return Ok(cfg);
+        }
+        Config::from_table(Config::resolve(table, file)?, file)
+    }
+
+    /// The complete table of a parsed file: an `extends = "default"` overlay merged over
+    /// the built-in default, any other file as it is. Sweeps edit this table key by key
+    /// and build each point's config with [`Config::from_table`].
+    pub fn resolve(mut table: toml::Table, file: &str) -> Result<toml::Table, ConfigError> {
+        match table.remove("extends") {
+            None => Ok(table),
             Some(base) if base.as_str() == Some("default") => {
                 let mut merged: toml::Table = toml::from_str(DEFAULT_TOML).expect("the built-in config is valid TOML");
                 overlay(&mut merged, table);
-                Config::deserialize(merged).map_err(parse_err)?
+                Ok(merged)
             }
-            Some(base) => {
-                return Err(ConfigError::Invalid {
-                    file: file.into(),
-                    key: "extends".into(),
-                    msg: format!("only \"default\" (the built-in config) can be extended, got {base}"),
-                })
-            }
-        };
+            Some(base) => Err(ConfigError::Invalid {
+                file: file.into(),
+                key: "extends".into(),
+                msg: format!("only \"default\" (the built-in config) can be extended, got {base}"),
+            }),
+        }
+    }
+
+    /// Deserialises and validates a complete table (see [`Config::resolve`]).
+    pub fn from_table(table: toml::Table, file: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::deserialize(table).map_err(|error| ConfigError::Parse { file: file.into(), error })?;
         cfg.validate().map_err(|(key, msg)| ConfigError::Invalid { file: file.into(), key, msg })?;
         Ok(cfg)
     }

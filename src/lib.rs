@@ -28,4 +28,5 @@ pub mod ring;
 pub mod risk;
 pub mod serve;
 pub mod signal;
+pub mod sweep;
 pub mod types;

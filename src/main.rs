@@ -441,7 +441,10 @@ fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
             eprintln!("feed: {:?} (session {:?})", feed.stats(), feed.state());
             drop(feed);
             let st = handle.stop()?;
-            eprintln!("recorded {} messages ({} dropped, {} bytes) into {} files", st.recorded, st.dropped, st.bytes, st.files);
+            eprintln!(
+                "recorded {} messages ({} dropped, {} bytes) into {} files",
+                st.recorded, st.dropped, st.bytes, st.files
+            );
             return Ok(());
         }
     };

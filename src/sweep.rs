@@ -1,0 +1,310 @@
+//! Parameter sweeps: a grid of configuration values, expanded into independent points.
+//!
+//! A grid file is TOML:
+//!
+//! ```toml
+//! config = "config/default.toml"   # base configuration (default: the built-in one),
+//!                                  # relative to the grid file
+//! [params]                         # dotted config keys -> the values to try
+//! "pairs.entry_z" = [1.5, 2.0, 2.5]
+//! "pairs.exit_z" = [0.0, 0.5]
+//! "backtest.entry_latency" = [{ kind = "constant", ns = 100_000 }, { kind = "constant", ns = 1_000_000 }]
+//! ```
+//!
+//! The points are the cartesian product of the value lists, in a fixed order (keys
+//! sorted, the last key varying fastest), numbered from 0. Each point is a complete,
+//! validated [`Config`] and an independent job: `--shard i/n` keeps the points whose
+//! number is `i` modulo `n`, so `n` machines (a Slurm array, a Kubernetes Indexed Job)
+//! split one sweep without talking to each other, and concatenating their CSVs gives
+//! the full table. Within a process the points run in parallel on rayon's pool; results
+//! come back in point order.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::{Config, ConfigError};
+
+/// Why a grid could not be used.
+#[derive(Debug, Error)]
+pub enum SweepError {
+    /// The grid file could not be read.
+    #[error("{file}: {error}")]
+    Io {
+        /// Grid file.
+        file: String,
+        /// Cause.
+        error: std::io::Error,
+    },
+    /// The grid file is not valid TOML of the expected shape.
+    #[error("{file}: {error}")]
+    Parse {
+        /// Grid file.
+        file: String,
+        /// Cause.
+        error: toml::de::Error,
+    },
+    /// The grid is empty or a key is malformed.
+    #[error("{file}: {msg}")]
+    Invalid {
+        /// Grid file.
+        file: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A point's configuration is invalid (the message names the point and the key).
+    #[error("point {index} ({label}): {error}")]
+    Point {
+        /// Point number.
+        index: usize,
+        /// Its parameter values.
+        label: String,
+        /// Cause.
+        error: ConfigError,
+    },
+    /// A malformed `--shard` argument.
+    #[error("shard {0:?}: expected i/n with 0 <= i < n")]
+    Shard(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridFile {
+    #[serde(default)]
+    config: Option<PathBuf>,
+    params: toml::Table,
+}
+
+/// One point of a grid.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Number of the point in the whole grid (not the shard).
+    pub index: usize,
+    /// `(dotted key, value)` per parameter, in key order.
+    pub values: Vec<(String, toml::Value)>,
+    /// The configuration of this point.
+    pub config: Config,
+}
+
+impl Point {
+    /// The values as CSV-friendly text: numbers and strings plain, tables inline TOML.
+    pub fn value_strings(&self) -> Vec<String> {
+        self.values.iter().map(|(_, v)| render(v)).collect()
+    }
+
+    /// `key=value` pairs joined by `;`, for messages.
+    pub fn label(&self) -> String {
+        self.values.iter().map(|(k, v)| format!("{k}={}", render(v))).collect::<Vec<_>>().join(";")
+    }
+}
+
+fn render(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `i/n`: this process's share of a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..n`.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = SweepError;
+
+    fn from_str(s: &str) -> Result<Shard, SweepError> {
+        let bad = || SweepError::Shard(s.to_string());
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (usize, usize) =
+            (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// A parsed grid: the keys, their values, and the resolved base table.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    file: String,
+    base: toml::Table,
+    params: Vec<(String, Vec<toml::Value>)>,
+}
+
+impl Grid {
+    /// Reads a grid file; a relative `config` path is taken from the grid's directory.
+    pub fn load(path: &Path) -> Result<Grid, SweepError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| SweepError::Io { file: file.clone(), error })?;
+        Grid::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses grid text; `dir` resolves a relative `config` path.
+    pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Grid, SweepError> {
+        let g: GridFile = toml::from_str(text).map_err(|error| SweepError::Parse { file: file.into(), error })?;
+        let invalid = |msg: String| SweepError::Invalid { file: file.into(), msg };
+        let (base_text, base_name) = match &g.config {
+            Some(p) => {
+                let p = if p.is_absolute() { p.clone() } else { dir.join(p) };
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(&p).map_err(|error| SweepError::Io { file: name.clone(), error })?;
+                (text, name)
+            }
+            None => (crate::config::DEFAULT_TOML.to_string(), "<builtin config/default.toml>".to_string()),
+        };
+        let table: toml::Table =
+            toml::from_str(&base_text).map_err(|error| SweepError::Parse { file: base_name.clone(), error })?;
+        let base = Config::resolve(table, &base_name).map_err(|e| invalid(e.to_string()))?;
+        let mut params = Vec::with_capacity(g.params.len());
+        for (key, v) in g.params {
+            if key.split('.').any(str::is_empty) {
+                return Err(invalid(format!("params: malformed key {key:?}")));
+            }
+            let values = match v {
+                toml::Value::Array(a) if !a.is_empty() => a,
+                toml::Value::Array(_) => return Err(invalid(format!("params.{key:?}: no values"))),
+                other => vec![other],
+            };
+            params.push((key, values));
+        }
+        if params.is_empty() {
+            return Err(invalid("[params] is empty".into()));
+        }
+        Ok(Grid { file: file.into(), base, params })
+    }
+
+    /// The parameter keys, in point order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.params.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    /// Number of points in the whole grid.
+    pub fn len(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.len()).product()
+    }
+
+    /// True if the grid has no points (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The points of `shard`, each with its validated configuration. Fails on the first
+    /// invalid point, naming it, before anything runs.
+    pub fn points(&self, shard: Shard) -> Result<Vec<Point>, SweepError> {
+        (0..self.len()).filter(|i| i % shard.count == shard.index).map(|i| self.point(i)).collect()
+    }
+
+    fn point(&self, index: usize) -> Result<Point, SweepError> {
+        let mut rest = index;
+        let mut values = vec![(String::new(), toml::Value::Boolean(false)); self.params.len()];
+        for (slot, (key, vals)) in values.iter_mut().zip(&self.params).rev() {
+            *slot = (key.clone(), vals[rest % vals.len()].clone());
+            rest /= vals.len();
+        }
+        let mut table = self.base.clone();
+        let label = values.iter().map(|(k, v)| format!("{k}={}", render(v))).collect::<Vec<_>>().join(";");
+        let point_err = |error| SweepError::Point { index, label: label.clone(), error };
+        for (key, v) in &values {
+            set_dotted(&mut table, key, v.clone())
+                .map_err(|msg| point_err(ConfigError::Invalid { file: self.file.clone(), key: key.clone(), msg }))?;
+        }
+        let config = Config::from_table(table, &self.file).map_err(point_err)?;
+        Ok(Point { index, values, config })
+    }
+}
+
+/// Sets `a.b.c = v` in `table`, creating intermediate tables.
+fn set_dotted(table: &mut toml::Table, key: &str, v: toml::Value) -> Result<(), String> {
+    let mut parts = key.split('.').peekable();
+    let mut t = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            t.insert(part.to_string(), v);
+            return Ok(());
+        }
+        let next = t.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match next {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("{part} is not a table")),
+        };
+    }
+    Ok(())
+}
+
+/// Runs `job` on every point in parallel (rayon's global pool) and returns the results
+/// in point order. Jobs must not depend on each other or on the thread they run on.
+pub fn run<T: Send>(points: &[Point], job: impl Fn(&Point) -> T + Sync + Send) -> Vec<T> {
+    points.par_iter().map(job).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(params: &str) -> Result<Grid, SweepError> {
+        Grid::parse(&format!("[params]\n{params}"), "g.toml", Path::new("."))
+    }
+
+    #[test]
+    fn cartesian_product_in_fixed_order() {
+        let g = grid("\"pairs.entry_z\" = [1.5, 2.0, 2.5]\n\"pairs.exit_z\" = [0.0, 0.5]\n").unwrap();
+        assert_eq!(g.len(), 6);
+        assert_eq!(g.keys(), ["pairs.entry_z", "pairs.exit_z"]);
+        let pts = g.points(Shard::default()).unwrap();
+        let got: Vec<(f64, f64)> = pts.iter().map(|p| (p.config.pairs.entry_z, p.config.pairs.exit_z)).collect();
+        assert_eq!(got, [(1.5, 0.0), (1.5, 0.5), (2.0, 0.0), (2.0, 0.5), (2.5, 0.0), (2.5, 0.5)]);
+        assert_eq!(pts[3].label(), "pairs.entry_z=2.0;pairs.exit_z=0.5");
+        // Everything not swept is the base config's.
+        let d = Config::builtin();
+        assert_eq!(pts[0].config.risk.stale_ms, d.risk.stale_ms);
+        assert_eq!(pts[0].config.y.symbol, d.y.symbol);
+    }
+
+    #[test]
+    fn shards_partition_the_grid() {
+        let g = grid("\"kalman.delta\" = [1e-5, 1e-4, 1e-3]\n\"pairs.entry_z\" = [1.0, 2.0, 3.0]\n").unwrap();
+        let mut seen: Vec<usize> = Vec::new();
+        for i in 0..4 {
+            let shard: Shard = format!("{i}/4").parse().unwrap();
+            seen.extend(g.points(shard).unwrap().iter().map(|p| p.index));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..9).collect::<Vec<_>>());
+        assert!("4/4".parse::<Shard>().is_err() && "1/0".parse::<Shard>().is_err() && "x".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn invalid_points_and_grids_are_named() {
+        // exit_z above entry_z is refused by the config's validation, naming the point.
+        let g = grid("\"pairs.exit_z\" = [0.5, 9.0]\n").unwrap();
+        let e = g.points(Shard::default()).unwrap_err().to_string();
+        assert!(e.starts_with("point 1 (pairs.exit_z=9.0)"), "{e}");
+        assert!(grid("").unwrap_err().to_string().contains("[params] is empty"));
+        assert!(grid("\"pairs..x\" = [1]\n").is_err());
+        assert!(grid("\"pairs.entry_z\" = []\n").is_err());
+        let e = grid("\"pairs.nope\" = [1]\n").unwrap().points(Shard::default()).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn run_keeps_point_order() {
+        let g = grid("\"pairs.entry_z\" = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]\n").unwrap();
+        let pts = g.points(Shard::default()).unwrap();
+        let out = run(&pts, |p| p.config.pairs.entry_z);
+        assert_eq!(out, [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]);
+    }
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use statarb::assim::AsSimParams;
 use statarb::config::{Config, RecordConfig, Venue};
 use statarb::core::Core;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
@@ -140,6 +141,32 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The Avellaneda-Stoikov (2008) Monte Carlo: the inventory strategy against the
+    /// symmetric one quoting the same spread (s0=100, T=1, sigma=2, dt=0.005, k=1.5,
+    /// A=140 unless given).
+    AsSim {
+        /// Risk aversion.
+        #[arg(long, default_value_t = AsSimParams::default().gamma)]
+        gamma: f64,
+        /// Number of paths.
+        #[arg(long, default_value_t = AsSimParams::default().paths)]
+        paths: u64,
+        /// Seed.
+        #[arg(long, default_value_t = AsSimParams::default().seed)]
+        seed: u64,
+        /// Volatility of the mid.
+        #[arg(long, default_value_t = AsSimParams::default().sigma)]
+        sigma: f64,
+        /// Fill-intensity decay k.
+        #[arg(long, default_value_t = AsSimParams::default().k)]
+        k: f64,
+        /// Fill intensity A at zero distance.
+        #[arg(long, default_value_t = AsSimParams::default().a)]
+        a: f64,
+        /// Write the results as JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run the Kalman hedge-ratio filter over a CSV: every row out with beta, alpha, e, q, z.
     Kalman {
         /// Input CSV with a header.
@@ -221,6 +248,17 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
+        }
+        Cmd::AsSim { gamma, paths, seed, sigma, k, a, out } => {
+            let p = AsSimParams { gamma, paths, seed, sigma, k, a, ..AsSimParams::default() };
+            let r = statarb::assim::simulate(&p)?;
+            println!("{r}");
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
         }
         Cmd::Kalman { input, y, x, delta, ve, p0, output, skip_bad } => {
             let params = KalmanParams { delta, ve, p0, ..KalmanParams::default() };

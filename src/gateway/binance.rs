@@ -291,6 +291,17 @@ pub enum GatewayError {
         /// Earliest retry time (wall ns).
         retry_at: Ts,
     },
+    /// Not sent: refused by the rate limiter or a server back-off, or the connection
+    /// could not be made.
+    #[error("{path}: not sent, code {code}: {msg}")]
+    NotSent {
+        /// Endpoint.
+        path: &'static str,
+        /// [`CODE_TOO_MANY_REQUESTS`] or [`CODE_NOT_SENT`].
+        code: i32,
+        /// Why.
+        msg: String,
+    },
     /// An answer that could not be understood.
     #[error("{path}: bad answer: {msg}")]
     Parse {
@@ -307,7 +318,7 @@ pub enum GatewayError {
 impl From<GatewayError> for VenueError {
     fn from(e: GatewayError) -> Self {
         let code = match &e {
-            GatewayError::Api { code, .. } => *code,
+            GatewayError::Api { code, .. } | GatewayError::NotSent { code, .. } => *code,
             GatewayError::Limited { .. } => CODE_TOO_MANY_REQUESTS,
             _ => 0,
         };
@@ -718,9 +729,8 @@ impl BinanceSpot {
                 match self.call(Method::Delete, path, q, W_CANCEL_ALL, 0) {
                     Call::Ok(_) => {}
                     Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
-                    Call::NotSent { msg, .. } | Call::Unknown(msg) => {
-                        return Err(GatewayError::Transport { path, msg })
-                    }
+                    Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
+                    Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
                 }
             }
         }
@@ -1580,7 +1590,8 @@ impl BinanceSpot {
             let v = match self.call(Method::Get, path, q, W_OPEN_ORDERS, 0) {
                 Call::Ok(v) => v,
                 Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
-                Call::NotSent { msg, .. } | Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
+                Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
+                Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
             };
             let arr = v.as_array().ok_or_else(|| GatewayError::Parse { path, msg: "not an array".into() })?;
             for o in arr {
@@ -1610,7 +1621,8 @@ impl BinanceSpot {
         let v = match self.call(Method::Get, path, q, W_ACCOUNT, 0) {
             Call::Ok(v) => v,
             Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
-            Call::NotSent { msg, .. } | Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
+            Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
+            Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
         };
         let arr = v
             .get("balances")

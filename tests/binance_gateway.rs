@@ -551,3 +551,35 @@ fn keys_never_appear_in_any_output() {
     assert!(!text.contains(KEY), "API key leaked");
     assert!(!text.contains(SECRET), "secret leaked");
 }
+
+#[test]
+fn a_cancel_refused_by_429_is_sent_again_after_the_back_off() {
+    let m = mock();
+    let mut gw = gateway(&m);
+    send(&mut gw, order(90, BTC, Side::Buy, 4_000_000, 100, Tif::PostOnly));
+    m.inject(Fault::Http429 { retry_after_s: 1 }, 1, Some("DELETE /api/v3/order"));
+    let r = send(&mut gw, OrderCmd::Cancel { id: oid(90), inst: BTC });
+    assert!(r.is_empty(), "not cancelled, not dead: {r:?}");
+    assert_eq!(m.open_orders("BTCUSDT").len(), 1);
+    assert_eq!(gw.in_flight(), 1);
+    let mut out = Vec::new();
+    poll_until(&mut gw, &mut out, |o| !o.is_empty());
+    assert_eq!(kinds(&out), [(oid(90), ExecKind::Canceled)]);
+    assert!(m.open_orders("BTCUSDT").is_empty());
+    assert_eq!(count(&m, "DELETE /api/v3/order?"), 2);
+    assert_eq!(gw.in_flight(), 0);
+}
+
+#[test]
+fn a_refused_stream_subscription_is_retried_slowly() {
+    let m = mock();
+    let mut gw =
+        BinanceSpot::with_credentials(config(&m), Credentials::new(KEY, "wrong secret"), instruments(), fees())
+            .unwrap();
+    gw.start().unwrap();
+    let out = drain(&mut gw, 1_500);
+    assert!(out.is_empty());
+    assert!(!gw.stream_ready());
+    let refused = m.stats().auth_failures;
+    assert!((1..=2).contains(&refused), "{refused} subscribe attempts in 1.5 s");
+}

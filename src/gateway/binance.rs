@@ -430,8 +430,16 @@ struct UserStream {
     poll: Poll,
     events: Events,
     ws: WsClient,
-    generation: u64,
+    /// Connection generation the last subscribe request was sent on (0: none, or
+    /// it failed and must be sent again).
+    sent_gen: u64,
+    /// No subscribe request before this (wall ns): back-off after a refusal.
+    retry_at: Ts,
     subscribed: bool,
+    /// A subscription existed before: after the next one is confirmed, query every
+    /// open order (events may have been lost in between).
+    ever: bool,
+    resync: bool,
     next_req: u64,
     buf: Vec<Vec<u8>>,
 }
@@ -441,7 +449,7 @@ impl std::fmt::Debug for UserStream {
         f.debug_struct("UserStream")
             .field("state", &self.ws.state())
             .field("subscribed", &self.subscribed)
-            .field("generation", &self.generation)
+            .field("generation", &self.sent_gen)
             .finish()
     }
 }
@@ -673,8 +681,11 @@ impl BinanceSpot {
                 poll,
                 events: Events::with_capacity(16),
                 ws,
-                generation: 0,
+                sent_gen: 0,
+                retry_at: 0,
                 subscribed: false,
+                ever: false,
+                resync: false,
                 next_req: 1,
                 buf: Vec::new(),
             })
@@ -923,6 +934,13 @@ impl BinanceSpot {
         }
     }
 
+    fn rejects_push(&mut self, id: OrderId, code: i32, msg: String) {
+        if self.rejects.len() == 256 {
+            self.rejects.pop_front();
+        }
+        self.rejects.push_back(RejectInfo { id, code, msg });
+    }
+
     fn reject(&mut self, id: OrderId, code: i32, msg: String, ts: Ts, out: &mut Vec<ExecReport>) {
         if let Some(t) = self.orders.get_mut(&id) {
             t.state = OrderState::Done;
@@ -934,10 +952,7 @@ impl BinanceSpot {
             });
         }
         self.stats.rejects += 1;
-        if self.rejects.len() == 256 {
-            self.rejects.pop_front();
-        }
-        self.rejects.push_back(RejectInfo { id, code, msg });
+        self.rejects_push(id, code, msg);
     }
 
     /// Fee of a fill in the quote asset: quote commissions as they are, base ones at
@@ -1119,11 +1134,7 @@ impl BinanceSpot {
     fn new_order(&mut self, n: &NewOrder, out: &mut Vec<ExecReport>) {
         let Some(ins) = self.instruments.get(n.inst as usize).cloned() else {
             self.stats.rejects += 1;
-            self.rejects.push_back(RejectInfo {
-                id: n.id,
-                code: CODE_NOT_SENT,
-                msg: format!("unknown instrument {}", n.inst),
-            });
+            self.rejects_push(n.id, CODE_NOT_SENT, format!("unknown instrument {}", n.inst));
             out.push(ExecReport {
                 id: n.id,
                 inst: n.inst,
@@ -1200,13 +1211,33 @@ impl BinanceSpot {
                 }
             },
             Call::Api { code, msg, .. } => {
-                if self.orders.contains_key(&id) {
-                    // Already final at the venue (a fill on its way) or not there yet:
-                    // ask the venue what it is.
+                if let Some(t) = self.orders.get_mut(&id) {
+                    // -2011: already final at the venue (a fill on its way) or not
+                    // there yet; other codes (-1003 ...): not executed. Either way ask
+                    // the venue what the order is; if it is live the cancel is sent
+                    // again (`cancel_wanted`).
+                    t.cancel_wanted = true;
+                    self.rejects_push(id, code, msg);
                     self.mark_unknown(id);
                     self.settle(id, out);
                 } else {
-                    self.rejects.push_back(RejectInfo { id, code, msg });
+                    // Not ours to track (pruned or never placed): answer as the
+                    // simulator does, so that the core can forget it.
+                    out.push(ExecReport {
+                        id,
+                        inst,
+                        side: Side::Buy,
+                        kind: ExecKind::Rejected,
+                        px: 0,
+                        qty: 0,
+                        leaves: 0,
+                        fee: 0.0,
+                        maker: false,
+                        code,
+                        exch_ts: wall_ns(),
+                    });
+                    self.stats.rejects += 1;
+                    self.rejects_push(id, code, msg);
                 }
             }
             Call::NotSent { .. } => {
@@ -1239,8 +1270,9 @@ impl BinanceSpot {
                 }
                 // -2011: nothing open on this symbol.
                 Call::Api { code: CODE_CANCEL_REJECTED, .. } => {}
-                Call::Api { .. } | Call::Unknown(_) => {}
-                Call::NotSent { .. } => failed = true,
+                // Not executed (back-off, limiter): send it again from `poll`.
+                Call::Api { .. } | Call::NotSent { .. } => failed = true,
+                Call::Unknown(_) => {}
             }
             // Tracked orders of this symbol still not final: filled meanwhile, or the
             // answer was lost. Settle them by query.
@@ -1401,23 +1433,36 @@ impl BinanceSpot {
             return;
         }
         // An answer to our subscribe request.
-        if let Some(status) = v.get("status").and_then(Value::as_i64) {
+        let Some(status) = v.get("status").and_then(Value::as_i64) else { return };
+        let now = wall_ns();
+        if status == 200 {
+            if v.get("result").and_then(|r| r.get("subscriptionId")).is_none() {
+                return;
+            }
+            self.stats.stream_subscriptions += 1;
             let Some(s) = self.stream.as_mut() else { return };
-            if status == 200 {
-                if v.get("result").and_then(|r| r.get("subscriptionId")).is_some() {
-                    s.subscribed = true;
-                    self.stats.stream_subscriptions += 1;
+            s.subscribed = true;
+            s.ever = true;
+            if std::mem::take(&mut s.resync) {
+                // Subscribed again: what happened meanwhile is learnt by querying
+                // every open order (events from now on are not lost).
+                for t in self.orders.values_mut() {
+                    if t.state != OrderState::Done {
+                        t.state = OrderState::Unknown;
+                        t.next_query = now;
+                    }
                 }
-            } else {
-                let code = v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64).unwrap_or(0);
-                if code == CODE_TIMESTAMP as i64 {
-                    self.stats.timestamp_errors += 1;
-                    let _ = self.sync_time();
-                }
-                // Re-subscribe with a fresh signature on the next poll.
-                if let Some(s) = self.stream.as_mut() {
-                    s.generation = 0;
-                }
+            }
+        } else {
+            let code = v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64).unwrap_or(0);
+            if code == CODE_TIMESTAMP as i64 {
+                self.stats.timestamp_errors += 1;
+                let _ = self.sync_time();
+            }
+            // Subscribe again with a fresh signature, after a pause.
+            if let Some(s) = self.stream.as_mut() {
+                s.sent_gen = 0;
+                s.retry_at = now + 1_000 * NS_PER_MS;
             }
         }
     }
@@ -1511,7 +1556,7 @@ impl BinanceSpot {
                 };
                 if kind == ExecKind::Rejected {
                     self.stats.rejects += 1;
-                    self.rejects.push_back(RejectInfo { id: x.id, code, msg: x.reason.clone() });
+                    self.rejects_push(x.id, code, x.reason.clone());
                 }
                 out.push(self.report(x.id, &tt, kind, x.px, 0, 0.0, false, code, x.ts));
             }
@@ -1531,17 +1576,17 @@ impl BinanceSpot {
         let mut buf = std::mem::take(&mut s.buf);
         s.ws.poll(s.poll.registry(), wall_ns(), |m| buf.push(m.to_vec()));
         let gen = s.ws.generation();
-        let resubscribe = s.ws.is_open() && gen != s.generation;
-        let reconnected = resubscribe && s.generation != 0 && gen > 1;
         if !s.ws.is_open() {
             s.subscribed = false;
         }
-        if resubscribe {
-            s.generation = gen;
+        let now = wall_ns();
+        if s.ws.is_open() && gen != s.sent_gen && now >= s.retry_at {
+            s.sent_gen = gen;
             s.subscribed = false;
+            s.resync |= s.ever;
             let id = s.next_req;
             s.next_req += 1;
-            let ts = wall_ns() / NS_PER_MS + self.offset_ms;
+            let ts = now / NS_PER_MS + self.offset_ms;
             let params = [
                 ("apiKey", self.creds.api_key().to_string()),
                 ("recvWindow", self.cfg.recv_window_ms.to_string()),
@@ -1559,7 +1604,7 @@ impl BinanceSpot {
                 }
             });
             if s.ws.send_text(&msg.to_string()).is_err() {
-                s.generation = 0;
+                s.sent_gen = 0;
             }
         }
         for m in buf.drain(..) {
@@ -1567,16 +1612,6 @@ impl BinanceSpot {
         }
         if let Some(s) = self.stream.as_mut() {
             s.buf = buf;
-        }
-        if reconnected {
-            // Events may have been lost while disconnected: query every open order.
-            let now = wall_ns();
-            for t in self.orders.values_mut() {
-                if t.state != OrderState::Done {
-                    t.state = OrderState::Unknown;
-                    t.next_query = now;
-                }
-            }
         }
     }
 

@@ -288,6 +288,8 @@ fn post_only_cross_is_rejected_with_code_and_message() {
     let r = send(&mut gw, order(7, BTC, Side::Sell, 6_000_000, 500_000, Tif::PostOnly));
     assert_eq!(r[0].code, -2010);
     assert_eq!(gw.rejects().back().unwrap().msg, "Account has insufficient balance for requested action.");
+    assert_eq!(gw.take_rejects().len(), 2);
+    assert!(gw.rejects().is_empty());
     assert_eq!(gw.in_flight(), 0);
     assert!(drain(&mut gw, 100).is_empty());
 }

@@ -763,6 +763,12 @@ impl BinanceSpot {
         &self.rejects
     }
 
+    /// Takes the recent rejects for logging (the gateway thread logs them; the core
+    /// only sees the codes).
+    pub fn take_rejects(&mut self) -> Vec<RejectInfo> {
+        self.rejects.drain(..).collect()
+    }
+
     /// Counters.
     pub fn stats(&self) -> BinanceStats {
         self.stats

@@ -4,11 +4,60 @@
 //! [`OrderCmd`]s from the hot thread's ring, hands them to its exchange, and pushes the
 //! [`ExecReport`]s the exchange produces into the ring back. Implementations are used
 //! monomorphised (the gateway loop is generic), never as trait objects.
+//!
+//! Venues: [`sim`] (simulated, matches against the forwarded market data) and
+//! [`binance`] (Binance Spot REST + WebSocket API user data stream, with [`sign`] and
+//! [`limits`]).
 
+pub mod binance;
+pub mod limits;
+pub mod sign;
 pub mod sim;
 
-use crate::event::{ExecReport, MarketEvent, OrderCmd};
-use crate::types::Ts;
+use thiserror::Error;
+
+use crate::event::{ExecReport, MarketEvent, OrderCmd, OrderId};
+use crate::types::{Decimal, InstId, Px, Qty, Side, Ts};
+
+/// An order the venue holds open, from a reconciliation query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenOrder {
+    /// Our id, if the venue's client order id is in our format (else another client's).
+    pub id: Option<OrderId>,
+    /// The venue's client order id as it is.
+    pub client_id: String,
+    /// Instrument.
+    pub inst: InstId,
+    /// Side.
+    pub side: Side,
+    /// Limit price in ticks.
+    pub px: Px,
+    /// Original size in lots.
+    pub qty: Qty,
+    /// Size still open in lots.
+    pub leaves: Qty,
+}
+
+/// One asset balance of the account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balance {
+    /// Asset name (`BTC`, `USDT`).
+    pub asset: String,
+    /// Available.
+    pub free: Decimal,
+    /// Locked in open orders.
+    pub locked: Decimal,
+}
+
+/// A venue query that failed: the venue's code (or a local negative code) and message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("venue error {code}: {msg}")]
+pub struct VenueError {
+    /// Venue error code (Binance: `-1021`, `-2010`, ...), 0 for transport failures.
+    pub code: i32,
+    /// What happened.
+    pub msg: String,
+}
 
 /// A venue the gateway thread talks to.
 pub trait Exchange: Send {
@@ -22,4 +71,25 @@ pub trait Exchange: Send {
 
     /// Handles one market event (simulators only), appending reports to `out`.
     fn on_market(&mut self, ev: &MarketEvent, out: &mut Vec<ExecReport>);
+
+    /// Reports that arrive without a command (a real venue's execution reports, queries
+    /// that settle orders of unknown state, retried cancels). The gateway loop calls it
+    /// whenever its command ring is empty; it must not block for long.
+    fn poll(&mut self, _now: Ts, _out: &mut Vec<ExecReport>) {}
+
+    /// Orders the venue may still hold or whose outcome is not known yet, plus queued
+    /// cancels: the gateway waits for this to reach 0 after a cancel-all at shutdown.
+    fn in_flight(&self) -> usize {
+        0
+    }
+
+    /// The venue's open orders on our instruments (reconciliation at start and end).
+    fn open_orders(&mut self) -> Result<Vec<OpenOrder>, VenueError> {
+        Ok(Vec::new())
+    }
+
+    /// The account's balances (reconciliation).
+    fn balances(&mut self) -> Result<Vec<Balance>, VenueError> {
+        Ok(Vec::new())
+    }
 }

@@ -242,6 +242,49 @@ fn default_read_buffer() -> usize {
     64 * 1024
 }
 
+/// The venue behind the gateway thread of `run`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayVenue {
+    /// The simple simulated venue ([`crate::gateway::sim`]): fills on trade-through.
+    #[default]
+    Sim,
+    /// Paper trading: live market data, fills from the backtester's matching engine
+    /// with its queue model and `[fees]`, on the gateway thread.
+    Paper,
+    /// Binance Spot (signed REST + WebSocket API user data stream), `[gateway.binance]`.
+    Binance,
+}
+
+/// Order gateway, from config `[gateway]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Which venue `run` trades on.
+    #[serde(default)]
+    pub venue: GatewayVenue,
+    /// Binance Spot settings (the Spot testnet by default; keys from the environment).
+    #[serde(default)]
+    pub binance: crate::gateway::binance::BinanceGatewayConfig,
+    /// How long shutdown waits for the venue to confirm the final cancels, ms.
+    #[serde(default = "default_cancel_timeout_ms")]
+    pub cancel_timeout_ms: u64,
+}
+
+fn default_cancel_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            venue: GatewayVenue::Sim,
+            binance: Default::default(),
+            cancel_timeout_ms: default_cancel_timeout_ms(),
+        }
+    }
+}
+
 /// The raw-message recorder, from config `[record]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +353,9 @@ pub struct Config {
     /// Live market data (needed by `run` and `record`).
     #[serde(default)]
     pub feed: Option<FeedConfig>,
+    /// Where `run` sends orders.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
     /// Raw-message recording while running.
     #[serde(default)]
     pub record: Option<RecordConfig>,
@@ -421,6 +467,12 @@ impl Config {
             if !(1024..=1 << 24).contains(&f.read_buffer_size) {
                 return Err(("feed.read_buffer_size".into(), "must be in 1024..=16777216".into()));
             }
+        }
+        if self.gateway.venue == GatewayVenue::Binance {
+            self.gateway.binance.validate()?;
+        }
+        if self.gateway.cancel_timeout_ms == 0 {
+            return Err(("gateway.cancel_timeout_ms".into(), "must be > 0".into()));
         }
         if let Some(r) = &self.record {
             if r.dir.is_empty() || r.rotate_mb == 0 || r.rotate_secs == 0 {

@@ -341,24 +341,64 @@ pub struct GatewayStats {
     pub market: u64,
     /// Reports pushed back.
     pub reports: u64,
+    /// Reports that came from [`Exchange::poll`] (a venue's own stream, settled
+    /// queries), not as the answer to a command.
+    pub polled_reports: u64,
+    /// Orders still in flight or open when the shutdown wait ended: 0 unless the venue
+    /// did not confirm every cancel within the timeout.
+    pub unconfirmed_at_stop: u64,
+    /// True if the shutdown wait for cancel confirmations timed out.
+    pub stop_timed_out: bool,
+}
+
+/// How often an idle gateway polls its venue ([`Exchange::poll`]): a real venue's poll
+/// is a syscall, so not on every spin.
+const VENUE_POLL_INTERVAL: Duration = Duration::from_micros(500);
+
+/// Pushes `reports` into the back ring, yielding while it is full: never drops.
+fn push_reports(tx: &mut Producer<ExecReport>, reports: &mut Vec<ExecReport>) -> u64 {
+    let n = reports.len() as u64;
+    for rep in reports.drain(..) {
+        let mut rep = rep;
+        while let Err(Full(back)) = tx.push(rep) {
+            rep = back;
+            std::thread::yield_now();
+        }
+    }
+    n
 }
 
 /// The gateway thread's loop: pops commands and market events until [`ToGateway::Stop`],
 /// hands them to the exchange, and pushes its reports back. After each message and its
-/// reports, `handled` counts it (for [`Pacing::Lockstep`]). Spins while idle and yields
-/// the CPU after a run of empty polls.
+/// reports, `handled` counts it (for [`Pacing::Lockstep`]). While idle it polls the
+/// venue every [`VENUE_POLL_INTERVAL`] for reports of its own (fills from a user data
+/// stream), spins, and yields the CPU after a run of empty polls.
+///
+/// On `Stop` (sent after the core's final cancel-all) it keeps polling until the venue
+/// has nothing in flight ([`Exchange::in_flight`]), then asks the venue for open
+/// orders and cancels any that remain once more; it gives up after `cancel_timeout`
+/// and reports what was left in [`GatewayStats`].
 pub fn gateway_loop<E: Exchange>(
     exchange: &mut E,
     mut rx: Consumer<ToGateway>,
     mut tx: Producer<ExecReport>,
     handled: &AtomicU64,
     clock: impl Fn() -> Ts,
+    cancel_timeout: Duration,
 ) -> GatewayStats {
     let mut stats = GatewayStats::default();
     let mut reports = Vec::with_capacity(256);
     let mut idle = 0u32;
+    let mut last_poll = Instant::now();
     loop {
         let Some(msg) = rx.pop() else {
+            if last_poll.elapsed() >= VENUE_POLL_INTERVAL {
+                exchange.poll(clock(), &mut reports);
+                last_poll = Instant::now();
+                let n = push_reports(&mut tx, &mut reports);
+                stats.polled_reports += n;
+                stats.reports += n;
+            }
             idle += 1;
             if idle > 1_000 {
                 std::thread::yield_now();
@@ -381,18 +421,48 @@ pub fn gateway_loop<E: Exchange>(
             }
             ToGateway::Stop => true,
         };
-        for rep in reports.drain(..) {
-            let mut rep = rep;
-            while let Err(Full(back)) = tx.push(rep) {
-                rep = back;
-                std::thread::yield_now();
-            }
-            stats.reports += 1;
-        }
+        stats.reports += push_reports(&mut tx, &mut reports);
         handled.fetch_add(1, Ordering::Release);
         if stop {
+            settle_at_stop(exchange, &mut tx, &mut reports, &clock, cancel_timeout, &mut stats);
             return stats;
         }
+    }
+}
+
+/// The shutdown wait of [`gateway_loop`].
+fn settle_at_stop<E: Exchange>(
+    exchange: &mut E,
+    tx: &mut Producer<ExecReport>,
+    reports: &mut Vec<ExecReport>,
+    clock: &impl Fn() -> Ts,
+    timeout: Duration,
+    stats: &mut GatewayStats,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut recancelled = false;
+    loop {
+        while exchange.in_flight() > 0 && Instant::now() < deadline {
+            exchange.poll(clock(), reports);
+            stats.reports += push_reports(tx, reports);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let open = match exchange.open_orders() {
+            Ok(o) => o.iter().filter(|o| o.id.is_some()).count(),
+            // The venue cannot say: count what is in flight as unconfirmed.
+            Err(_) => exchange.in_flight(),
+        };
+        if open == 0 && exchange.in_flight() == 0 {
+            return;
+        }
+        if recancelled || Instant::now() >= deadline {
+            stats.unconfirmed_at_stop = open.max(exchange.in_flight()) as u64;
+            stats.stop_timed_out = true;
+            return;
+        }
+        recancelled = true;
+        exchange.on_order(&OrderCmd::CancelAll, clock(), reports);
+        stats.reports += push_reports(tx, reports);
     }
 }
 
@@ -469,6 +539,8 @@ pub struct RunOptions {
     pub pinning: Pinning,
     /// Wait for the gateway before each event ([`Pacing::Lockstep`]).
     pub lockstep: bool,
+    /// How long the gateway waits at shutdown for the venue to confirm the cancels.
+    pub cancel_timeout: Duration,
 }
 
 /// Runs `core` over `source` on a pinned hot thread with a gateway thread driving
@@ -485,6 +557,7 @@ where
     let handled = Arc::new(AtomicU64::new(0));
     let pinning = opts.pinning;
     let lockstep = opts.lockstep;
+    let cancel_timeout = opts.cancel_timeout;
     // Allocates: done once, here, before the threads start.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (hl, elapsed, gateway_stats, warnings) = std::thread::scope(|s| {
@@ -494,7 +567,7 @@ where
         let gateway = s.spawn(move || {
             let warn = pinning.gateway.and_then(|c| pin_current(Some(c), cores, "gateway thread"));
             let epoch = Instant::now();
-            let stats = gateway_loop(exchange, gw_rx, gw_tx, &gw_handled, move || epoch.elapsed().as_nanos() as Ts);
+            let stats = gateway_loop(exchange, gw_rx, gw_tx, &gw_handled, move || epoch.elapsed().as_nanos() as Ts, cancel_timeout);
             (stats, warn)
         });
         let hot = s.spawn(move || {

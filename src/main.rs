@@ -12,14 +12,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use statarb::assim::AsSimParams;
-use statarb::config::{Config, RecordConfig, Venue};
+use statarb::config::{Config, GatewayVenue, RecordConfig, Venue};
 use statarb::core::Core;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
 use statarb::feed::snapshot::wall_ns;
 use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed};
 use statarb::feed::ws::{tls_config, WsClient, WsConfig};
 use statarb::feed::{evfile, gen};
+use statarb::gateway::binance::BinanceSpot;
 use statarb::gateway::sim::SimExchange;
+use statarb::gateway::Exchange;
 use statarb::live::{self, MarketSource, Pacing, Pinning, RunOptions, SliceSource};
 use statarb::metrics::{write_hgrm, Stage};
 use statarb::report::Summary;
@@ -309,6 +311,7 @@ fn replay(
         ring_capacity: cfg.live.ring_capacity,
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
         lockstep: pace == Pacing::Lockstep,
+        cancel_timeout: std::time::Duration::from_millis(cfg.gateway.cancel_timeout_ms),
     };
     let source = match pace {
         Pacing::Speed(x) => SliceSource::paced(&events, x),
@@ -319,27 +322,164 @@ fn replay(
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
-    report(&outcome, out)
+    let mut summary = Summary::of_run(&outcome);
+    summary.venue = Some(outcome.exchange.stats());
+    report(&summary, &outcome.latencies, out)
 }
 
 /// Prints the summary of a threaded run and writes `summary.json` and the `.hgrm`
 /// histograms into `out`.
-fn report<S>(outcome: &live::RunOutcome<S, SimExchange>, out: Option<&Path>) -> Result<()> {
-    let summary = Summary::of_run(outcome);
+fn report(summary: &Summary, latencies: &statarb::metrics::Latencies, out: Option<&Path>) -> Result<()> {
     println!("{summary}");
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("summary.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+        std::fs::write(&path, serde_json::to_string_pretty(summary)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         for stage in Stage::ALL {
             let path = dir.join(format!("{}.hgrm", stage.name()));
             let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-            write_hgrm(outcome.latencies.get(stage), BufWriter::new(f))?;
+            write_hgrm(latencies.get(stage), BufWriter::new(f))?;
         }
         eprintln!("wrote {}", dir.join("summary.json").display());
     }
     Ok(())
+}
+
+/// A live source's counters, for the end-of-run report.
+trait FeedReport {
+    fn report(&self, instruments: &[statarb::types::Instrument]) -> String;
+}
+
+impl FeedReport for BinanceFeed {
+    fn report(&self, instruments: &[statarb::types::Instrument]) -> String {
+        let syncs: Vec<String> = (0..instruments.len())
+            .map(|i| {
+                let s = self.sync(i as u16).stats();
+                format!("{} syncs {} gaps {} overflows {}", instruments[i].symbol, s.syncs, s.gaps, s.overflows)
+            })
+            .collect();
+        format!(
+            "feed: {:?}\nwebsocket: {:?}{}\nbooks: {}",
+            self.stats(),
+            self.ws().stats(),
+            self.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+            syncs.join("; ")
+        )
+    }
+}
+
+impl FeedReport for AlpacaFeed {
+    fn report(&self, _: &[statarb::types::Instrument]) -> String {
+        format!(
+            "feed: {:?} (session {:?})\nwebsocket: {:?}{}",
+            self.stats(),
+            self.state(),
+            self.ws().stats(),
+            self.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
+        )
+    }
+}
+
+/// What a live run leaves for the report.
+struct LiveResult {
+    summary: Summary,
+    latencies: statarb::metrics::Latencies,
+}
+
+/// Runs the engine on `source` with the configured venue behind the gateway thread.
+fn run_live<S: live::MarketSource + Send + FeedReport>(
+    cfg: &Config,
+    core: Core,
+    source: S,
+    session_id: u32,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<LiveResult> {
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    match cfg.gateway.venue {
+        GatewayVenue::Sim => {
+            let venue = SimExchange::new(instruments.clone(), cfg.fees);
+            let outcome = live::run(core, source, venue, opts, stop);
+            finish(cfg, &instruments, &outcome);
+            let mut summary = Summary::of_run(&outcome);
+            summary.venue = Some(outcome.exchange.stats());
+            Ok(LiveResult { summary, latencies: outcome.latencies })
+        }
+        GatewayVenue::Paper => bail!("gateway.venue = \"paper\" is not available yet"),
+        GatewayVenue::Binance => {
+            let mut venue = BinanceSpot::new(cfg.gateway.binance.clone(), instruments.clone(), cfg.fees)?;
+            venue.start().context("starting the Binance gateway")?;
+            // Before the first quote: leftover orders of earlier sessions are cancelled,
+            // and the balances are the baseline the session's positions are counted from.
+            let leftover = venue.reconcile(session_id).context("reconciling open orders")?;
+            if !leftover.is_empty() {
+                eprintln!("reconcile: {} open orders found at start (ours cancelled)", leftover.len());
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !venue.stream_ready() && std::time::Instant::now() < deadline {
+                let mut reps = Vec::new();
+                venue.poll(0, &mut reps);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if !venue.stream_ready() {
+                eprintln!("warning: the user data stream is not subscribed; orders settle by queries");
+            }
+            let before = venue.balances().context("reading balances")?;
+            let outcome = live::run(core, source, venue, opts, stop);
+            finish(cfg, &instruments, &outcome);
+            let mut outcome = outcome;
+            for r in outcome.exchange.take_rejects() {
+                eprintln!("venue reject: {r:?}");
+            }
+            eprintln!("binance gateway: {:?}", outcome.exchange.stats());
+            match outcome.exchange.balances() {
+                Ok(after) => print_reconciliation(&outcome.core, &instruments, &before, &after),
+                Err(e) => eprintln!("warning: final balances unavailable: {e}"),
+            }
+            let summary = Summary::of_run(&outcome);
+            Ok(LiveResult { summary, latencies: outcome.latencies })
+        }
+    }
+}
+
+/// Prints the warnings and counters every live run ends with.
+fn finish<S: FeedReport, E>(cfg: &Config, instruments: &[statarb::types::Instrument], outcome: &live::RunOutcome<S, E>) {
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("{}", outcome.source.report(instruments));
+    let g = &outcome.gateway_stats;
+    if g.stop_timed_out {
+        eprintln!(
+            "warning: {} orders not confirmed cancelled within {} ms of the stop",
+            g.unconfirmed_at_stop, cfg.gateway.cancel_timeout_ms
+        );
+    }
+}
+
+/// Compares each leg's position with the change of its base asset's balance over the
+/// session, the check that the portfolio and the venue agree.
+fn print_reconciliation(
+    core: &Core,
+    instruments: &[statarb::types::Instrument],
+    before: &[statarb::gateway::Balance],
+    after: &[statarb::gateway::Balance],
+) {
+    let total = |bals: &[statarb::gateway::Balance], asset: &str| {
+        bals.iter().find(|b| b.asset == asset).map(|b| b.free.to_f64() + b.locked.to_f64()).unwrap_or(0.0)
+    };
+    for (l, inst) in instruments.iter().enumerate() {
+        let Some((base, _)) = statarb::gateway::binance::split_symbol(&inst.symbol) else { continue };
+        let delta = total(after, &base) - total(before, &base);
+        let pos = inst.qty_f64(core.portfolio().position(l).qty);
+        let ok = (delta - pos).abs() <= inst.lot_f64() / 2.0;
+        eprintln!(
+            "reconcile {}: position {pos} vs {base} balance change {delta}: {}",
+            inst.symbol,
+            if ok { "match" } else { "MISMATCH" }
+        );
+    }
 }
 
 fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<()> {
@@ -373,49 +513,21 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
     };
     let session_id = (wall_ns() / NS_PER_SEC) as u32;
     let core = Core::new(&cfg, &instruments, session_id)?;
-    let venue = SimExchange::new(instruments.clone(), cfg.fees);
     let opts = RunOptions {
         ring_capacity: cfg.live.ring_capacity,
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
         lockstep: false,
+        cancel_timeout: std::time::Duration::from_millis(cfg.gateway.cancel_timeout_ms),
     };
-    let (outcome, feed_lines) = match feed_cfg.venue {
+    let result = match feed_cfg.venue {
         Venue::Binance => {
-            let feed = BinanceFeed::new(feed_cfg, &instruments, tap)?;
-            let outcome = live::run(core, feed, venue, &opts, &stop);
-            let feed = &outcome.source;
-            let syncs: Vec<String> = (0..instruments.len())
-                .map(|i| {
-                    let s = feed.sync(i as u16).stats();
-                    format!("{} syncs {} gaps {} overflows {}", instruments[i].symbol, s.syncs, s.gaps, s.overflows)
-                })
-                .collect();
-            let lines = format!(
-                "feed: {:?}\nwebsocket: {:?}{}\nbooks: {}",
-                feed.stats(),
-                feed.ws().stats(),
-                feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
-                syncs.join("; ")
-            );
-            (outcome.map_source(|_| ()), lines)
+            run_live(&cfg, core, BinanceFeed::new(feed_cfg, &instruments, tap)?, session_id, &opts, &stop)
         }
         Venue::Alpaca => {
-            let feed = AlpacaFeed::new(feed_cfg, &feed_instruments(&cfg), tap)?;
-            let outcome = live::run(core, feed, venue, &opts, &stop);
-            let feed = &outcome.source;
-            let lines = format!(
-                "feed: {:?} (session {:?})\nwebsocket: {:?}{}",
-                feed.stats(),
-                feed.state(),
-                feed.ws().stats(),
-                feed.ws().last_error().map(|e| format!(", last error: {e}")).unwrap_or_default(),
-            );
-            (outcome.map_source(|_| ()), lines)
+            run_live(&cfg, core, AlpacaFeed::new(feed_cfg, &feed_instruments(&cfg), tap)?, session_id, &opts, &stop)
         }
     };
-    for w in &outcome.warnings {
-        eprintln!("warning: {w}");
-    }
+    // The recording and the server end whatever happened to the run.
     if let Some(h) = rec_handle {
         let st = h.stop()?;
         eprintln!("recorded {} messages ({} dropped) into {} files", st.recorded, st.dropped, st.files);
@@ -423,10 +535,10 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
     if let Some(h) = server {
         h.stop();
     }
-    eprintln!("{feed_lines}");
-    report(&outcome, out)?;
+    let LiveResult { summary, latencies } = result?;
+    report(&summary, &latencies, out)?;
     println!("\ntick-to-quote distribution (microseconds):");
-    write_hgrm(outcome.latencies.get(Stage::TickToQuote), io::stdout().lock())?;
+    write_hgrm(latencies.get(Stage::TickToQuote), io::stdout().lock())?;
     Ok(())
 }
 

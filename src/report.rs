@@ -71,8 +71,10 @@ pub struct Summary {
     pub core: CoreStats,
     /// Hot-loop counters.
     pub hot_loop: LoopStats,
-    /// Simulated venue counters.
-    pub venue: SimStats,
+    /// Simulated venue counters (simulated venue only).
+    pub venue: Option<SimStats>,
+    /// Gateway thread counters (threaded runs only).
+    pub gateway: Option<crate::live::GatewayStats>,
     /// Wall time of the hot loop, seconds.
     pub elapsed_s: f64,
     /// Events per second of wall time.
@@ -80,14 +82,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Summarises a threaded run against the simulated venue.
-    pub fn of_run<S>(out: &RunOutcome<S, crate::gateway::sim::SimExchange>) -> Summary {
+    /// Summarises a threaded run; the caller adds venue-specific counters.
+    pub fn of_run<S, E>(out: &RunOutcome<S, E>) -> Summary {
         let core = &out.core;
         let mut s = Summary::of_core(core);
         s.tick_to_quote_ns = Percentiles::of(out.latencies.get(Stage::TickToQuote));
         s.strategy_ns = Percentiles::of(out.latencies.get(Stage::Strategy));
         s.hot_loop = out.loop_stats;
-        s.venue = out.exchange.stats();
+        s.gateway = Some(out.gateway_stats);
         s.elapsed_s = out.elapsed.as_secs_f64();
         s.events_per_sec = s.events as f64 / s.elapsed_s.max(1e-9);
         s
@@ -135,7 +137,8 @@ impl Summary {
             strategy_ns: Percentiles::default(),
             core: *st,
             hot_loop: LoopStats::default(),
-            venue: SimStats::default(),
+            venue: None,
+            gateway: None,
             elapsed_s: 0.0,
             events_per_sec: 0.0,
         }

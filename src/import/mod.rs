@@ -158,8 +158,10 @@ impl FromStr for Format {
 /// How the book of a recorded instrument is rebuilt (see [`recording`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecordingBook {
-    /// [`RecordingBook::Sync`] for an instrument with at least one REST snapshot line in
-    /// the recording, [`RecordingBook::Diffs`] for one without.
+    /// The live procedure wherever it can work, the diffs where it would need a
+    /// snapshot the recording lacks: [`RecordingBook::Diffs`] for an instrument without
+    /// a snapshot line, [`RecordingBook::Sync`] for one with, continuing from diffs if
+    /// the book loses sync after its last snapshot line.
     #[default]
     Auto,
     /// As the live feed: snapshot lines seed the book through
@@ -278,8 +280,11 @@ pub struct ImportStats {
     /// Recordings: the synchronisers' counters, summed over instruments.
     pub sync: SyncStats,
     /// Recordings: symbols whose book was rebuilt from diffs only
-    /// ([`RecordingBook::Diffs`]).
+    /// ([`RecordingBook::Diffs`], or [`RecordingBook::Auto`] without a snapshot).
     pub diffs_only: Vec<String>,
+    /// Recordings ([`RecordingBook::Auto`]): symbols whose book was synced from a
+    /// snapshot, then lost sync after the last snapshot and continued from diffs.
+    pub diffs_after_gap: Vec<String>,
     /// The first [`MAX_REPORTED_BAD_ROWS`] bad rows.
     pub bad_rows: Vec<BadRow>,
 }
@@ -301,9 +306,11 @@ impl ImportStats {
         self.out_of_order += o.out_of_order;
         self.truncated |= o.truncated;
         add_sync(&mut self.sync, &o.sync);
-        for s in &o.diffs_only {
-            if !self.diffs_only.contains(s) {
-                self.diffs_only.push(s.clone());
+        for (mine, theirs) in [(&mut self.diffs_only, &o.diffs_only), (&mut self.diffs_after_gap, &o.diffs_after_gap)] {
+            for s in theirs {
+                if !mine.contains(s) {
+                    mine.push(s.clone());
+                }
             }
         }
         for b in &o.bad_rows {
@@ -374,6 +381,9 @@ impl fmt::Display for ImportStats {
         }
         if !self.diffs_only.is_empty() {
             write!(f, "; book from diffs only (no snapshot): {}", self.diffs_only.join(", "))?;
+        }
+        if !self.diffs_after_gap.is_empty() {
+            write!(f, "; book from diffs after a gap past the last snapshot: {}", self.diffs_after_gap.join(", "))?;
         }
         for b in &self.bad_rows {
             write!(f, "\n  {}:{}: {}: {}", b.path.display(), b.line, b.reason, b.text)?;

@@ -32,21 +32,30 @@
 //! # Without a snapshot
 //!
 //! `statarb record` writes only WebSocket messages, no REST snapshot, so the live
-//! procedure would never sync a book from such a recording. [`RecordingBook`] chooses:
+//! procedure would never sync a book from such a recording; and where a recording does
+//! hold snapshots, a gap after the last one (a lost message, or one the parser refuses:
+//! the shared recordings hold depth messages with far-away levels whose size is finer
+//! than the lot) would leave the book cleared for the rest of the file, where the live
+//! feed would have fetched a new snapshot. [`RecordingBook`] chooses:
 //!
-//! - [`RecordingBook::Sync`]: the live procedure only. Without a snapshot line an
-//!   instrument's book is never emitted (its diffs are buffered and dropped, counted in
+//! - [`RecordingBook::Sync`]: the live procedure only. Without a usable snapshot line an
+//!   instrument's book is not emitted (its diffs are buffered and dropped, counted in
 //!   [`ImportStats::sync`]; its tickers counted as stale); trades are imported.
 //! - [`RecordingBook::Diffs`]: every diff's levels are emitted as they come (diffs not
 //!   newer than the previous one are skipped; gaps are counted in
 //!   [`ImportStats::gaps`] and passed over), and every book ticker. The book then holds
 //!   the levels seen in diffs, with its top of book set by the tickers
 //!   ([`crate::book::Book::apply`] removes levels better than a `BestBid`/`BestAsk`),
-//!   as the replay server's book without a snapshot.
-//! - [`RecordingBook::Auto`] (default): `Sync` for each instrument with at least one
-//!   snapshot line in the recording, `Diffs` for the others (listed in
-//!   [`ImportStats::diffs_only`]). The file is read once in `Sync`, and read again only
-//!   if an instrument turned out to have depth messages but no snapshot line.
+//!   as the replay server's book without a snapshot. Snapshot lines are ignored.
+//! - [`RecordingBook::Auto`] (default): the live procedure wherever it can work, diffs
+//!   where it would need a snapshot the recording does not have. An instrument without
+//!   any snapshot line runs as `Diffs` ([`ImportStats::diffs_only`]); one with snapshots
+//!   runs as `Sync` until its last snapshot line, and from a depth message after that
+//!   line that finds its book unsynced or shows a gap, continues as `Diffs`
+//!   ([`ImportStats::diffs_after_gap`]): the book is kept (not cleared), missing only the
+//!   levels of the lost message until they change again. The input is read once as
+//!   `Sync`, and a second time only if an instrument ended that first reading with
+//!   depth messages but no synced book.
 //!
 //! # Several files
 //!
@@ -86,37 +95,53 @@ pub(crate) fn import(
     stats: &mut ImportStats,
 ) -> Result<Vec<MarketEvent>, ImportError> {
     let n = instruments.len();
-    let first = if book == RecordingBook::Diffs { RecordingBook::Diffs } else { RecordingBook::Sync };
-    let mut modes = vec![first; n];
+    let first = if book == RecordingBook::Diffs { Mode::Diffs } else { Mode::Sync };
     let mut s = ImportStats::default();
-    let mut pass = run(paths, instruments, &modes, &mut s)?;
-    if book == RecordingBook::Auto {
-        let mut redo = false;
-        for (i, m) in modes.iter_mut().enumerate() {
-            if pass.depth_msgs[i] > 0 && pass.snapshot_lines[i] == 0 {
-                *m = RecordingBook::Diffs;
-                redo = true;
-            }
-        }
-        if redo {
-            s = ImportStats::default();
-            pass = run(paths, instruments, &modes, &mut s)?;
-        }
+    let mut pass = run(paths, instruments, vec![first; n], &mut s)?;
+    if book == RecordingBook::Auto && (0..n).any(|i| pass.depth_msgs[i] > 0 && !pass.synced[i]) {
+        let modes = pass.last_snapshot.iter().map(|l| l.map_or(Mode::Diffs, Mode::SyncUntil)).collect();
+        s = ImportStats::default();
+        pass = run(paths, instruments, modes, &mut s)?;
     }
-    for (i, m) in modes.iter().enumerate() {
-        if *m == RecordingBook::Diffs && pass.depth_msgs[i] > 0 {
-            s.diffs_only.push(instruments[i].symbol.clone());
+    for (i, inst) in instruments.iter().enumerate() {
+        if pass.depth_msgs[i] == 0 {
+            continue;
+        }
+        if pass.modes[i] == Mode::Diffs && !pass.switched[i] {
+            s.diffs_only.push(inst.symbol.clone());
+        } else if pass.switched[i] {
+            s.diffs_after_gap.push(inst.symbol.clone());
         }
     }
     stats.add(&s);
     Ok(pass.events)
 }
 
-/// What a pass produced.
+/// How an instrument's book is rebuilt during a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The live procedure.
+    Sync,
+    /// Diffs as they come.
+    Diffs,
+    /// The live procedure; past this line (the last snapshot line), a depth message that
+    /// finds the book unsynced or shows a gap switches to `Diffs`.
+    SyncUntil(u64),
+}
+
+/// What a pass produced, and per instrument what it saw.
 struct Pass {
     events: Vec<MarketEvent>,
+    /// Depth messages.
     depth_msgs: Vec<u64>,
-    snapshot_lines: Vec<u64>,
+    /// Session line number of the last snapshot line.
+    last_snapshot: Vec<Option<u64>>,
+    /// The book was synced at the end.
+    synced: Vec<bool>,
+    /// The mode at the end.
+    modes: Vec<Mode>,
+    /// Switched from `SyncUntil` to `Diffs`.
+    switched: Vec<bool>,
 }
 
 /// One input file with one line of lookahead.
@@ -191,7 +216,12 @@ impl Sink {
 /// The live feed's pieces, one per session.
 struct Session<'a> {
     table: SymbolTable<'a>,
-    modes: &'a [RecordingBook],
+    /// Per instrument: the current mode.
+    modes: Vec<Mode>,
+    /// Per instrument: switched from `SyncUntil` to `Diffs`.
+    switched: Vec<bool>,
+    /// Session line number of the current line (all files, in merged order).
+    seq: u64,
     parser: BinanceParser,
     levels: Vec<DepthLevel>,
     syncs: Vec<DepthSync>,
@@ -202,14 +232,14 @@ struct Session<'a> {
     /// Per instrument (diffs mode): the last diff's `u`.
     last_u: Vec<Option<u64>>,
     depth_msgs: Vec<u64>,
-    snapshot_lines: Vec<u64>,
+    last_snapshot: Vec<Option<u64>>,
     sink: Sink,
 }
 
 fn run(
     paths: &[PathBuf],
     instruments: &[Instrument],
-    modes: &[RecordingBook],
+    modes: Vec<Mode>,
     stats: &mut ImportStats,
 ) -> Result<Pass, ImportError> {
     let n = instruments.len();
@@ -230,6 +260,8 @@ fn run(
     let mut ses = Session {
         table: SymbolTable::new(instruments),
         modes,
+        switched: vec![false; n],
+        seq: 0,
         parser: BinanceParser::new(instruments, MAX_LEVELS),
         levels: Vec::with_capacity(MAX_LEVELS),
         syncs: (0..n).map(|i| DepthSync::new(i as InstId, SYNC_BUFFER)).collect(),
@@ -237,7 +269,7 @@ fn run(
         ticker_only: vec![false; n],
         last_u: vec![None; n],
         depth_msgs: vec![0; n],
-        snapshot_lines: vec![0; n],
+        last_snapshot: vec![None; n],
         sink: Sink { out: Vec::new(), last_local: Ts::MIN },
     };
     loop {
@@ -254,6 +286,7 @@ fn run(
         let src = &mut sources[k];
         if let Some((_, a, b)) = src.cur {
             src.order.see(ts, stats);
+            ses.seq += 1;
             ses.line(&src.buf[a..b], ts, &mut src.last_sym, &src.path, src.line, stats);
         }
         src.advance(stats)?;
@@ -263,7 +296,14 @@ fn run(
     }
     stats.snapshots += stats.sync.syncs;
     stats.gaps += stats.sync.gaps;
-    Ok(Pass { events: ses.sink.out, depth_msgs: ses.depth_msgs, snapshot_lines: ses.snapshot_lines })
+    Ok(Pass {
+        synced: ses.syncs.iter().map(DepthSync::is_synced).collect(),
+        events: ses.sink.out,
+        depth_msgs: ses.depth_msgs,
+        last_snapshot: ses.last_snapshot,
+        modes: ses.modes,
+        switched: ses.switched,
+    })
 }
 
 /// A REST depth snapshot: Binance puts `lastUpdateId` first.
@@ -325,15 +365,15 @@ impl Session<'_> {
             Ok(p @ Parsed::BookTicker { inst, update_id, .. }) => {
                 let i = inst as usize;
                 let emit = match self.modes[i] {
-                    RecordingBook::Sync | RecordingBook::Auto if self.depth_seen[i] => {
+                    Mode::Diffs => true,
+                    _ if self.depth_seen[i] => {
                         let s = &self.syncs[i];
                         s.is_synced() && update_id >= s.last_update_id()
                     }
-                    RecordingBook::Sync | RecordingBook::Auto => {
+                    _ => {
                         self.ticker_only[i] = true;
                         true
                     }
-                    RecordingBook::Diffs => true,
                 };
                 if emit {
                     let Session { levels, sink, .. } = self;
@@ -353,8 +393,18 @@ impl Session<'_> {
     fn depth(&mut self, inst: InstId, exch_ts: Ts, first_id: u64, last_id: u64, ts: Ts, stats: &mut ImportStats) {
         let i = inst as usize;
         self.depth_msgs[i] += 1;
-        let Session { syncs, levels, sink, depth_seen, ticker_only, last_u, modes, .. } = self;
-        if modes[i] == RecordingBook::Diffs {
+        let Session { syncs, levels, sink, depth_seen, ticker_only, last_u, modes, switched, seq, .. } = self;
+        if let Mode::SyncUntil(last) = modes[i] {
+            let s = &syncs[i];
+            let gap = s.is_synced() && first_id > s.last_update_id().saturating_add(1);
+            if *seq > last && (!s.is_synced() || gap) {
+                // The live feed would fetch a snapshot here; the recording has none left.
+                modes[i] = Mode::Diffs;
+                switched[i] = true;
+                last_u[i] = s.is_synced().then(|| s.last_update_id());
+            }
+        }
+        if modes[i] == Mode::Diffs {
             if let Some(u) = last_u[i] {
                 if last_id <= u {
                     stats.skipped_ignored += 1;
@@ -392,8 +442,8 @@ impl Session<'_> {
     /// A REST snapshot line attributed to `inst`.
     fn snapshot(&mut self, inst: InstId, msg: &[u8], ts: Ts, path: &Path, line: u64, stats: &mut ImportStats) {
         let i = inst as usize;
-        self.snapshot_lines[i] += 1;
-        if self.modes[i] == RecordingBook::Diffs {
+        self.last_snapshot[i] = Some(self.seq);
+        if self.modes[i] == Mode::Diffs {
             stats.skipped_ignored += 1;
             return;
         }
@@ -525,6 +575,54 @@ mod tests {
         let k: Vec<_> = evs.iter().map(|e| e.kind).collect();
         assert_eq!(k, [BestBid, BestAsk, Clear, TradeBuy]);
         assert_eq!(st.skipped_stale_ticker, 2);
+    }
+
+    #[test]
+    fn a_gap_after_the_last_snapshot_continues_from_diffs() {
+        let mut l = lines();
+        l.push((900, depth(4, 20, 21, r#"["10.02","1"]"#, "")));
+        l.push((950, ticker(21, "10.02", "10.04")));
+        l.push((960, depth(5, 22, 22, "", r#"["10.05","0"]"#)));
+        let f = file(&l);
+        let p = [f.path().to_path_buf()];
+        let (mut auto, mut sync) = (ImportStats::default(), ImportStats::default());
+        let a = import(&p, &btc(), RecordingBook::Auto, &mut auto).unwrap();
+        let s = import(&p, &btc(), RecordingBook::Sync, &mut sync).unwrap();
+        // Identical up to the gap (the 11 events of the sync test).
+        assert_eq!(a[..11], s[..11]);
+        use EventKind::*;
+        let tail = |v: &[MarketEvent]| v[11..].iter().map(|e| (e.kind, e.px, e.local_ts)).collect::<Vec<_>>();
+        // Sync: the gap clears the book for good.
+        assert_eq!(tail(&s), [(Clear, 0, 900)]);
+        assert_eq!(sync.skipped_stale_ticker, 2);
+        // Auto: the book is kept and follows the diffs and tickers.
+        assert_eq!(
+            tail(&a),
+            [(BidLevel, 1002, 900), (BestBid, 1002, 950), (BestAsk, 1004, 950), (AskLevel, 1005, 960)]
+        );
+        assert_eq!((auto.gaps, auto.skipped_stale_ticker), (1, 1));
+        assert_eq!(auto.diffs_after_gap, ["BTCUSDT"]);
+        assert!(auto.diffs_only.is_empty());
+        let mut book = Book::default();
+        for e in &a {
+            book.apply(e);
+        }
+        assert_eq!(book.top(), Some((1002, 1004)));
+
+        // A gap before a later snapshot is the live procedure's: clear, then resync.
+        let mut l = lines();
+        l.push((900, depth(4, 20, 21, r#"["10.02","1"]"#, "")));
+        l.push((950, r#"{"lastUpdateId":20,"bids":[["10.01","1"]],"asks":[["10.06","1"]]}"#.to_string()));
+        let f = file(&l);
+        let mut st = ImportStats::default();
+        let a = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        let k: Vec<_> = a[11..].iter().map(|e| (e.kind, e.px, e.local_ts)).collect();
+        assert_eq!(
+            k,
+            [(Clear, 0, 900), (Clear, 0, 950), (BidLevel, 1001, 950), (AskLevel, 1006, 950), (BidLevel, 1002, 950)]
+        );
+        assert_eq!((st.gaps, st.snapshots), (1, 2));
+        assert!(st.diffs_after_gap.is_empty());
     }
 
     #[test]

@@ -244,7 +244,8 @@ pub struct BadRow {
     pub text: String,
 }
 
-/// Counters of an import. `rows` = `events`-producing rows + every `skipped_*` count.
+/// Counters of an import. Every row is either imported (it gave events, or it went into
+/// a recording's book synchroniser) or counted in one `skipped_*` field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportStats {
     /// Data rows (CSV rows after the header, recording lines) read.
@@ -255,9 +256,10 @@ pub struct ImportStats {
     pub skipped_other_symbol: u64,
     /// Malformed rows (see [`ImportStats::bad_rows`]).
     pub skipped_bad_row: u64,
-    /// Rows that carry nothing to import: recording messages of other streams, Tardis
-    /// trades of unknown aggressor side, Tardis quotes with both sides empty, snapshot
-    /// lines ignored by [`RecordingBook::Diffs`].
+    /// Rows that carry nothing to import: recording messages of other streams (and
+    /// other JSON), Tardis trades of unknown aggressor side, Tardis quotes with both sides
+    /// empty; under [`RecordingBook::Diffs`], snapshot lines and diffs not newer than the
+    /// previous one.
     pub skipped_ignored: u64,
     /// Tardis book rows before the symbol's first snapshot (Tardis: "skip these rows
     /// until you encounter the first is_snapshot=true row").

@@ -173,6 +173,19 @@ pub enum RecordingBook {
     Diffs,
 }
 
+impl FromStr for RecordingBook {
+    type Err = String;
+    /// `auto`, `sync` or `diffs`, case-insensitive (for a `--book` option).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(RecordingBook::Auto),
+            "sync" => Ok(RecordingBook::Sync),
+            "diffs" => Ok(RecordingBook::Diffs),
+            _ => Err(format!("unknown book mode `{s}` (one of: auto, sync, diffs)")),
+        }
+    }
+}
+
 /// Options of an import.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportOptions {
@@ -895,6 +908,8 @@ mod tests {
             assert_eq!(f.name().parse::<Format>(), Ok(f));
         }
         assert!("zip".parse::<Format>().unwrap_err().contains("tardis-book"));
+        assert_eq!("Diffs".parse::<RecordingBook>(), Ok(RecordingBook::Diffs));
+        assert!("x".parse::<RecordingBook>().is_err());
         assert!(is_recording_line(b"1723161253937085768 {\"stream\":1}"));
         assert!(!is_recording_line(b"1723161253937085768,{"));
         assert!(!is_recording_line(b" {"));

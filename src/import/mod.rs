@@ -1,2 +1,948 @@
-//! Importers: data users already have (Tardis.dev CSV, Binance public-data CSV, our own
-//! recordings) normalised into [`crate::event::MarketEvent`]s and the binary event file.
+//! Importers: data users already have (our own recordings, Tardis.dev CSV, Binance
+//! public-data CSV) normalised into [`MarketEvent`]s, to be written once as a binary
+//! event file ([`crate::feed::evfile`]) and replayed fast many times.
+//!
+//! # Inputs
+//!
+//! | [`Format`] | what | module |
+//! |---|---|---|
+//! | [`Format::Recording`] | `<local receive ns> <raw Binance message>` lines, the format of [`crate::feed::record`] and of `/work/shared/data/binance-spot` | [`recording`] |
+//! | [`Format::TardisBookL2`] | Tardis `incremental_book_L2` CSV | [`tardis`] |
+//! | [`Format::TardisQuotes`] | Tardis `quotes` (or `book_ticker`) CSV | [`tardis`] |
+//! | [`Format::TardisTrades`] | Tardis `trades` CSV | [`tardis`] |
+//! | [`Format::BinanceTrades`] | Binance public data `trades` (spot; USD-M futures too) | [`binance_csv`] |
+//! | [`Format::BinanceAggTrades`] | Binance public data `aggTrades` (spot; USD-M futures too) | [`binance_csv`] |
+//! | [`Format::BinanceFuturesBookTicker`] | Binance public data USD-M futures `bookTicker` | [`binance_csv`] |
+//!
+//! Every file may be plain or gzip (detected by its magic bytes, several gzip members
+//! allowed). Zip archives, the form Binance public data is downloaded in, are refused
+//! with [`ImportError::Zip`]: unzip them first. [`detect`] names the format from the
+//! first line (a recording line, a Tardis or Binance header, the shape of a headerless
+//! Binance row) and the file name.
+//!
+//! # Instruments
+//!
+//! The caller gives the session's instruments (symbol, tick, lot); an event's
+//! [`MarketEvent::inst`] is the index of its symbol in that slice, matched without
+//! regard to case. Rows of other symbols are counted
+//! ([`ImportStats::skipped_other_symbol`]) and skipped. Binance public-data files name
+//! no symbol: it is taken from the file name (`BTCUSDT-trades-2024-08-09.csv` ->
+//! `BTCUSDT`) unless [`ImportOptions::symbol`] gives it.
+//!
+//! Prices and sizes are converted to ticks and lots exactly
+//! ([`Instrument::parse_price`], [`Instrument::parse_qty`]; an exponent such as `1e-8`,
+//! which Tardis may print for tiny numbers, is accepted too). A price that is not a
+//! whole number of ticks, a size that is not a whole number of lots, a price `<= 0`, a
+//! negative size, a missing or malformed field: the row is bad, counted
+//! ([`ImportStats::skipped_bad_row`]) and skipped, never rounded; the first
+//! [`MAX_REPORTED_BAD_ROWS`] are kept with their file, line and reason
+//! ([`ImportStats::bad_rows`]) for the caller's message. A row's batch mates are still
+//! imported.
+//!
+//! # Events
+//!
+//! The imported stream means what the live stream ([`crate::feed::source`]) means:
+//! depth levels are `BidLevel`/`AskLevel` with the new total size (0 deletes), a
+//! snapshot starts with a `Clear`, a quote is `BestBid` then `BestAsk`, a trade is
+//! `TradeBuy`/`TradeSell` after its aggressor, and the last event of each exchange
+//! message carries [`MarketEvent::END_OF_BATCH`] (see each module for its mapping).
+//! Times are ns since the Unix epoch; `exch_ts` is the venue's time and `local_ts` our
+//! receive time, or the venue's time again where a source has no receive time (Binance
+//! public data: see [`binance_csv`]).
+//!
+//! [`merge`] interleaves the streams of several inputs by `local_ts` into one, keeping
+//! batches whole; [`import_files`] does everything (detect, import, merge) for a list of
+//! paths and returns a report per input.
+//!
+//! # Memory and speed
+//!
+//! Rows are streamed: CSV through one reused [`csv::ByteRecord`], recordings through one
+//! reused line buffer and the allocation-free [`crate::feed::binance::BinanceParser`].
+//! Nothing is allocated per row except the output events (40 bytes each) and the text
+//! of the first few bad rows.
+
+pub mod binance_csv;
+pub mod recording;
+pub mod tardis;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use flate2::read::MultiGzDecoder;
+use thiserror::Error;
+
+use crate::event::{EventKind, MarketEvent};
+use crate::feed::binance::ParseError;
+use crate::feed::sync::SyncStats;
+use crate::types::{Decimal, DecimalError, InstId, Instrument, Ts, MAX_SCALE};
+
+/// How many bad rows an [`ImportStats`] keeps with their text (all are counted).
+pub const MAX_REPORTED_BAD_ROWS: usize = 10;
+/// Longest excerpt of a bad row kept in [`BadRow::text`], in bytes.
+const MAX_ROW_TEXT: usize = 160;
+/// Read buffer of every input.
+const BUF_LEN: usize = 1 << 16;
+/// Decompressed bytes [`detect`] looks at.
+const DETECT_LEN: usize = 1 << 16;
+
+/// The input formats (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Our recordings: `<local receive ns> <raw Binance message>` per line.
+    Recording,
+    /// Tardis.dev `incremental_book_L2` CSV.
+    TardisBookL2,
+    /// Tardis.dev `quotes` CSV (the `book_ticker` data type has the same columns).
+    TardisQuotes,
+    /// Tardis.dev `trades` CSV.
+    TardisTrades,
+    /// Binance public data `trades` CSV.
+    BinanceTrades,
+    /// Binance public data `aggTrades` CSV.
+    BinanceAggTrades,
+    /// Binance public data USD-M futures `bookTicker` CSV.
+    BinanceFuturesBookTicker,
+}
+
+impl Format {
+    /// Every format, in the order of the enum.
+    pub const ALL: [Format; 7] = [
+        Format::Recording,
+        Format::TardisBookL2,
+        Format::TardisQuotes,
+        Format::TardisTrades,
+        Format::BinanceTrades,
+        Format::BinanceAggTrades,
+        Format::BinanceFuturesBookTicker,
+    ];
+
+    /// The name [`FromStr`] accepts (for a `--format` option).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::Recording => "recording",
+            Format::TardisBookL2 => "tardis-book",
+            Format::TardisQuotes => "tardis-quotes",
+            Format::TardisTrades => "tardis-trades",
+            Format::BinanceTrades => "binance-trades",
+            Format::BinanceAggTrades => "binance-aggtrades",
+            Format::BinanceFuturesBookTicker => "binance-bookticker",
+        }
+    }
+
+    /// True for the Binance public-data formats, whose rows name no symbol.
+    pub const fn needs_symbol(self) -> bool {
+        matches!(self, Format::BinanceTrades | Format::BinanceAggTrades | Format::BinanceFuturesBookTicker)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    /// One of the [`Format::name`]s, case-insensitive.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
+            let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+            format!("unknown format `{s}` (one of: {})", names.join(", "))
+        })
+    }
+}
+
+/// How the book of a recorded instrument is rebuilt (see [`recording`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordingBook {
+    /// The live procedure wherever it can work, the diffs where it would need a
+    /// snapshot the recording lacks: [`RecordingBook::Diffs`] for an instrument without
+    /// a snapshot line, [`RecordingBook::Sync`] for one with, continuing from diffs if
+    /// the book loses sync after its last snapshot line.
+    #[default]
+    Auto,
+    /// As the live feed: snapshot lines seed the book through
+    /// [`crate::feed::sync::DepthSync`]; nothing of the book is emitted before the first
+    /// usable snapshot, and a sequence gap clears it until the next one.
+    Sync,
+    /// The book from the diffs alone (and the book tickers), as the replay server does
+    /// without a snapshot: every diff's levels are emitted; snapshot lines are ignored.
+    Diffs,
+}
+
+impl FromStr for RecordingBook {
+    type Err = String;
+    /// `auto`, `sync` or `diffs`, case-insensitive (for a `--book` option).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(RecordingBook::Auto),
+            "sync" => Ok(RecordingBook::Sync),
+            "diffs" => Ok(RecordingBook::Diffs),
+            _ => Err(format!("unknown book mode `{s}` (one of: auto, sync, diffs)")),
+        }
+    }
+}
+
+/// Options of an import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The format of every input ([`import_files`]); `None` detects each one.
+    pub format: Option<Format>,
+    /// The symbol of Binance public-data files, instead of the one in their file name.
+    pub symbol: Option<String>,
+    /// How recordings rebuild the book.
+    pub recording_book: RecordingBook,
+}
+
+/// Errors that stop an import. Bad rows do not: they are counted in [`ImportStats`].
+#[derive(Debug, Error)]
+pub enum ImportError {
+    /// A file could not be opened or read (other than a truncated gzip stream, which
+    /// ends the file and sets [`ImportStats::truncated`]).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A zip archive (Binance public data is downloaded as zips).
+    #[error("{}: zip archives are not supported: unzip it first (`unzip {}`) and import the .csv inside", path.display(), path.display())]
+    Zip {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The format could not be recognised.
+    #[error("{}: unknown input format ({reason}); give the format explicitly", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// What was seen.
+        reason: String,
+    },
+    /// A CSV header lacks a column the format needs, or the file is empty.
+    #[error("{}: bad header: {reason}", path.display())]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// A Binance public-data file whose name does not start with its symbol, and no
+    /// symbol was given.
+    #[error("{}: the file name does not start with a symbol (`BTCUSDT-trades-...`); give the symbol explicitly", path.display())]
+    NoSymbol {
+        /// The file.
+        path: PathBuf,
+    },
+    /// No input files.
+    #[error("no input files")]
+    NoInput,
+}
+
+/// One bad row kept for the error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    /// Its file.
+    pub path: PathBuf,
+    /// Its 1-based line (a CSV header is line 1).
+    pub line: u64,
+    /// What is wrong with it.
+    pub reason: String,
+    /// The start of the row, lossily decoded.
+    pub text: String,
+}
+
+/// Counters of an import. Every row is either imported (it gave events, or it went into
+/// a recording's book synchroniser) or counted in one `skipped_*` field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Data rows (CSV rows after the header, recording lines) read.
+    pub rows: u64,
+    /// Events produced.
+    pub events: u64,
+    /// Rows of a symbol not among the instruments.
+    pub skipped_other_symbol: u64,
+    /// Malformed rows (see [`ImportStats::bad_rows`]).
+    pub skipped_bad_row: u64,
+    /// Rows that carry nothing to import: recording messages of other streams (and
+    /// other JSON), Tardis trades of unknown aggressor side, Tardis quotes with both sides
+    /// empty; under [`RecordingBook::Diffs`], snapshot lines and diffs not newer than the
+    /// previous one.
+    pub skipped_ignored: u64,
+    /// Tardis book rows before the symbol's first snapshot (Tardis: "skip these rows
+    /// until you encounter the first is_snapshot=true row").
+    pub skipped_before_snapshot: u64,
+    /// Recording book tickers dropped as the live feed drops them: while the book is
+    /// not synced, or older than the book.
+    pub skipped_stale_ticker: u64,
+    /// Of the `skipped_ignored` rows, Tardis trades whose side is `unknown`.
+    pub unknown_side: u64,
+    /// Quotes with one side empty: only the other side was emitted.
+    pub one_sided_quotes: u64,
+    /// Snapshots applied (Tardis snapshot starts; recording syncs and resyncs).
+    pub snapshots: u64,
+    /// Depth sequence gaps seen in a recording (`U` > previous `u` + 1).
+    pub gaps: u64,
+    /// Rows whose local time is earlier than the previous row's of the same file.
+    pub out_of_order: u64,
+    /// A gzip input ended early (a recording cut by a crash): it was read up to there.
+    pub truncated: bool,
+    /// Recordings: the synchronisers' counters, summed over instruments.
+    pub sync: SyncStats,
+    /// Recordings: symbols whose book was rebuilt from diffs only
+    /// ([`RecordingBook::Diffs`], or [`RecordingBook::Auto`] without a snapshot).
+    pub diffs_only: Vec<String>,
+    /// Recordings ([`RecordingBook::Auto`]): symbols whose book was synced from a
+    /// snapshot, then lost sync after the last snapshot and continued from diffs.
+    pub diffs_after_gap: Vec<String>,
+    /// The first [`MAX_REPORTED_BAD_ROWS`] bad rows.
+    pub bad_rows: Vec<BadRow>,
+}
+
+impl ImportStats {
+    /// Adds another file's counters to these.
+    pub fn add(&mut self, o: &ImportStats) {
+        self.rows += o.rows;
+        self.events += o.events;
+        self.skipped_other_symbol += o.skipped_other_symbol;
+        self.skipped_bad_row += o.skipped_bad_row;
+        self.skipped_ignored += o.skipped_ignored;
+        self.skipped_before_snapshot += o.skipped_before_snapshot;
+        self.skipped_stale_ticker += o.skipped_stale_ticker;
+        self.unknown_side += o.unknown_side;
+        self.one_sided_quotes += o.one_sided_quotes;
+        self.snapshots += o.snapshots;
+        self.gaps += o.gaps;
+        self.out_of_order += o.out_of_order;
+        self.truncated |= o.truncated;
+        add_sync(&mut self.sync, &o.sync);
+        for (mine, theirs) in [(&mut self.diffs_only, &o.diffs_only), (&mut self.diffs_after_gap, &o.diffs_after_gap)] {
+            for s in theirs {
+                if !mine.contains(s) {
+                    mine.push(s.clone());
+                }
+            }
+        }
+        for b in &o.bad_rows {
+            if self.bad_rows.len() < MAX_REPORTED_BAD_ROWS {
+                self.bad_rows.push(b.clone());
+            }
+        }
+    }
+
+    /// Counts a bad row, keeping its text if it is among the first ones.
+    fn bad(&mut self, path: &Path, line: u64, reason: &dyn fmt::Display, row: &dyn Fn() -> String) {
+        self.skipped_bad_row += 1;
+        if self.bad_rows.len() < MAX_REPORTED_BAD_ROWS {
+            let mut text = row();
+            if text.len() > MAX_ROW_TEXT {
+                let mut cut = MAX_ROW_TEXT;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str("...");
+            }
+            self.bad_rows.push(BadRow { path: path.to_path_buf(), line, reason: reason.to_string(), text });
+        }
+    }
+}
+
+fn add_sync(a: &mut SyncStats, b: &SyncStats) {
+    a.gaps += b.gaps;
+    a.snapshot_requests += b.snapshot_requests;
+    a.syncs += b.syncs;
+    a.stale_snapshots += b.stale_snapshots;
+    a.dropped += b.dropped;
+    a.buffered += b.buffered;
+    a.overflows += b.overflows;
+}
+
+impl fmt::Display for ImportStats {
+    /// One summary line, then one line per kept bad row.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rows, {} events", self.rows, self.events)?;
+        let counts = [
+            ("other symbol", self.skipped_other_symbol),
+            ("bad", self.skipped_bad_row),
+            ("ignored", self.skipped_ignored),
+            ("before first snapshot", self.skipped_before_snapshot),
+            ("stale ticker", self.skipped_stale_ticker),
+        ];
+        let mut first = true;
+        for (name, n) in counts {
+            if n > 0 {
+                write!(f, "{}{n} {name}", if first { "; skipped: " } else { ", " })?;
+                first = false;
+            }
+        }
+        for (name, n) in [
+            ("snapshots", self.snapshots),
+            ("gaps", self.gaps),
+            ("one-sided quotes", self.one_sided_quotes),
+            ("out of order", self.out_of_order),
+        ] {
+            if n > 0 {
+                write!(f, "; {n} {name}")?;
+            }
+        }
+        if self.truncated {
+            f.write_str("; truncated gzip input")?;
+        }
+        if !self.diffs_only.is_empty() {
+            write!(f, "; book from diffs only (no snapshot): {}", self.diffs_only.join(", "))?;
+        }
+        if !self.diffs_after_gap.is_empty() {
+            write!(f, "; book from diffs after a gap past the last snapshot: {}", self.diffs_after_gap.join(", "))?;
+        }
+        for b in &self.bad_rows {
+            write!(f, "\n  {}:{}: {}: {}", b.path.display(), b.line, b.reason, b.text)?;
+        }
+        if self.skipped_bad_row > self.bad_rows.len() as u64 {
+            write!(f, "\n  ... and {} more bad rows", self.skipped_bad_row - self.bad_rows.len() as u64)?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of [`import_files`].
+#[derive(Debug, Clone, Default)]
+pub struct Imported {
+    /// Every input's events, merged by local time ([`merge`]).
+    pub events: Vec<MarketEvent>,
+    /// One report per input: each CSV file, and all recordings together (they are one
+    /// session, see [`recording`]).
+    pub reports: Vec<FileReport>,
+}
+
+impl Imported {
+    /// The reports' counters summed.
+    pub fn total(&self) -> ImportStats {
+        let mut t = ImportStats::default();
+        for r in &self.reports {
+            t.add(&r.stats);
+        }
+        t
+    }
+}
+
+/// What one input gave.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    /// The file (several for recordings imported together).
+    pub paths: Vec<PathBuf>,
+    /// Its format.
+    pub format: Format,
+    /// Its counters.
+    pub stats: ImportStats,
+}
+
+/// Recognises the format of a file from its first line and its name (see the module
+/// docs). Reads at most the first 64 KiB (decompressed).
+pub fn detect(path: &Path) -> Result<Format, ImportError> {
+    let mut r = open(path)?;
+    let mut head = Vec::with_capacity(DETECT_LEN);
+    if let Err(e) = (&mut r).take(DETECT_LEN as u64).read_to_end(&mut head) {
+        if e.kind() != io::ErrorKind::UnexpectedEof || head.is_empty() {
+            return Err(io_err(path, e));
+        }
+    }
+    let line = head.split(|&c| c == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if is_recording_line(line) {
+        return Ok(Format::Recording);
+    }
+    if let Some(f) = tardis::detect_header(line).or_else(|| binance_csv::detect_header(line)) {
+        return Ok(f);
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(f) = binance_csv::detect_name(&name).or_else(|| binance_csv::detect_shape(line)) {
+        return Ok(f);
+    }
+    let reason = if head.is_empty() { "empty file".to_string() } else { format!("first line `{}`", excerpt(line)) };
+    Err(ImportError::UnknownFormat { path: path.to_path_buf(), reason })
+}
+
+/// Imports one file of a known format. A recording is imported alone (see
+/// [`import_recordings`] for several). Bad rows are counted in `stats`, which is
+/// added to (not reset).
+pub fn import_file(
+    path: &Path,
+    format: Format,
+    instruments: &[Instrument],
+    opts: &ImportOptions,
+    stats: &mut ImportStats,
+) -> Result<Vec<MarketEvent>, ImportError> {
+    let mut s = ImportStats::default();
+    let mut out = Vec::new();
+    let table = SymbolTable::new(instruments);
+    match format {
+        Format::Recording => {
+            out = recording::import(&[path.to_path_buf()], instruments, opts.recording_book, &mut s)?;
+        }
+        Format::TardisBookL2 | Format::TardisQuotes | Format::TardisTrades => {
+            tardis::import(open(path)?, path, format, &table, &mut s, &mut out)?;
+        }
+        Format::BinanceTrades | Format::BinanceAggTrades | Format::BinanceFuturesBookTicker => {
+            let symbol = match &opts.symbol {
+                Some(s) => s.clone(),
+                None => {
+                    binance_csv::symbol_from_name(path).ok_or_else(|| ImportError::NoSymbol { path: path.into() })?
+                }
+            };
+            binance_csv::import(open(path)?, path, format, table.lookup(symbol.as_bytes()), &table, &mut s, &mut out)?;
+        }
+    }
+    s.events = out.len() as u64;
+    stats.add(&s);
+    Ok(out)
+}
+
+/// Imports recording files as one session: their lines are merged by receive time
+/// (ties: file order) and run through one parser and one synchroniser per instrument,
+/// so that a day split over several files (or a rotated recording) continues its book
+/// across files exactly as the live feed did. See [`recording`].
+pub fn import_recordings(
+    paths: &[PathBuf],
+    instruments: &[Instrument],
+    opts: &ImportOptions,
+    stats: &mut ImportStats,
+) -> Result<Vec<MarketEvent>, ImportError> {
+    if paths.is_empty() {
+        return Err(ImportError::NoInput);
+    }
+    let mut s = ImportStats::default();
+    let out = recording::import(paths, instruments, opts.recording_book, &mut s)?;
+    s.events = out.len() as u64;
+    stats.add(&s);
+    Ok(out)
+}
+
+/// Detects (unless [`ImportOptions::format`] is set), imports and merges `paths`:
+/// recordings together as one session, each CSV file on its own.
+pub fn import_files(
+    paths: &[PathBuf],
+    instruments: &[Instrument],
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    if paths.is_empty() {
+        return Err(ImportError::NoInput);
+    }
+    let mut formats = Vec::with_capacity(paths.len());
+    for p in paths {
+        formats.push(match opts.format {
+            Some(f) => f,
+            None => detect(p)?,
+        });
+    }
+    let recordings: Vec<PathBuf> =
+        paths.iter().zip(&formats).filter(|(_, f)| **f == Format::Recording).map(|(p, _)| p.clone()).collect();
+    let mut streams = Vec::new();
+    let mut reports = Vec::new();
+    let mut recordings_done = false;
+    for (p, &f) in paths.iter().zip(&formats) {
+        let mut stats = ImportStats::default();
+        if f == Format::Recording {
+            if recordings_done {
+                continue;
+            }
+            recordings_done = true;
+            streams.push(import_recordings(&recordings, instruments, opts, &mut stats)?);
+            reports.push(FileReport { paths: recordings.clone(), format: f, stats });
+        } else {
+            streams.push(import_file(p, f, instruments, opts, &mut stats)?);
+            reports.push(FileReport { paths: vec![p.clone()], format: f, stats });
+        }
+    }
+    Ok(Imported { events: merge(streams), reports })
+}
+
+/// Merges event streams into one ordered by `local_ts`, keeping each batch (the events
+/// up to and including an [`MarketEvent::END_OF_BATCH`]) whole and in place: batches
+/// are ordered by the `local_ts` of their first event, stably, so that ties keep the
+/// input order (earlier stream first, then the stream's own order). A stream that is
+/// itself out of order is put in order the same way. A stream's trailing events without
+/// a batch end are closed as a batch (flag set on the last), so that no batch straddles
+/// two streams.
+pub fn merge(streams: Vec<Vec<MarketEvent>>) -> Vec<MarketEvent> {
+    let total: usize = streams.iter().map(Vec::len).sum();
+    // (first local_ts, stream, start, end)
+    let mut batches: Vec<(Ts, usize, usize, usize)> = Vec::new();
+    for (s, evs) in streams.iter().enumerate() {
+        let mut start = 0;
+        for (i, e) in evs.iter().enumerate() {
+            if e.is_batch_end() || i + 1 == evs.len() {
+                batches.push((evs[start].local_ts, s, start, i + 1));
+                start = i + 1;
+            }
+        }
+    }
+    batches.sort_by_key(|b| b.0);
+    let mut out = Vec::with_capacity(total);
+    for (_, s, a, b) in batches {
+        out.extend_from_slice(&streams[s][a..b]);
+        if let Some(last) = out.last_mut() {
+            last.flags |= MarketEvent::END_OF_BATCH;
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared helpers.
+
+/// Upper-case symbols, indexed by [`InstId`].
+#[derive(Debug)]
+pub(crate) struct SymbolTable<'a> {
+    symbols: Vec<Vec<u8>>,
+    instruments: &'a [Instrument],
+}
+
+impl<'a> SymbolTable<'a> {
+    pub(crate) fn new(instruments: &'a [Instrument]) -> Self {
+        SymbolTable {
+            symbols: instruments.iter().map(|i| i.symbol.as_bytes().to_ascii_uppercase()).collect(),
+            instruments,
+        }
+    }
+
+    /// The instrument id of a symbol, case-insensitive (a linear scan: a session has a
+    /// handful of instruments).
+    #[inline]
+    pub(crate) fn lookup(&self, sym: &[u8]) -> Option<InstId> {
+        self.symbols.iter().position(|s| s.eq_ignore_ascii_case(sym)).and_then(|i| InstId::try_from(i).ok())
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, inst: InstId) -> &Instrument {
+        &self.instruments[inst as usize]
+    }
+}
+
+/// A plain or gzip input, told apart by the gzip magic bytes.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Plain(BufReader<File>),
+    Gzip(Box<BufReader<MultiGzDecoder<BufReader<File>>>>),
+}
+
+impl Read for Input {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::Plain(r) => r.read(buf),
+            Input::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+impl BufRead for Input {
+    #[inline]
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            Input::Plain(r) => r.fill_buf(),
+            Input::Gzip(r) => r.fill_buf(),
+        }
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        match self {
+            Input::Plain(r) => r.consume(n),
+            Input::Gzip(r) => r.consume(n),
+        }
+    }
+}
+
+/// Opens `path`, decompressing gzip; a zip archive is [`ImportError::Zip`].
+pub(crate) fn open(path: &Path) -> Result<Input, ImportError> {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut r = BufReader::with_capacity(BUF_LEN, f);
+    let head = r.fill_buf().map_err(|e| io_err(path, e))?;
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Err(ImportError::Zip { path: path.to_path_buf() });
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Input::Gzip(Box::new(BufReader::with_capacity(BUF_LEN, MultiGzDecoder::new(r)))))
+    } else {
+        Ok(Input::Plain(r))
+    }
+}
+
+pub(crate) fn io_err(path: &Path, source: io::Error) -> ImportError {
+    ImportError::Io { path: path.to_path_buf(), source }
+}
+
+/// A read error: a gzip stream that ends early marks the input truncated and ends it
+/// (`Ok`); anything else is an error.
+pub(crate) fn read_failed(path: &Path, e: io::Error, stats: &mut ImportStats) -> Result<(), ImportError> {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        stats.truncated = true;
+        Ok(())
+    } else {
+        Err(io_err(path, e))
+    }
+}
+
+/// `<digits> {`: the start of a recording line.
+fn is_recording_line(line: &[u8]) -> bool {
+    let digits = line.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0 && line.get(digits) == Some(&b' ') && line.get(digits + 1) == Some(&b'{')
+}
+
+/// A row excerpt for messages, lossily decoded and cut.
+pub(crate) fn excerpt(b: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(&b[..b.len().min(MAX_ROW_TEXT)]).into_owned();
+    if b.len() > MAX_ROW_TEXT {
+        s.push_str("...");
+    }
+    s
+}
+
+/// What is wrong with a row. Cheap to build; formatted only for the reported rows.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum RowError {
+    /// Too few columns.
+    #[error("{found} columns, expected {expected}")]
+    Columns { expected: usize, found: usize },
+    /// Not an integer (or out of range).
+    #[error("column `{0}`: not an integer")]
+    Int(&'static str),
+    /// A time stamp that overflows ns since the epoch.
+    #[error("column `{0}`: time stamp out of range")]
+    Time(&'static str),
+    /// Not `true`/`false`.
+    #[error("column `{0}`: not true or false")]
+    Bool(&'static str),
+    /// An unknown side.
+    #[error("column `{0}`: unknown side")]
+    Side(&'static str),
+    /// A price that is no decimal or off the tick grid.
+    #[error("column `{col}`: {err} (tick {inc})")]
+    Price { col: &'static str, err: DecimalError, inc: Decimal },
+    /// A size that is no decimal or off the lot grid.
+    #[error("column `{col}`: {err} (lot {inc})")]
+    Qty { col: &'static str, err: DecimalError, inc: Decimal },
+    /// A price `<= 0` or a negative size.
+    #[error("column `{0}`: out of range")]
+    Range(&'static str),
+    /// A price given without its size or the reverse.
+    #[error("columns `{0}`: price and size must both be given or both be empty")]
+    HalfQuote(&'static str),
+    /// A recording line that is not `<ns> <message>`.
+    #[error("not `<receive ns> <message>`")]
+    Line,
+    /// A recording message the parser refused.
+    #[error("{0}")]
+    Parse(ParseError),
+    /// A snapshot line before any line named its symbol.
+    #[error("REST snapshot before any message naming its symbol")]
+    SnapshotWithoutSymbol,
+}
+
+/// A non-negative decimal integer, allocation-free.
+#[inline]
+pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as i64)?;
+    }
+    Some(v)
+}
+
+/// `true`/`false` in any case.
+#[inline]
+pub(crate) fn parse_bool(s: &[u8]) -> Option<bool> {
+    if s.eq_ignore_ascii_case(b"true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case(b"false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A decimal, also in exponent form (`1e-8`, `2.5E3`), exactly.
+pub(crate) fn parse_decimal(s: &[u8]) -> Result<Decimal, DecimalError> {
+    match Decimal::parse_bytes(s) {
+        Err(DecimalError::Syntax) => {}
+        r => return r,
+    }
+    let Some(e) = s.iter().position(|&c| c == b'e' || c == b'E') else {
+        return Err(DecimalError::Syntax);
+    };
+    let base = Decimal::parse_bytes(&s[..e])?;
+    let exp = match s.get(e + 1..) {
+        Some([b'-', d @ ..]) => -parse_int(d).ok_or(DecimalError::Syntax)?,
+        Some([b'+', d @ ..]) | Some(d) => parse_int(d).ok_or(DecimalError::Syntax)?,
+        None => return Err(DecimalError::Syntax),
+    };
+    let scale = base.scale() as i64 - exp;
+    if scale > MAX_SCALE as i64 {
+        return Err(DecimalError::Overflow);
+    }
+    if scale >= 0 {
+        return Ok(Decimal::new(base.mantissa(), scale as u32));
+    }
+    let k = u32::try_from(-scale).map_err(|_| DecimalError::Overflow)?;
+    let m = 10i64.checked_pow(k).and_then(|p| base.mantissa().checked_mul(p)).ok_or(DecimalError::Overflow)?;
+    Ok(Decimal::new(m, 0))
+}
+
+/// A price in ticks, `> 0`.
+#[inline]
+pub(crate) fn price(inst: &Instrument, s: &[u8], col: &'static str) -> Result<i64, RowError> {
+    let px = parse_decimal(s).and_then(|d| d.to_increments(inst.tick)).map_err(|err| RowError::Price {
+        col,
+        err,
+        inc: inst.tick,
+    })?;
+    if px <= 0 {
+        return Err(RowError::Range(col));
+    }
+    Ok(px)
+}
+
+/// A size in lots, `>= 0`.
+#[inline]
+pub(crate) fn qty(inst: &Instrument, s: &[u8], col: &'static str) -> Result<i64, RowError> {
+    let q = parse_decimal(s).and_then(|d| d.to_increments(inst.lot)).map_err(|err| RowError::Qty {
+        col,
+        err,
+        inc: inst.lot,
+    })?;
+    if q < 0 {
+        return Err(RowError::Range(col));
+    }
+    Ok(q)
+}
+
+/// One event.
+#[inline]
+pub(crate) fn ev(
+    inst: InstId,
+    exch_ts: Ts,
+    local_ts: Ts,
+    kind: EventKind,
+    px: i64,
+    qty: i64,
+    end: bool,
+) -> MarketEvent {
+    MarketEvent { exch_ts, local_ts, px, qty, inst, kind, flags: if end { MarketEvent::END_OF_BATCH } else { 0 } }
+}
+
+/// Counts rows whose local time goes backwards.
+#[derive(Debug, Default)]
+pub(crate) struct Order {
+    last: Option<Ts>,
+}
+
+impl Order {
+    #[inline]
+    pub(crate) fn see(&mut self, local_ts: Ts, stats: &mut ImportStats) {
+        if self.last.is_some_and(|l| local_ts < l) {
+            stats.out_of_order += 1;
+        }
+        self.last = Some(local_ts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn ev_at(local_ts: Ts, inst: InstId, end: bool) -> MarketEvent {
+        ev(inst, local_ts, local_ts, EventKind::BidLevel, 1, 1, end)
+    }
+
+    #[test]
+    fn decimals_with_exponents() {
+        assert_eq!(parse_decimal(b"61234.56"), Ok(d("61234.56")));
+        assert_eq!(parse_decimal(b"1e-8"), Ok(Decimal::new(1, 8)));
+        assert_eq!(parse_decimal(b"1.5E-7"), Ok(Decimal::new(15, 8)));
+        assert_eq!(parse_decimal(b"2.5e3"), Ok(Decimal::new(2500, 0)));
+        assert_eq!(parse_decimal(b"2.5e+1"), Ok(Decimal::new(25, 0)));
+        assert_eq!(parse_decimal(b"12.34e1"), Ok(Decimal::new(1234, 1)));
+        assert_eq!(parse_decimal(b"1e-19"), Err(DecimalError::Overflow));
+        assert_eq!(parse_decimal(b"9e30"), Err(DecimalError::Overflow));
+        for bad in ["e5", "1e", "1e-", "1ee5", "1e5.0", "", "abc"] {
+            assert!(parse_decimal(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let btc = Instrument::new("BTCUSDT", d("0.01"), d("0.00001"));
+        assert_eq!(qty(&btc, b"1e-5", "amount"), Ok(1));
+        assert!(matches!(qty(&btc, b"1e-8", "amount"), Err(RowError::Qty { err: DecimalError::OffGrid, .. })));
+        assert_eq!(price(&btc, b"0", "price"), Err(RowError::Range("price")));
+        assert_eq!(qty(&btc, b"-1", "amount"), Err(RowError::Range("amount")));
+    }
+
+    #[test]
+    fn ints_and_bools() {
+        assert_eq!(parse_int(b"1723161255408000"), Some(1723161255408000));
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        for bad in ["", "-1", "1.0", "99999999999999999999", " 1"] {
+            assert_eq!(parse_int(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(parse_bool(b"True"), Some(true));
+        assert_eq!(parse_bool(b"false"), Some(false));
+        assert_eq!(parse_bool(b"1"), None);
+    }
+
+    #[test]
+    fn format_names_roundtrip() {
+        for f in Format::ALL {
+            assert_eq!(f.name().parse::<Format>(), Ok(f));
+        }
+        assert!("zip".parse::<Format>().unwrap_err().contains("tardis-book"));
+        assert_eq!("Diffs".parse::<RecordingBook>(), Ok(RecordingBook::Diffs));
+        assert!("x".parse::<RecordingBook>().is_err());
+        assert!(is_recording_line(b"1723161253937085768 {\"stream\":1}"));
+        assert!(!is_recording_line(b"1723161253937085768,{"));
+        assert!(!is_recording_line(b" {"));
+    }
+
+    #[test]
+    fn merge_orders_batches_stably() {
+        // Stream 0: a two-event batch at t=10, then t=30. Stream 1: t=10 (tie), t=20.
+        let a = vec![ev_at(10, 0, false), ev_at(10, 0, true), ev_at(30, 0, true)];
+        let b = vec![ev_at(10, 1, true), ev_at(20, 1, true)];
+        let m = merge(vec![a.clone(), b.clone()]);
+        assert_eq!(m, vec![a[0], a[1], b[0], b[1], a[2]]);
+        // An unordered stream is put in order; an unterminated tail is closed.
+        let c = vec![ev_at(5, 0, true), ev_at(3, 0, false), ev_at(3, 0, true), ev_at(4, 0, false)];
+        let m = merge(vec![c.clone()]);
+        let locals: Vec<_> = m.iter().map(|e| (e.local_ts, e.flags)).collect();
+        assert_eq!(locals, [(3, 0), (3, 1), (4, 1), (5, 1)]);
+        assert!(merge(vec![]).is_empty());
+        assert!(merge(vec![vec![], vec![]]).is_empty());
+    }
+
+    #[test]
+    fn stats_display_names_bad_rows() {
+        let mut s = ImportStats { rows: 5, events: 7, skipped_other_symbol: 1, ..Default::default() };
+        for i in 0..12 {
+            s.bad(Path::new("x.csv"), i + 2, &RowError::Int("timestamp"), &|| "a".repeat(300));
+        }
+        assert_eq!(s.skipped_bad_row, 12);
+        assert_eq!(s.bad_rows.len(), MAX_REPORTED_BAD_ROWS);
+        assert_eq!(s.bad_rows[0].text.len(), MAX_ROW_TEXT + 3);
+        let text = s.to_string();
+        assert!(text.starts_with("5 rows, 7 events; skipped: 1 other symbol, 12 bad"), "{text}");
+        assert!(text.contains("x.csv:2: column `timestamp`: not an integer"), "{text}");
+        assert!(text.ends_with("... and 2 more bad rows"), "{text}");
+    }
+}

@@ -1,0 +1,648 @@
+//! Our recordings: text lines `<local receive ns> <raw message>`, plain or gzip, the
+//! format of [`crate::feed::record`] and of `/work/shared/data/binance-spot/*.gz`.
+//!
+//! # What the events mean
+//!
+//! Each message goes through the live feed's own code, so that the imported stream is
+//! the one the live feed ([`crate::feed::source`]) would have produced from the same
+//! messages: [`BinanceParser`] decodes it (`local_ts` = the recorded receive time), and
+//!
+//! - a depth diff goes to the instrument's [`DepthSync`] (Binance's local-book
+//!   procedure: buffer diffs, seed from a snapshot, apply contiguous diffs, clear on a
+//!   gap), which emits `Clear`/`BidLevel`/`AskLevel` batches;
+//! - a REST snapshot line (`{"lastUpdateId":..,"bids":..,"asks":..}`, as the shared
+//!   recordings hold; it names no symbol) belongs, as in [`crate::serve`], to the symbol
+//!   of the last message line before it in the same file, and is given to that
+//!   instrument's [`DepthSync::on_snapshot`], exactly where the live feed passes a
+//!   fetched snapshot. A stale snapshot (older than the buffered diffs) cannot be
+//!   fetched again: the book waits for the next snapshot line (counted in
+//!   [`ImportStats::sync`]);
+//! - a book ticker is emitted as the live feed emits it: only while the instrument's
+//!   book is synced and if its update id is not older than the book's, else counted in
+//!   [`ImportStats::skipped_stale_ticker`]. Exception: before the first depth message of
+//!   an instrument (a recording of book tickers and trades only, or its leading
+//!   tickers) tickers are emitted as from a ticker-only feed; at the first depth message
+//!   the book is cleared (`Clear`) and waits for its snapshot like the live feed;
+//! - a trade is always emitted.
+//!
+//! Events released late keep `local_ts` monotonic: the buffered diffs that a snapshot
+//! releases are stamped with the snapshot line's time (they could not be applied
+//! earlier), not their own.
+//!
+//! # Without a snapshot
+//!
+//! `statarb record` writes only WebSocket messages, no REST snapshot, so the live
+//! procedure would never sync a book from such a recording; and where a recording does
+//! hold snapshots, a gap after the last one (a lost message, or one the parser refuses:
+//! the shared recordings hold depth messages with far-away levels whose size is finer
+//! than the lot) would leave the book cleared for the rest of the file, where the live
+//! feed would have fetched a new snapshot. [`RecordingBook`] chooses:
+//!
+//! - [`RecordingBook::Sync`]: the live procedure only. Without a usable snapshot line an
+//!   instrument's book is not emitted (its diffs are buffered and dropped, counted in
+//!   [`ImportStats::sync`]; its tickers counted as stale); trades are imported.
+//! - [`RecordingBook::Diffs`]: every diff's levels are emitted as they come (diffs not
+//!   newer than the previous one are skipped; gaps are counted in
+//!   [`ImportStats::gaps`] and passed over), and every book ticker. The book then holds
+//!   the levels seen in diffs, with its top of book set by the tickers
+//!   ([`crate::book::Book::apply`] removes levels better than a `BestBid`/`BestAsk`),
+//!   as the replay server's book without a snapshot. Snapshot lines are ignored.
+//! - [`RecordingBook::Auto`] (default): the live procedure wherever it can work, diffs
+//!   where it would need a snapshot the recording does not have. An instrument without
+//!   any snapshot line runs as `Diffs` ([`ImportStats::diffs_only`]); one with snapshots
+//!   runs as `Sync` until its last snapshot line, and from a depth message after that
+//!   line that finds its book unsynced or shows a gap, continues as `Diffs`
+//!   ([`ImportStats::diffs_after_gap`]): the book is kept (not cleared), missing only the
+//!   levels of the lost message until they change again. The input is read once as
+//!   `Sync`, and a second time only if an instrument ended that first reading with
+//!   depth messages but no synced book.
+//!
+//! # Several files
+//!
+//! Files given together are one session: their lines are merged by receive time (ties:
+//! file order) and share the parser and the synchronisers, so a day split over two files
+//! (`btcusdt_20240808.gz`, `btcusdt_20240809.gz`) or a rotated recording continues its
+//! book across the split. Each file keeps its own snapshot attribution.
+//!
+//! # Bad lines
+//!
+//! A line that is not `<ns> <message>`, a message the parser refuses (malformed JSON, a
+//! price off the tick grid, ...), a snapshot before any line named its symbol: counted
+//! as bad rows with their line number. Unknown streams and other JSON (subscription
+//! replies) are ignored and counted; messages of other symbols are counted. A gzip file
+//! cut short (a crash) is read up to the cut ([`ImportStats::truncated`]). Empty lines
+//! are not rows.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use super::{excerpt, open, read_failed, ImportError, ImportStats, Input, Order, RecordingBook, RowError, SymbolTable};
+use crate::event::{EventKind, MarketEvent};
+use crate::feed::binance::{emit_levels, BinanceParser, DepthLevel, Parsed};
+use crate::feed::sync::DepthSync;
+use crate::types::{InstId, Instrument, Ts};
+
+/// Depth levels one message may carry (a REST snapshot of 5000 per side fits).
+const MAX_LEVELS: usize = 16 * 1024;
+/// Diffs buffered per instrument while waiting for a snapshot: the live feed's value.
+const SYNC_BUFFER: usize = 4096;
+
+/// Imports recording files as one session (see the module docs), filling `stats`.
+pub(crate) fn import(
+    paths: &[PathBuf],
+    instruments: &[Instrument],
+    book: RecordingBook,
+    stats: &mut ImportStats,
+) -> Result<Vec<MarketEvent>, ImportError> {
+    let n = instruments.len();
+    let first = if book == RecordingBook::Diffs { Mode::Diffs } else { Mode::Sync };
+    let mut s = ImportStats::default();
+    let mut pass = run(paths, instruments, vec![first; n], &mut s)?;
+    if book == RecordingBook::Auto && (0..n).any(|i| pass.depth_msgs[i] > 0 && !pass.synced[i]) {
+        let modes = pass.last_snapshot.iter().map(|l| l.map_or(Mode::Diffs, Mode::SyncUntil)).collect();
+        s = ImportStats::default();
+        pass = run(paths, instruments, modes, &mut s)?;
+    }
+    for (i, inst) in instruments.iter().enumerate() {
+        if pass.depth_msgs[i] == 0 {
+            continue;
+        }
+        if pass.modes[i] == Mode::Diffs && !pass.switched[i] {
+            s.diffs_only.push(inst.symbol.clone());
+        } else if pass.switched[i] {
+            s.diffs_after_gap.push(inst.symbol.clone());
+        }
+    }
+    stats.add(&s);
+    Ok(pass.events)
+}
+
+/// How an instrument's book is rebuilt during a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The live procedure.
+    Sync,
+    /// Diffs as they come.
+    Diffs,
+    /// The live procedure; past this line (the last snapshot line), a depth message that
+    /// finds the book unsynced or shows a gap switches to `Diffs`.
+    SyncUntil(u64),
+}
+
+/// What a pass produced, and per instrument what it saw.
+struct Pass {
+    events: Vec<MarketEvent>,
+    /// Depth messages.
+    depth_msgs: Vec<u64>,
+    /// Session line number of the last snapshot line.
+    last_snapshot: Vec<Option<u64>>,
+    /// The book was synced at the end.
+    synced: Vec<bool>,
+    /// The mode at the end.
+    modes: Vec<Mode>,
+    /// Switched from `SyncUntil` to `Diffs`.
+    switched: Vec<bool>,
+}
+
+/// One input file with one line of lookahead.
+struct Source {
+    path: PathBuf,
+    input: Input,
+    buf: Vec<u8>,
+    /// Line number of the line in `buf`.
+    line: u64,
+    /// The current line's time and message bounds, if there is a current line.
+    cur: Option<(Ts, usize, usize)>,
+    /// Symbol of the last message line: `None` before any, `Some(None)` for a symbol
+    /// not among the instruments.
+    last_sym: Option<Option<InstId>>,
+    order: Order,
+}
+
+impl Source {
+    /// Loads the next line that has a time stamp into `cur` (bad ones are counted).
+    fn advance(&mut self, stats: &mut ImportStats) -> Result<(), ImportError> {
+        self.cur = None;
+        loop {
+            self.buf.clear();
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return read_failed(&self.path, e, stats),
+            }
+            self.line += 1;
+            let mut end = self.buf.len();
+            while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+                end -= 1;
+            }
+            if end == 0 {
+                continue;
+            }
+            let line = &self.buf[..end];
+            let digits = line.iter().take_while(|c| c.is_ascii_digit()).count();
+            let ts = super::parse_int(&line[..digits]);
+            match (ts, line.get(digits)) {
+                (Some(ts), Some(b' ')) => {
+                    self.cur = Some((ts, digits + 1, end));
+                    return Ok(());
+                }
+                _ => {
+                    stats.rows += 1;
+                    stats.bad(&self.path, self.line, &RowError::Line, &|| excerpt(line));
+                }
+            }
+        }
+    }
+}
+
+/// The output, with `local_ts` kept monotonic.
+struct Sink {
+    out: Vec<MarketEvent>,
+    last_local: Ts,
+}
+
+impl Sink {
+    #[inline]
+    fn push(&mut self, mut e: MarketEvent) {
+        if e.local_ts < self.last_local {
+            e.local_ts = self.last_local;
+        } else {
+            self.last_local = e.local_ts;
+        }
+        self.out.push(e);
+    }
+}
+
+/// The live feed's pieces, one per session.
+struct Session<'a> {
+    table: SymbolTable<'a>,
+    /// Per instrument: the current mode.
+    modes: Vec<Mode>,
+    /// Per instrument: switched from `SyncUntil` to `Diffs`.
+    switched: Vec<bool>,
+    /// Session line number of the current line (all files, in merged order).
+    seq: u64,
+    parser: BinanceParser,
+    levels: Vec<DepthLevel>,
+    syncs: Vec<DepthSync>,
+    /// Per instrument: a depth message was seen.
+    depth_seen: Vec<bool>,
+    /// Per instrument: tickers were emitted before the first depth message.
+    ticker_only: Vec<bool>,
+    /// Per instrument (diffs mode): the last diff's `u`.
+    last_u: Vec<Option<u64>>,
+    depth_msgs: Vec<u64>,
+    last_snapshot: Vec<Option<u64>>,
+    sink: Sink,
+}
+
+fn run(
+    paths: &[PathBuf],
+    instruments: &[Instrument],
+    modes: Vec<Mode>,
+    stats: &mut ImportStats,
+) -> Result<Pass, ImportError> {
+    let n = instruments.len();
+    let mut sources = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut s = Source {
+            path: p.clone(),
+            input: open(p)?,
+            buf: Vec::with_capacity(1 << 16),
+            line: 0,
+            cur: None,
+            last_sym: None,
+            order: Order::default(),
+        };
+        s.advance(stats)?;
+        sources.push(s);
+    }
+    let mut ses = Session {
+        table: SymbolTable::new(instruments),
+        modes,
+        switched: vec![false; n],
+        seq: 0,
+        parser: BinanceParser::new(instruments, MAX_LEVELS),
+        levels: Vec::with_capacity(MAX_LEVELS),
+        syncs: (0..n).map(|i| DepthSync::new(i as InstId, SYNC_BUFFER)).collect(),
+        depth_seen: vec![false; n],
+        ticker_only: vec![false; n],
+        last_u: vec![None; n],
+        depth_msgs: vec![0; n],
+        last_snapshot: vec![None; n],
+        sink: Sink { out: Vec::new(), last_local: Ts::MIN },
+    };
+    loop {
+        // The earliest current line; ties go to the earlier file.
+        let mut best: Option<(usize, Ts)> = None;
+        for (k, s) in sources.iter().enumerate() {
+            if let Some((ts, _, _)) = s.cur {
+                if best.is_none_or(|(_, t)| ts < t) {
+                    best = Some((k, ts));
+                }
+            }
+        }
+        let Some((k, ts)) = best else { break };
+        let src = &mut sources[k];
+        if let Some((_, a, b)) = src.cur {
+            src.order.see(ts, stats);
+            ses.seq += 1;
+            ses.line(&src.buf[a..b], ts, &mut src.last_sym, &src.path, src.line, stats);
+        }
+        src.advance(stats)?;
+    }
+    for s in &ses.syncs {
+        super::add_sync(&mut stats.sync, s.stats());
+    }
+    stats.snapshots += stats.sync.syncs;
+    stats.gaps += stats.sync.gaps;
+    Ok(Pass {
+        synced: ses.syncs.iter().map(DepthSync::is_synced).collect(),
+        events: ses.sink.out,
+        depth_msgs: ses.depth_msgs,
+        last_snapshot: ses.last_snapshot,
+        modes: ses.modes,
+        switched: ses.switched,
+    })
+}
+
+/// A REST depth snapshot: Binance puts `lastUpdateId` first.
+#[inline]
+fn is_snapshot(msg: &[u8]) -> bool {
+    msg.starts_with(b"{\"lastUpdateId\"")
+}
+
+/// The symbol a message names: the stream prefix of a combined-stream message
+/// (`{"stream":"btcusdt@...`), else a raw payload's `"s":"..."`.
+fn line_symbol(msg: &[u8]) -> Option<&[u8]> {
+    if let Some(rest) = msg.strip_prefix(b"{\"stream\":\"") {
+        let end = rest.iter().position(|&c| c == b'@' || c == b'"')?;
+        return Some(&rest[..end]);
+    }
+    const KEY: &[u8] = b"\"s\":\"";
+    let at = msg.windows(KEY.len()).position(|w| w == KEY)?;
+    let rest = &msg[at + KEY.len()..];
+    let end = rest.iter().position(|&c| c == b'"')?;
+    Some(&rest[..end])
+}
+
+impl Session<'_> {
+    /// One message line.
+    fn line(
+        &mut self,
+        msg: &[u8],
+        ts: Ts,
+        last_sym: &mut Option<Option<InstId>>,
+        path: &Path,
+        line: u64,
+        stats: &mut ImportStats,
+    ) {
+        stats.rows += 1;
+        if is_snapshot(msg) {
+            match *last_sym {
+                None => stats.bad(path, line, &RowError::SnapshotWithoutSymbol, &|| excerpt(msg)),
+                Some(None) => stats.skipped_other_symbol += 1,
+                Some(Some(inst)) => self.snapshot(inst, msg, ts, path, line, stats),
+            }
+            return;
+        }
+        if let Some(sym) = line_symbol(msg) {
+            *last_sym = Some(self.table.lookup(sym));
+        }
+        let unknown_before = self.parser.stats().unknown_symbols;
+        match self.parser.parse(msg, ts, &mut self.levels) {
+            Err(e) => stats.bad(path, line, &RowError::Parse(e), &|| excerpt(msg)),
+            Ok(Parsed::Ignored) => {
+                if self.parser.stats().unknown_symbols > unknown_before {
+                    stats.skipped_other_symbol += 1;
+                } else {
+                    stats.skipped_ignored += 1;
+                }
+            }
+            Ok(Parsed::Depth { inst, exch_ts, first_id, last_id }) => {
+                self.depth(inst, exch_ts, first_id, last_id, ts, stats);
+            }
+            Ok(p @ Parsed::BookTicker { inst, update_id, .. }) => {
+                let i = inst as usize;
+                let emit = match self.modes[i] {
+                    Mode::Diffs => true,
+                    _ if self.depth_seen[i] => {
+                        let s = &self.syncs[i];
+                        s.is_synced() && update_id >= s.last_update_id()
+                    }
+                    _ => {
+                        self.ticker_only[i] = true;
+                        true
+                    }
+                };
+                if emit {
+                    let Session { levels, sink, .. } = self;
+                    p.emit(levels, ts, &mut |e| sink.push(e));
+                } else {
+                    stats.skipped_stale_ticker += 1;
+                }
+            }
+            Ok(p @ Parsed::Trade { .. }) => {
+                let Session { levels, sink, .. } = self;
+                p.emit(levels, ts, &mut |e| sink.push(e));
+            }
+        }
+    }
+
+    /// A depth diff, its levels in `self.levels`.
+    fn depth(&mut self, inst: InstId, exch_ts: Ts, first_id: u64, last_id: u64, ts: Ts, stats: &mut ImportStats) {
+        let i = inst as usize;
+        self.depth_msgs[i] += 1;
+        let Session { syncs, levels, sink, depth_seen, ticker_only, last_u, modes, switched, seq, .. } = self;
+        if let Mode::SyncUntil(last) = modes[i] {
+            let s = &syncs[i];
+            let gap = s.is_synced() && first_id > s.last_update_id().saturating_add(1);
+            if *seq > last && (!s.is_synced() || gap) {
+                // The live feed would fetch a snapshot here; the recording has none left.
+                modes[i] = Mode::Diffs;
+                switched[i] = true;
+                last_u[i] = s.is_synced().then(|| s.last_update_id());
+            }
+        }
+        if modes[i] == Mode::Diffs {
+            if let Some(u) = last_u[i] {
+                if last_id <= u {
+                    stats.skipped_ignored += 1;
+                    return;
+                }
+                if first_id > u.saturating_add(1) {
+                    stats.gaps += 1;
+                }
+            }
+            last_u[i] = Some(last_id);
+            emit_levels(inst, exch_ts, ts, levels, &mut |e| sink.push(e));
+            return;
+        }
+        if !depth_seen[i] {
+            depth_seen[i] = true;
+            if ticker_only[i] {
+                // The book so far came from tickers: from here on it is the live book,
+                // empty until synced.
+                let clear = MarketEvent {
+                    exch_ts: ts,
+                    local_ts: ts,
+                    px: 0,
+                    qty: 0,
+                    inst,
+                    kind: EventKind::Clear,
+                    flags: MarketEvent::END_OF_BATCH,
+                };
+                sink.push(clear);
+            }
+        }
+        // `NeedSnapshot` is answered by the recording's next snapshot line, if any.
+        let _ = syncs[i].on_depth(first_id, last_id, exch_ts, levels, ts, &mut |e| sink.push(e));
+    }
+
+    /// A REST snapshot line attributed to `inst`.
+    fn snapshot(&mut self, inst: InstId, msg: &[u8], ts: Ts, path: &Path, line: u64, stats: &mut ImportStats) {
+        let i = inst as usize;
+        self.last_snapshot[i] = Some(self.seq);
+        if self.modes[i] == Mode::Diffs {
+            stats.skipped_ignored += 1;
+            return;
+        }
+        match self.parser.parse_snapshot(msg, inst, &mut self.levels) {
+            Err(e) => stats.bad(path, line, &RowError::Parse(e), &|| excerpt(msg)),
+            Ok(id) => {
+                let Session { syncs, levels, sink, .. } = self;
+                let _ = syncs[i].on_snapshot(id, levels, ts, &mut |e| sink.push(e));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Book;
+    use crate::types::Decimal;
+    use std::io::Write;
+
+    fn btc() -> Vec<Instrument> {
+        vec![Instrument::new("BTCUSDT", "0.01".parse::<Decimal>().unwrap(), "0.00001".parse::<Decimal>().unwrap())]
+    }
+
+    fn depth(e: u64, u0: u64, u1: u64, bids: &str, asks: &str) -> String {
+        format!(
+            r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":{e},"s":"BTCUSDT","U":{u0},"u":{u1},"b":[{bids}],"a":[{asks}]}}}}"#
+        )
+    }
+
+    fn ticker(u: u64, b: &str, a: &str) -> String {
+        format!(
+            r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{u},"s":"BTCUSDT","b":"{b}","B":"1.00000000","a":"{a}","A":"2.00000000"}}}}"#
+        )
+    }
+
+    fn file(lines: &[(Ts, String)]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for (t, l) in lines {
+            writeln!(f, "{t} {l}").unwrap();
+        }
+        f.flush().unwrap();
+        f
+    }
+
+    fn lines() -> Vec<(Ts, String)> {
+        vec![
+            (100, ticker(9, "10.00", "10.05")),
+            (200, depth(1, 10, 12, r#"["10.01","1"]"#, "")),
+            (300, ticker(12, "10.01", "10.05")),
+            (400, r#"{"lastUpdateId":11,"bids":[["10.00","3"]],"asks":[["10.05","4"]]}"#.to_string()),
+            (500, depth(2, 13, 13, "", r#"["10.04","0.5"]"#)),
+            (600, ticker(13, "10.01", "10.04")),
+            (700, "garbage".to_string()),
+            (800, r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":3,"s":"BTCUSDT","t":1,"p":"10.04","q":"0.1","T":3,"m":false,"M":true}}"#.to_string()),
+        ]
+    }
+
+    #[test]
+    fn sync_mode_follows_the_live_procedure() {
+        let f = file(&lines());
+        let mut st = ImportStats::default();
+        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        use EventKind::*;
+        let k: Vec<_> = evs.iter().map(|e| (e.kind, e.px, e.qty, e.local_ts, e.flags)).collect();
+        assert_eq!(
+            k,
+            [
+                // Leading ticker: emitted as from a ticker-only feed.
+                (BestBid, 1000, 100_000, 100, 0),
+                (BestAsk, 1005, 200_000, 100, 1),
+                // First depth message: the book is the live one from here, empty.
+                (Clear, 0, 0, 200, 1),
+                // (ticker at 300 stale: not synced)
+                // Snapshot 11 syncs; the buffered diff 10..12 is released at 400.
+                (Clear, 0, 0, 400, 0),
+                (BidLevel, 1000, 300_000, 400, 0),
+                (AskLevel, 1005, 400_000, 400, 1),
+                (BidLevel, 1001, 100_000, 400, 1),
+                (AskLevel, 1004, 50_000, 500, 1),
+                (BestBid, 1001, 100_000, 600, 0),
+                (BestAsk, 1004, 200_000, 600, 1),
+                (TradeBuy, 1004, 10_000, 800, 1),
+            ]
+        );
+        assert_eq!(evs[6].exch_ts, 1_000_000, "a diff keeps its event time");
+        assert_eq!((st.rows, st.skipped_stale_ticker, st.skipped_bad_row, st.snapshots), (8, 1, 1, 1));
+        assert_eq!(st.bad_rows[0].line, 7);
+        assert!(st.diffs_only.is_empty());
+        let mut book = Book::default();
+        for e in &evs {
+            book.apply(e);
+        }
+        assert_eq!(book.top(), Some((1001, 1004)));
+    }
+
+    #[test]
+    fn without_a_snapshot_auto_uses_the_diffs() {
+        let mut l = lines();
+        l.remove(3);
+        l.push((900, depth(4, 20, 21, r#"["10.02","1"]"#, "")));
+        l.push((950, depth(4, 18, 19, r#"["10.03","1"]"#, "")));
+        let f = file(&l);
+        let p = [f.path().to_path_buf()];
+        let mut st = ImportStats::default();
+        let evs = import(&p, &btc(), RecordingBook::Auto, &mut st).unwrap();
+        use EventKind::*;
+        let k: Vec<_> = evs.iter().map(|e| (e.kind, e.px)).collect();
+        assert_eq!(
+            k,
+            [
+                (BestBid, 1000),
+                (BestAsk, 1005),
+                (BidLevel, 1001),
+                (BestBid, 1001),
+                (BestAsk, 1005),
+                (AskLevel, 1004),
+                (BestBid, 1001),
+                (BestAsk, 1004),
+                (TradeBuy, 1004),
+                (BidLevel, 1002),
+            ]
+        );
+        assert_eq!(st.diffs_only, ["BTCUSDT"]);
+        assert_eq!((st.gaps, st.skipped_ignored, st.rows), (1, 1, 9));
+        // Forced sync: no book at all, trades still there.
+        let mut st = ImportStats::default();
+        let evs = import(&p, &btc(), RecordingBook::Sync, &mut st).unwrap();
+        let k: Vec<_> = evs.iter().map(|e| e.kind).collect();
+        assert_eq!(k, [BestBid, BestAsk, Clear, TradeBuy]);
+        assert_eq!(st.skipped_stale_ticker, 2);
+    }
+
+    #[test]
+    fn a_gap_after_the_last_snapshot_continues_from_diffs() {
+        let mut l = lines();
+        l.push((900, depth(4, 20, 21, r#"["10.02","1"]"#, "")));
+        l.push((950, ticker(21, "10.02", "10.04")));
+        l.push((960, depth(5, 22, 22, "", r#"["10.05","0"]"#)));
+        let f = file(&l);
+        let p = [f.path().to_path_buf()];
+        let (mut auto, mut sync) = (ImportStats::default(), ImportStats::default());
+        let a = import(&p, &btc(), RecordingBook::Auto, &mut auto).unwrap();
+        let s = import(&p, &btc(), RecordingBook::Sync, &mut sync).unwrap();
+        // Identical up to the gap (the 11 events of the sync test).
+        assert_eq!(a[..11], s[..11]);
+        use EventKind::*;
+        let tail = |v: &[MarketEvent]| v[11..].iter().map(|e| (e.kind, e.px, e.local_ts)).collect::<Vec<_>>();
+        // Sync: the gap clears the book for good.
+        assert_eq!(tail(&s), [(Clear, 0, 900)]);
+        assert_eq!(sync.skipped_stale_ticker, 2);
+        // Auto: the book is kept and follows the diffs and tickers.
+        assert_eq!(
+            tail(&a),
+            [(BidLevel, 1002, 900), (BestBid, 1002, 950), (BestAsk, 1004, 950), (AskLevel, 1005, 960)]
+        );
+        assert_eq!((auto.gaps, auto.skipped_stale_ticker), (1, 1));
+        assert_eq!(auto.diffs_after_gap, ["BTCUSDT"]);
+        assert!(auto.diffs_only.is_empty());
+        let mut book = Book::default();
+        for e in &a {
+            book.apply(e);
+        }
+        assert_eq!(book.top(), Some((1002, 1004)));
+
+        // A gap before a later snapshot is the live procedure's: clear, then resync.
+        let mut l = lines();
+        l.push((900, depth(4, 20, 21, r#"["10.02","1"]"#, "")));
+        l.push((950, r#"{"lastUpdateId":20,"bids":[["10.01","1"]],"asks":[["10.06","1"]]}"#.to_string()));
+        let f = file(&l);
+        let mut st = ImportStats::default();
+        let a = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        let k: Vec<_> = a[11..].iter().map(|e| (e.kind, e.px, e.local_ts)).collect();
+        assert_eq!(
+            k,
+            [(Clear, 0, 900), (Clear, 0, 950), (BidLevel, 1001, 950), (AskLevel, 1006, 950), (BidLevel, 1002, 950)]
+        );
+        assert_eq!((st.gaps, st.snapshots), (1, 2));
+        assert!(st.diffs_after_gap.is_empty());
+    }
+
+    #[test]
+    fn symbols_and_snapshot_attribution() {
+        assert_eq!(line_symbol(br#"{"stream":"btcusdt@trade","data":{}}"#), Some(&b"btcusdt"[..]));
+        assert_eq!(line_symbol(br#"{"e":"trade","E":1,"s":"ETHUSDT","t":1}"#), Some(&b"ETHUSDT"[..]));
+        assert_eq!(line_symbol(br#"{"result":null,"id":1}"#), None);
+        let l = vec![
+            (1, r#"{"lastUpdateId":11,"bids":[],"asks":[]}"#.to_string()),
+            (2, r#"{"stream":"ethusdt@trade","data":{"e":"trade","E":3,"s":"ETHUSDT","t":1,"p":"1","q":"1","T":3,"m":false}}"#.to_string()),
+            (3, r#"{"lastUpdateId":11,"bids":[],"asks":[]}"#.to_string()),
+            (4, r#"{"result":null,"id":1}"#.to_string()),
+            (5, "x y".to_string()),
+        ];
+        let f = file(&l);
+        let mut st = ImportStats::default();
+        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        assert!(evs.is_empty());
+        assert_eq!((st.rows, st.skipped_bad_row, st.skipped_other_symbol, st.skipped_ignored), (5, 2, 2, 1));
+        assert_eq!(st.bad_rows[0].reason, RowError::SnapshotWithoutSymbol.to_string());
+        assert_eq!(st.bad_rows[1].line, 5);
+    }
+}

@@ -567,7 +567,14 @@ where
         let gateway = s.spawn(move || {
             let warn = pinning.gateway.and_then(|c| pin_current(Some(c), cores, "gateway thread"));
             let epoch = Instant::now();
-            let stats = gateway_loop(exchange, gw_rx, gw_tx, &gw_handled, move || epoch.elapsed().as_nanos() as Ts, cancel_timeout);
+            let stats = gateway_loop(
+                exchange,
+                gw_rx,
+                gw_tx,
+                &gw_handled,
+                move || epoch.elapsed().as_nanos() as Ts,
+                cancel_timeout,
+            );
             (stats, warn)
         });
         let hot = s.spawn(move || {

@@ -131,6 +131,35 @@ enum Cmd {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Normalise data into a binary event file: our recordings (raw Binance messages),
+    /// Tardis.dev CSV (incremental_book_L2, quotes, trades) and Binance public-data CSV
+    /// (trades, aggTrades, futures bookTicker), plain or gzip, merged by time.
+    Import {
+        /// Configuration whose legs name the instruments (symbol, tick, lot).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output event file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Format of every input (default: detected per file): recording, tardis-book,
+        /// tardis-quotes, tardis-trades, binance-trades, binance-aggtrades,
+        /// binance-bookticker.
+        #[arg(long)]
+        format: Option<statarb::import::Format>,
+        /// Symbol of Binance public-data files whose name does not carry it.
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Recordings: `sync` (the live procedure, snapshots required), `diffs` (diffs
+        /// only), `auto` (sync where the recording has snapshots, else diffs).
+        #[arg(long, default_value = "auto")]
+        book: statarb::import::RecordingBook,
+        /// Fail if more than this many rows are bad (default: report them, go on).
+        #[arg(long)]
+        max_bad: Option<u64>,
+        /// Input files.
+        #[arg(required = true, num_args = 1..)]
+        inputs: Vec<PathBuf>,
+    },
     /// Generate the built-in data set into a binary event file.
     Gen {
         /// Seed.
@@ -215,6 +244,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
         }
         Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
+        Cmd::Import { config, out, format, symbol, book, max_bad, inputs } => {
+            let cfg = load_config(config.as_deref())?;
+            let opts = statarb::import::ImportOptions { format, symbol, recording_book: book };
+            import_cmd(&cfg, &inputs, &opts, max_bad, &out)
+        }
         Cmd::Run { config, events, out } => run_cmd(config.as_deref(), events, out.as_deref()),
         Cmd::Record { config, out, seconds } => record_cmd(&config, &out, seconds),
         Cmd::Serve {
@@ -444,7 +478,11 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
 }
 
 /// Prints the warnings and counters every live run ends with.
-fn finish<S: FeedReport, E>(cfg: &Config, instruments: &[statarb::types::Instrument], outcome: &live::RunOutcome<S, E>) {
+fn finish<S: FeedReport, E>(
+    cfg: &Config,
+    instruments: &[statarb::types::Instrument],
+    outcome: &live::RunOutcome<S, E>,
+) {
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -629,6 +667,37 @@ fn gen_params(seed: u64, events: usize) -> Result<gen::GenParams> {
     let p = gen::GenParams { seed, events, ..gen::GenParams::default() };
     p.validate()?;
     Ok(p)
+}
+
+fn import_cmd(
+    cfg: &Config,
+    inputs: &[PathBuf],
+    opts: &statarb::import::ImportOptions,
+    max_bad: Option<u64>,
+    out: &Path,
+) -> Result<()> {
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    let t = std::time::Instant::now();
+    let imp = statarb::import::import_files(inputs, &instruments, opts)?;
+    for r in &imp.reports {
+        let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
+    }
+    let bad = imp.total().skipped_bad_row;
+    if let Some(max) = max_bad {
+        if bad > max {
+            bail!("{bad} bad rows, more than --max-bad {max}; nothing written");
+        }
+    }
+    if imp.events.is_empty() {
+        bail!("no events for {} or {} in the inputs; nothing written", instruments[0].symbol, instruments[1].symbol);
+    }
+    let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = BufWriter::new(f);
+    evfile::write(&mut w, &instruments, &imp.events)?;
+    w.flush()?;
+    eprintln!("wrote {} events to {} in {:.2?}", imp.events.len(), out.display(), t.elapsed());
+    Ok(())
 }
 
 fn gen_cmd(seed: u64, events: usize, out: &Path) -> Result<()> {

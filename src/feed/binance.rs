@@ -38,7 +38,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 use thiserror::Error;
 
 use crate::event::{EventKind, MarketEvent};
-use crate::types::{DecimalError, InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
+use crate::types::{Decimal, DecimalError, InstId, Instrument, Px, Qty, Round, Side, Ts, NS_PER_MS};
 
 /// Initial capacity of the scratch and parser buffers: larger than any stream message
 /// (REST snapshots of 1000+ levels grow them once, during warm-up).
@@ -197,6 +197,12 @@ pub struct ParseStats {
     pub out_of_order_ts: u64,
     /// Messages rejected with a [`ParseError`].
     pub errors: u64,
+    /// Depth levels off the instrument's grid: a size finer than the lot is rounded
+    /// to the nearest lot (at least one, so the level stays), a price off the tick is
+    /// skipped. Binance sends such far-away levels now and then (seen in the shared
+    /// recordings: BTCUSDT asks at 200000.00 x 25.426189); failing the whole message
+    /// would turn each into a sequence gap and a resync.
+    pub off_grid_levels: u64,
 }
 
 /// Case-insensitive symbol -> instrument table, built once from the session's
@@ -338,7 +344,7 @@ impl BinanceParser {
         self.scratch.extend_from_slice(msg);
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let res = match simd_json::fill_tape(&mut self.scratch[..], &mut self.buffers, &mut tape) {
-            Ok(()) => decode_snapshot(&tape.0, instrument, self.max_levels, levels),
+            Ok(()) => decode_snapshot(&tape.0, instrument, self.max_levels, levels, &mut self.stats.off_grid_levels),
             Err(_) => Err(ParseError::Json),
         };
         self.tape = tape.reset();
@@ -445,6 +451,7 @@ fn levels_at(
     inst: &Instrument,
     cap: usize,
     out: &mut Vec<DepthLevel>,
+    off_grid: &mut u64,
 ) -> Result<(), ParseError> {
     let at = at.ok_or(ParseError::Missing(name))?;
     let Some(&Node::Array { len, .. }) = nodes.get(at) else {
@@ -465,8 +472,25 @@ fn levels_at(
         if out.len() >= cap {
             return Err(ParseError::TooManyLevels(cap));
         }
-        out.push(DepthLevel { side, px: price(inst, p.as_bytes(), name)?, qty: qty(inst, q.as_bytes(), name)? });
         i += span(el);
+        let px = match price(inst, p.as_bytes(), name) {
+            Ok(px) => px,
+            Err(ParseError::Price { err: DecimalError::OffGrid, .. }) => {
+                *off_grid += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let qty = match qty(inst, q.as_bytes(), name) {
+            Ok(q) => q,
+            Err(ParseError::Qty { err: DecimalError::OffGrid, .. }) => {
+                *off_grid += 1;
+                let v = Decimal::parse_bytes(q.as_bytes()).map_err(|err| ParseError::Qty { field: name, err })?;
+                inst.qty_to_lots(v.to_f64(), Round::Nearest).ok_or(ParseError::Range(name))?.max(1)
+            }
+            Err(e) => return Err(e),
+        };
+        out.push(DepthLevel { side, px, qty });
     }
     Ok(())
 }
@@ -623,8 +647,8 @@ fn decode(
             if last_id < first_id {
                 return Err(ParseError::Range("u"));
             }
-            levels_at(nodes, f.b, "b", Side::Buy, instrument, cap, levels)?;
-            levels_at(nodes, f.a, "a", Side::Sell, instrument, cap, levels)?;
+            levels_at(nodes, f.b, "b", Side::Buy, instrument, cap, levels, &mut stats.off_grid_levels)?;
+            levels_at(nodes, f.a, "a", Side::Sell, instrument, cap, levels, &mut stats.off_grid_levels)?;
             Ok(Parsed::Depth { inst, exch_ts, first_id, last_id })
         }
         Kind::Trade | Kind::AggTrade => Ok(Parsed::Trade {
@@ -643,6 +667,7 @@ fn decode_snapshot(
     inst: &Instrument,
     cap: usize,
     levels: &mut Vec<DepthLevel>,
+    off_grid: &mut u64,
 ) -> Result<u64, ParseError> {
     let (mut id, mut bids, mut asks) = (None, None, None);
     for_each_field(nodes, 0, |k, v| {
@@ -655,8 +680,8 @@ fn decode_snapshot(
         Ok(())
     })?;
     let id = u64_at(nodes, id, "lastUpdateId")?;
-    levels_at(nodes, bids, "bids", Side::Buy, inst, cap, levels)?;
-    levels_at(nodes, asks, "asks", Side::Sell, inst, cap, levels)?;
+    levels_at(nodes, bids, "bids", Side::Buy, inst, cap, levels, off_grid)?;
+    levels_at(nodes, asks, "asks", Side::Sell, inst, cap, levels, off_grid)?;
     Ok(id)
 }
 
@@ -688,6 +713,22 @@ mod tests {
     // 2018 edition of the same document (binance-exchange/binance-official-api-docs):
     // levels carry a third, ignored element.
     const DOC_DEPTH_2018: &str = r#"{"e":"depthUpdate","E":123456789,"s":"BNBBTC","U":157,"u":160,"b":[["0.0024","10",[]]],"a":[["0.0026","100",[]]]}"#;
+
+    #[test]
+    fn off_grid_levels_are_counted_not_fatal() {
+        // The shape of btcusdt_20240808.gz line 34306 in ../shared/data/binance-spot: a
+        // far ask whose size is finer than the 0.00001 lot, beside normal levels.
+        let msg = r#"{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1723161535942,"s":"BTCUSDT","U":50093390101,"u":50093390112,"b":[["61682.72000000","1.23888000"],["61682.725","1.0"]],"a":[["200000.00000000","25.426189"],["61683.00000000","0.00000000"]]}}"#;
+        let mut p = parser();
+        let mut lv = Vec::with_capacity(64);
+        let r = p.parse(msg.as_bytes(), 0, &mut lv).unwrap();
+        assert!(matches!(r, Parsed::Depth { inst: 2, first_id: 50093390101, last_id: 50093390112, .. }));
+        // The off-tick bid is skipped; the off-lot ask is kept at the nearest lot.
+        let got: Vec<(Side, Px, Qty)> = lv.iter().map(|l| (l.side, l.px, l.qty)).collect();
+        assert_eq!(got, [(Side::Buy, 6168272, 123888), (Side::Sell, 20000000, 2542619), (Side::Sell, 6168300, 0)]);
+        assert_eq!(p.stats().off_grid_levels, 2);
+        assert_eq!(p.stats().errors, 0);
+    }
 
     #[test]
     fn documented_book_ticker() {

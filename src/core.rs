@@ -608,6 +608,7 @@ mod tests {
         let ask_before = news(&out).into_iter().find(|o| o.inst == 1 && o.side == Side::Sell).unwrap().px;
         out.clear();
         let fill = ExecReport {
+            fee_base: 0.0,
             id: bid.id,
             inst: 1,
             side: Side::Buy,

@@ -161,8 +161,13 @@ pub struct ExecReport {
     pub qty: Qty,
     /// Size still open after this report.
     pub leaves: Qty,
-    /// Fee of this fill in the quote asset (negative for a rebate).
+    /// Fee of this fill in the quote asset (negative for a rebate): the PnL effect,
+    /// whatever asset the venue charged it in.
     pub fee: f64,
+    /// The part of the fee the venue took in the base asset, in base units (Binance
+    /// charges a buyer's commission in the asset bought): the position's balance moves
+    /// by the fill size minus this. 0 for venues that charge the quote asset.
+    pub fee_base: f64,
     /// True if this fill added liquidity.
     pub maker: bool,
     /// Venue error code for rejects, else 0.

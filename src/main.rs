@@ -510,11 +510,14 @@ fn print_reconciliation(
     for (l, inst) in instruments.iter().enumerate() {
         let Some((base, _)) = statarb::gateway::binance::split_symbol(&inst.symbol) else { continue };
         let delta = total(after, &base) - total(before, &base);
-        let pos = inst.qty_f64(core.portfolio().position(l).qty);
-        let ok = (delta - pos).abs() <= inst.lot_f64() / 2.0;
+        let p = core.portfolio().position(l);
+        let pos = inst.qty_f64(p.qty);
+        // The venue keeps base-asset commissions out of the balance.
+        let ok = (delta - (pos - p.fees_base)).abs() <= inst.lot_f64() / 2.0;
         eprintln!(
-            "reconcile {}: position {pos} vs {base} balance change {delta}: {}",
+            "reconcile {}: position {pos} less {} {base} of fees vs {base} balance change {delta}: {}",
             inst.symbol,
+            p.fees_base,
             if ok { "match" } else { "MISMATCH" }
         );
     }

@@ -19,8 +19,12 @@ pub struct Position {
     pub avg_px: f64,
     /// Realized PnL in the quote asset, before fees.
     pub realized: f64,
-    /// Fees paid in the quote asset (negative for net rebates).
+    /// Fees paid, valued in the quote asset (negative for net rebates).
     pub fees: f64,
+    /// The part of `fees` the venue took in the base asset, in base units: fees by
+    /// asset are `fees_base` of the base and `fees - fees_base * price` of the quote.
+    /// The base balance moves by the position change minus this.
+    pub fees_base: f64,
     /// Quote-asset cash flow of all fills (sells +, buys -), before fees.
     pub cash: f64,
     /// Traded notional in the quote asset.
@@ -73,6 +77,7 @@ impl<const N: usize> Portfolio<N> {
         let units = inst.qty_f64(rep.qty);
         p.cash -= px * inst.qty_f64(signed);
         p.fees += rep.fee;
+        p.fees_base += rep.fee_base;
         p.volume += px * units;
         p.fills += 1;
         p.maker_fills += rep.maker as u64;
@@ -154,6 +159,7 @@ mod tests {
 
     fn fill(side: Side, px: i64, qty: Qty, fee: f64) -> ExecReport {
         ExecReport {
+            fee_base: 0.0,
             id: 1,
             inst: 0,
             side,

@@ -20,8 +20,10 @@ pub struct LegSummary {
     pub position: String,
     /// Realized PnL before fees.
     pub realized: f64,
-    /// Fees paid.
+    /// Fees paid, valued in the quote asset.
     pub fees: f64,
+    /// The part of the fees taken in the base asset, base units.
+    pub fees_base: f64,
     /// Fills.
     pub fills: u64,
     /// Traded notional.
@@ -109,6 +111,7 @@ impl Summary {
                     position: inst.qty_decimal(p.qty).to_string(),
                     realized: p.realized,
                     fees: p.fees,
+                    fees_base: p.fees_base,
                     fills: p.fills,
                     volume: p.volume,
                     mark: marks[l],

@@ -62,7 +62,7 @@ pub enum SweepError {
         /// Its parameter values.
         label: String,
         /// Cause.
-        error: ConfigError,
+        error: Box<ConfigError>,
     },
     /// A malformed `--shard` argument.
     #[error("shard {0:?}: expected i/n with 0 <= i < n")]
@@ -217,7 +217,7 @@ impl Grid {
         }
         let mut table = self.base.clone();
         let label = values.iter().map(|(k, v)| format!("{k}={}", render(v))).collect::<Vec<_>>().join(";");
-        let point_err = |error| SweepError::Point { index, label: label.clone(), error };
+        let point_err = |error| SweepError::Point { index, label: label.clone(), error: Box::new(error) };
         for (key, v) in &values {
             set_dotted(&mut table, key, v.clone())
                 .map_err(|msg| point_err(ConfigError::Invalid { file: self.file.clone(), key: key.clone(), msg }))?;

@@ -443,6 +443,7 @@ fn qty(inst: &Instrument, s: &[u8], field: &'static str) -> Result<Qty, ParseErr
 
 /// Appends the `[[price, qty, ...], ...]` array at `at` to `out` as `side` levels.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn levels_at(
     nodes: &[Node<'_>],
     at: Option<usize>,

@@ -934,6 +934,7 @@ impl BinanceSpot {
             qty,
             leaves: (t.qty - t.cum).max(0),
             fee,
+            fee_base: 0.0,
             maker,
             code,
             exch_ts: ts,
@@ -995,6 +996,10 @@ impl BinanceSpot {
         }
         let Some(inst) = self.orders.get(&id).map(|t| t.inst) else { return };
         let fee = self.fee_quote(inst, px, qty, maker, commission);
+        let fee_base = match commission {
+            Some((n, a)) if a == self.assets[inst as usize].0 => n,
+            _ => 0.0,
+        };
         let Some(t) = self.orders.get_mut(&id) else { return };
         t.cum += qty;
         t.acked = true;
@@ -1004,7 +1009,7 @@ impl BinanceSpot {
             t.done_at = wall_ns();
         }
         let t = t.clone();
-        out.push(self.report(id, &t, kind, px, qty, fee, maker, 0, ts));
+        out.push(ExecReport { fee_base, ..self.report(id, &t, kind, px, qty, fee, maker, 0, ts) });
         self.stats.fills += 1;
     }
 
@@ -1030,10 +1035,16 @@ impl BinanceSpot {
         if s.executed > t.cum {
             self.stats.inferred_fills += 1;
             let ins = &self.instruments[t.inst as usize];
-            let fee = ins.px_f64(t.px) * ins.qty_f64(s.executed - t.cum) * self.fees.maker_bps * 1e-4;
+            let units = ins.qty_f64(s.executed - t.cum);
+            let fee = ins.px_f64(t.px) * units * self.fees.maker_bps * 1e-4;
             self.fill(id, t.px, s.executed - t.cum, true, None, ts, out);
             if let Some(r) = out.last_mut() {
                 r.fee = fee;
+                // Binance takes a buyer's commission in the asset bought (unless paid
+                // in BNB): the estimate follows that rule.
+                if t.side == Side::Buy {
+                    r.fee_base = units * self.fees.maker_bps * 1e-4;
+                }
             }
         }
         let kind = match s.status {
@@ -1150,6 +1161,7 @@ impl BinanceSpot {
                 qty: 0,
                 leaves: 0,
                 fee: 0.0,
+                fee_base: 0.0,
                 maker: false,
                 code: CODE_NOT_SENT,
                 exch_ts: 0,
@@ -1238,6 +1250,7 @@ impl BinanceSpot {
                         qty: 0,
                         leaves: 0,
                         fee: 0.0,
+                        fee_base: 0.0,
                         maker: false,
                         code,
                         exch_ts: wall_ns(),
@@ -1478,14 +1491,14 @@ impl BinanceSpot {
         let Some(t) = self.orders.get(&x.id).cloned() else {
             // Not tracked (an earlier session, or pruned): fills still move positions.
             if x.exec_type == "TRADE" && x.last_qty > 0 {
-                let fee = {
+                let (fee, fee_base) = {
                     let c = x.commission.as_ref().map(|(n, a)| (*n, a.as_str()));
                     let (base, quote) = &self.assets[x.inst as usize];
                     let ins = &self.instruments[x.inst as usize];
                     match c {
-                        Some((n, a)) if a == quote => n,
-                        Some((n, a)) if a == base => n * ins.px_f64(x.last_px),
-                        _ => 0.0,
+                        Some((n, a)) if a == quote => (n, 0.0),
+                        Some((n, a)) if a == base => (n * ins.px_f64(x.last_px), n),
+                        _ => (0.0, 0.0),
                     }
                 };
                 let kind = if x.cum >= x.qty { ExecKind::Fill } else { ExecKind::PartialFill };
@@ -1498,6 +1511,7 @@ impl BinanceSpot {
                     qty: x.last_qty,
                     leaves: (x.qty - x.cum).max(0),
                     fee,
+                    fee_base,
                     maker: x.maker,
                     code: 0,
                     exch_ts: x.ts,

@@ -86,6 +86,7 @@ impl SimExchange {
             qty,
             leaves: o.leaves,
             fee,
+            fee_base: 0.0,
             maker,
             code,
             exch_ts: self.now,

@@ -23,8 +23,12 @@
 //! [`SyncAction::NeedSnapshot`] when the caller must fetch `GET /api/v3/depth`, and it
 //! writes events to a callback. While unsynced nothing reaches the callback except the
 //! one `Clear` on losing sync; on (re)sync it emits `Clear`, the snapshot's levels, then
-//! the buffered diffs, each message's last event flagged
-//! [`MarketEvent::END_OF_BATCH`]. The buffer is preallocated and bounded (messages and
+//! the buffered diffs, as one batch: only the last event is flagged
+//! [`MarketEvent::END_OF_BATCH`]. The book is valid only once all of it is applied: the
+//! states between the buffered diffs are history (newer diffs are already in hand, and
+//! the book tickers that came between them were dropped while unsynced), so a consumer
+//! that acts on batch ends (the strategy core) must not quote on them. Once synced, each
+//! diff is its own batch. The buffer is preallocated and bounded (messages and
 //! levels, set in the constructor); on overflow it is dropped and the process restarts
 //! (counted), so nothing allocates after construction.
 //!
@@ -231,14 +235,21 @@ impl DepthSync {
             }
         }
 
-        // Synced: Clear, the snapshot, then the remaining buffered diffs.
+        // Synced: Clear, the snapshot, then the remaining buffered diffs, as one batch:
+        // each event goes out when the next one comes, without the batch-end flag, and
+        // the last one with it.
         self.stats.syncs += 1;
+        let mut held: Option<MarketEvent> = None;
+        let mut emit = |ev: MarketEvent| {
+            if let Some(prev) = held.replace(ev) {
+                out(MarketEvent { flags: prev.flags & !MarketEvent::END_OF_BATCH, ..prev });
+            }
+        };
         let n_bids = snapshot.iter().filter(|l| l.side == Side::Buy).count();
         let emit_bids = n_bids.min(self.depth);
         let emit_asks = (snapshot.len() - n_bids).min(self.depth);
-        let total = emit_bids + emit_asks;
-        out(self.clear_event(local_ts, local_ts, if total == 0 { MarketEvent::END_OF_BATCH } else { 0 }));
-        let (mut nb, mut na, mut i) = (0, 0, 0);
+        emit(self.clear_event(local_ts, local_ts, 0));
+        let (mut nb, mut na) = (0, 0);
         for l in snapshot {
             let (kind, take) = match l.side {
                 Side::Buy => {
@@ -253,17 +264,18 @@ impl DepthSync {
             if !take {
                 continue;
             }
-            i += 1;
-            let flags = if i == total { MarketEvent::END_OF_BATCH } else { 0 };
-            out(MarketEvent { exch_ts: local_ts, local_ts, px: l.px, qty: l.qty, inst: self.inst, kind, flags });
+            emit(MarketEvent { exch_ts: local_ts, local_ts, px: l.px, qty: l.qty, inst: self.inst, kind, flags: 0 });
         }
         self.book_id = last_update_id;
         self.synced = true;
         for m in &self.msgs[keep_from..] {
             // Contiguous and starting at or before lastUpdateId + 1 (checked above).
             let levels = self.levels.get(m.start..m.start + m.len).unwrap_or(&[]);
-            emit_levels(self.inst, m.exch_ts, m.local_ts, levels, out);
+            emit_levels(self.inst, m.exch_ts, m.local_ts, levels, &mut emit);
             self.book_id = m.last_id;
+        }
+        if let Some(last) = held {
+            out(MarketEvent { flags: last.flags | MarketEvent::END_OF_BATCH, ..last });
         }
         self.drop_buffer();
         SyncAction::None
@@ -379,10 +391,12 @@ mod tests {
         assert!(s.is_synced());
         assert_eq!(s.last_update_id(), 110);
         assert_eq!(s.stats().dropped, 1);
+        // One batch: the snapshot alone (bid 9, ask 20) was never the book, diff 106..110
+        // was already in hand.
         let kinds: Vec<_> = evs.iter().map(|e| (e.kind, e.flags)).collect();
         assert_eq!(
             kinds,
-            [(EventKind::Clear, 0), (EventKind::BidLevel, 0), (EventKind::AskLevel, 1), (EventKind::BidLevel, 1)]
+            [(EventKind::Clear, 0), (EventKind::BidLevel, 0), (EventKind::AskLevel, 0), (EventKind::BidLevel, 1)]
         );
         assert_eq!(book.top(), Some((11, 20)));
         // Old diff ignored, next contiguous one applied, a gap clears and resyncs.
@@ -426,6 +440,43 @@ mod tests {
         let big = [lv(Side::Buy, 1, 1); 5];
         assert_eq!(s.on_depth(9, 9, 0, &big, 0, &mut out), SyncAction::None);
         assert_eq!(s.buffered_len(), 0);
+    }
+
+    /// A sync over several buffered diffs (some without levels) is one batch: a
+    /// consumer acting on batch ends sees only the whole, newest book.
+    #[test]
+    fn sync_with_buffered_diffs_is_one_batch() {
+        let mut s = DepthSync::with_caps(0, 10, 8, 64);
+        let mut evs = Vec::new();
+        let mut out = |e: MarketEvent| evs.push(e);
+        s.on_depth(1, 2, 0, &[lv(Side::Buy, 10, 1)], 0, &mut out);
+        s.on_depth(3, 4, 0, &[lv(Side::Buy, 11, 1), lv(Side::Sell, 13, 2)], 0, &mut out);
+        s.on_depth(5, 5, 0, &[lv(Side::Sell, 12, 1)], 0, &mut out);
+        s.on_depth(6, 6, 0, &[], 0, &mut out);
+        let snap = [lv(Side::Buy, 9, 5), lv(Side::Sell, 20, 5)];
+        assert_eq!(s.on_snapshot(2, &snap, 0, &mut out), SyncAction::None);
+        assert!(s.is_synced());
+        assert_eq!(s.last_update_id(), 6);
+        // Clear, 2 snapshot levels, 3 levels of the diffs 3..4 and 5..5.
+        assert_eq!(evs.len(), 6);
+        let ends: Vec<usize> = (0..evs.len()).filter(|&i| evs[i].is_batch_end()).collect();
+        assert_eq!(ends, [5]);
+        let mut book = Book::new(10);
+        let mut seen = Vec::new();
+        for e in &evs {
+            book.apply(e);
+            if e.is_batch_end() {
+                seen.push(book.top());
+            }
+        }
+        assert_eq!(seen, [Some((11, 12))]);
+        // A snapshot with nothing to emit still ends its batch.
+        let mut s = DepthSync::with_caps(0, 10, 8, 64);
+        let mut evs = Vec::new();
+        s.on_depth(1, 1, 0, &[], 0, &mut |e| evs.push(e));
+        s.on_snapshot(1, &[], 0, &mut |e| evs.push(e));
+        assert_eq!(evs.len(), 1);
+        assert!(evs[0].kind == EventKind::Clear && evs[0].is_batch_end());
     }
 
     #[test]

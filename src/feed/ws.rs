@@ -27,8 +27,13 @@
 //! mio is edge-triggered. `poll` reads only after a READABLE event (or right after the
 //! handshake, since tungstenite may already hold frames read together with the HTTP
 //! response) and then reads until `WouldBlock`, because tungstenite and rustls buffer
-//! several messages at once. Pending writes (pongs, subscribes) are flushed after each
-//! read burst and on WRITABLE. Connecting and handshaking are retried on every poll
+//! several messages at once; but one `poll` delivers at most
+//! [`WsConfig::max_messages_per_poll`] messages and then returns with the readiness
+//! kept, so the next `poll` goes on reading without waiting for a new event. Without
+//! that bound a caller slower than its peer would stay inside one `poll` until the peer
+//! stopped sending, and its other work (snapshot requests and responses, timers, order
+//! reports) would starve meanwhile. Pending writes (pongs, subscribes) are flushed after
+//! each read burst and on WRITABLE. Connecting and handshaking are retried on every poll
 //! (cheap and short-lived), so a lost event cannot stall them.
 //!
 //! # Syscalls and allocations
@@ -135,11 +140,15 @@ pub struct WsConfig {
     pub connect_timeout_ms: u64,
     /// Text messages sent after every (re)connect, in order (subscriptions, auth).
     pub subscribe: Vec<String>,
+    /// Most messages one [`WsClient::poll`] delivers (at least 1); the rest wait for the
+    /// next `poll` (see the module docs, readiness contract).
+    pub max_messages_per_poll: usize,
 }
 
 impl WsConfig {
     /// Defaults for `url`: 8 KiB reads, backoff 100 ms .. 30 s with 30 % jitter,
-    /// lifetime 23 h 30 min, 10 s connect timeout, no subscribe messages.
+    /// lifetime 23 h 30 min, 10 s connect timeout, no subscribe messages, at most 256
+    /// messages per poll.
     pub fn new(url: impl Into<String>) -> Self {
         WsConfig {
             url: url.into(),
@@ -150,6 +159,7 @@ impl WsConfig {
             max_lifetime_ms: (23 * 60 + 30) * 60 * 1000,
             connect_timeout_ms: 10_000,
             subscribe: Vec::new(),
+            max_messages_per_poll: 256,
         }
     }
 }
@@ -510,8 +520,9 @@ impl WsClient {
     }
 
     /// Drives the client: connect/handshake progress and timeouts, reconnects, planned
-    /// lifetime closes, reading every available message into `on_msg` (text and binary
-    /// payloads), pongs and pending writes. Returns the number of messages delivered.
+    /// lifetime closes, reading the available messages into `on_msg` (text and binary
+    /// payloads; at most [`WsConfig::max_messages_per_poll`], the rest on the next
+    /// calls), pongs and pending writes. Returns the number of messages delivered.
     /// Never blocks; connection failures are handled here, not returned.
     pub fn poll(&mut self, registry: &Registry, now: Ts, mut on_msg: impl FnMut(&[u8])) -> usize {
         self.connected_now = false;
@@ -589,9 +600,16 @@ impl WsClient {
         let since = *since;
         let mut end: Option<(End, Option<WsError>)> = None;
         let mut got_close = false;
+        let budget = self.cfg.max_messages_per_poll.max(1);
         if self.readable {
             self.readable = false;
             loop {
+                if delivered >= budget {
+                    // More may be buffered or on the socket, and mio will not report it
+                    // again: read on at the next poll.
+                    self.readable = true;
+                    break;
+                }
                 match ws.read() {
                     Ok(Message::Text(t)) => {
                         let b: &[u8] = t.as_ref();
@@ -889,6 +907,58 @@ mod tests {
             let full = (100u64 << i).min(1000);
             assert!(d <= full && d >= full / 2, "i={i} d={d}");
         }
+    }
+
+    /// A peer faster than the caller: one poll delivers at most `max_messages_per_poll`
+    /// messages, and the following polls read the rest although mio reports no new
+    /// readiness for data that was already there.
+    #[test]
+    fn one_poll_delivers_at_most_the_budget() {
+        use std::sync::mpsc::channel;
+        use std::time::{Duration, Instant};
+
+        const N: usize = 600;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sent_tx, sent_rx) = channel();
+        let (stop_tx, stop_rx) = channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut ws = tungstenite::accept(s).unwrap();
+            for i in 0..N {
+                ws.send(Message::text(format!("message {i}"))).unwrap();
+            }
+            sent_tx.send(()).unwrap();
+            // Keep the connection open until the client has read everything.
+            let _ = stop_rx.recv_timeout(Duration::from_secs(10));
+        });
+        let mut cfg = WsConfig::new(format!("ws://{addr}/"));
+        cfg.max_messages_per_poll = 100;
+        let mut c = WsClient::new(cfg, tls_config(&[]).unwrap(), Token(1)).unwrap();
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        let t0 = Instant::now();
+        let now = || 1_700_000_000_000_000_000 + t0.elapsed().as_nanos() as Ts;
+        let mut total = 0;
+        let mut spin = |c: &mut WsClient, total: &mut usize| {
+            poll.poll(&mut events, Some(Duration::from_millis(1))).unwrap();
+            for ev in events.iter() {
+                c.on_event(ev);
+            }
+            let n = c.poll(poll.registry(), now(), |_| {});
+            assert!(n <= 100, "{n} messages in one poll");
+            *total += n;
+        };
+        while !c.is_open() && t0.elapsed() < Duration::from_secs(5) {
+            spin(&mut c, &mut total);
+        }
+        sent_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        while total < N && t0.elapsed() < Duration::from_secs(5) {
+            spin(&mut c, &mut total);
+        }
+        assert_eq!(total, N);
+        stop_tx.send(()).unwrap();
+        server.join().unwrap();
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::feed::gen::{det_exp, Rng};
@@ -258,7 +258,7 @@ pub enum LatencyError {
 /// An order-path delay model, from config: `{ kind = "constant", ns = 1000000 }`,
 /// `{ kind = "lognormal", median_ns = 800000, sigma = 0.5 }` or
 /// `{ kind = "series", path = "latency.csv" }` (relative to the working directory).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum LatencyConfig {
     /// [`Constant`].
@@ -320,7 +320,7 @@ impl LatencyConfig {
 /// The feed delay, from config: `{ kind = "data" }` takes each event's local time as
 /// recorded; the other kinds are those of [`LatencyConfig`] and set `local = exch +
 /// delay`, kept nondecreasing (the feed is one FIFO connection).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum FeedLatencyConfig {
     /// Use the recorded `local_ts` (the generated data set and recordings have both

@@ -125,6 +125,10 @@ pub struct MatchStats {
     pub maker_qty: i64,
     /// Lots filled as taker.
     pub taker_qty: i64,
+    /// Most orders resting at once.
+    pub max_resting: u64,
+    /// Size changes at our price levels passed to the queue model.
+    pub level_changes: u64,
 }
 
 /// Why a resting order filled (for the counters).
@@ -340,6 +344,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         o.pos = self.queue.place(o.level);
         self.orders.push(o);
         self.open[i] += 1;
+        self.stats.max_resting = self.stats.max_resting.max(self.orders.len() as u64);
     }
 
     fn cancel(&mut self, id: OrderId, inst: InstId, out: &mut Vec<ExecReport>) {
@@ -462,6 +467,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             if touch.reaches(o.side, o.px) {
                 let new = level_qty(&self.books[inst as usize], o.side, o.px);
                 if new != o.level {
+                    self.stats.level_changes += 1;
                     if o.pos.ahead.is_finite() {
                         self.queue.level_change(&mut o.pos, o.level, new);
                     } else if new > 0 {

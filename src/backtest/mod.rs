@@ -49,9 +49,12 @@
 //! little-endian bytes of `id (u64), inst (u16), side (u8), px (i64), qty (i64), leaves
 //! (i64), fee (f64 bits), maker (u8), exch_ts (i64), receive time (i64)`; then for
 //! each leg (y, x) `qty (i64), avg_px, realized, fees, cash (f64 bits), fills (u64)`;
-//! then the net PnL at the final marks (f64 bits). Printed as 16 hex digits. Two runs
-//! of the same data and configuration give the same digest; any change in a fill, a
-//! time or the final state changes it.
+//! then the net PnL at the final marks (f64 bits); then, as `u64`, the Core's counters
+//! `events, signals, quote_updates, orders, cancels, fills, unknown_reports` and the
+//! engine's `accepted, rejected, canceled, unknown_cancels, expired, fills,
+//! level_changes`. Printed as 16 hex digits. Two runs of the same data and
+//! configuration give the same digest; a change in a fill, its time, the final state,
+//! or the order traffic changes it.
 
 pub mod latency;
 pub mod matching;
@@ -66,7 +69,7 @@ use thiserror::Error;
 use crate::config::{Config, Fees};
 use crate::core::{Commands, Core, LEG_X, LEG_Y};
 use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId};
-use crate::types::{Instrument, Ts, NS_PER_MS};
+use crate::types::{InstId, Instrument, Ts, NS_PER_MS};
 
 use latency::{FeedLatencyConfig, Latency, LatencyConfig, LatencyError, LatencyModel};
 use matching::{MatchStats, MatchingEngine};
@@ -85,7 +88,7 @@ const MAX_GAP_SAMPLES: i64 = 1_000;
 const PROGRESS_EVERY: usize = 1 << 16;
 
 /// Backtest settings, config `[backtest]`. Every field has a default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BacktestConfig {
     /// Exchange to local time of market data (default: `{ kind = "data" }`, the
@@ -310,6 +313,92 @@ impl Backtest {
     }
 }
 
+/// Why event sources cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MergeError {
+    /// One symbol with different increments in two sources.
+    #[error("{symbol}: tick {tick_a} lot {lot_a} in one data file, tick {tick_b} lot {lot_b} in another")]
+    Increments {
+        /// Symbol.
+        symbol: String,
+        /// Tick in the first source that has the symbol.
+        tick_a: String,
+        /// Lot there.
+        lot_a: String,
+        /// Tick in the conflicting source.
+        tick_b: String,
+        /// Lot there.
+        lot_b: String,
+    },
+    /// More distinct symbols than instrument ids (the last id is kept for events of
+    /// unknown instruments).
+    #[error("the data files hold more than {} instruments", InstId::MAX)]
+    TooManyInstruments,
+}
+
+/// Merges event sets, each as read from one event file (its instrument table and its
+/// events in receive order), into one replayable set: one instrument table (symbols in
+/// order of first appearance; a symbol in several files must have the same tick and
+/// lot) and the events in local-time order. Each file's own order is kept, and ties
+/// in local time go to the earlier file. An event whose instrument is outside its
+/// file's table gets id [`InstId::MAX`], which the Core and the engine count as
+/// unknown. One source is returned unchanged.
+pub fn merge_sources(
+    mut sources: Vec<(Vec<Instrument>, Vec<MarketEvent>)>,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>), MergeError> {
+    if sources.len() == 1 {
+        return Ok(sources.swap_remove(0));
+    }
+    let mut table: Vec<Instrument> = Vec::new();
+    let mut maps: Vec<Vec<InstId>> = Vec::with_capacity(sources.len());
+    for (instruments, _) in &sources {
+        let mut map = Vec::with_capacity(instruments.len());
+        for inst in instruments {
+            let id = match table.iter().position(|t| t.symbol == inst.symbol) {
+                Some(i) if table[i].tick == inst.tick && table[i].lot == inst.lot => i,
+                Some(i) => {
+                    return Err(MergeError::Increments {
+                        symbol: inst.symbol.clone(),
+                        tick_a: table[i].tick.to_string(),
+                        lot_a: table[i].lot.to_string(),
+                        tick_b: inst.tick.to_string(),
+                        lot_b: inst.lot.to_string(),
+                    })
+                }
+                None => {
+                    if table.len() >= InstId::MAX as usize {
+                        return Err(MergeError::TooManyInstruments);
+                    }
+                    table.push(inst.clone());
+                    table.len() - 1
+                }
+            };
+            map.push(id as InstId);
+        }
+        maps.push(map);
+    }
+    let total = sources.iter().map(|s| s.1.len()).sum();
+    let mut events = Vec::with_capacity(total);
+    let mut heads = vec![0usize; sources.len()];
+    loop {
+        // The source whose next event is earliest; the first such on ties.
+        let mut best: Option<(usize, Ts)> = None;
+        for (k, (_, evs)) in sources.iter().enumerate() {
+            if let Some(ev) = evs.get(heads[k]) {
+                if best.is_none_or(|(_, t)| ev.local_ts < t) {
+                    best = Some((k, ev.local_ts));
+                }
+            }
+        }
+        let Some((k, _)) = best else { break };
+        let mut ev = sources[k].1[heads[k]];
+        ev.inst = maps[k].get(ev.inst as usize).copied().unwrap_or(InstId::MAX);
+        events.push(ev);
+        heads[k] += 1;
+    }
+    Ok((table, events))
+}
+
 /// An order on its way to the engine.
 #[derive(Debug, Clone, Copy)]
 struct InFlightOrder {
@@ -522,7 +611,10 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             let t_timer = if self.shut_down { Ts::MAX } else { self.next_timer };
             let t_local = t_rep.min(t_core).min(t_timer);
             if t_eng <= t_ord && t_eng <= t_local && self.ie < n {
-                self.engine_market();
+                // A run of engine events: nothing else moves until the next order
+                // arrival or local action, unless the engine reports something.
+                let limit = t_ord.min(t_local);
+                while !self.engine_market() && self.ie < n && self.te <= limit {}
                 continue;
             }
             if t_ord <= t_local && t_ord != Ts::MAX {
@@ -538,12 +630,22 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             if t_rep == t_local {
                 self.deliver_report();
             } else if t_core == t_local {
-                self.core_market();
-                if self.ic.is_multiple_of(PROGRESS_EVERY) {
-                    progress(self.ic, n);
-                }
-                if self.ic == n {
-                    self.shutdown(self.tc);
+                // A run of Core events: strictly before the engine's next event, the
+                // next order arrival and the next report (they win ties), not after
+                // the timer or a sampling boundary, and until the Core sends anything.
+                let before = t_eng.min(t_ord).min(t_rep);
+                loop {
+                    let sent = self.core_market();
+                    if self.ic.is_multiple_of(PROGRESS_EVERY) {
+                        progress(self.ic, n);
+                    }
+                    if self.ic == n {
+                        self.shutdown(self.stats.last_ts);
+                        break;
+                    }
+                    if sent || self.tc >= before || self.tc > t_timer || self.tc >= self.next_sample {
+                        break;
+                    }
                 }
             } else {
                 self.timer(t_rep.min(t_core));
@@ -552,8 +654,9 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         progress(n, n);
     }
 
+    /// Gives the engine its next event; true if it reported something.
     #[inline]
-    fn engine_market(&mut self) {
+    fn engine_market(&mut self) -> bool {
         let mut ev = self.events[self.ie];
         ev.exch_ts = self.te;
         self.engine.on_market_at(&ev, self.te, &mut self.out);
@@ -561,9 +664,11 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         if self.ie < self.events.len() {
             self.te = self.engine_time(self.ie);
         }
-        if !self.out.is_empty() {
-            self.dispatch_reports();
+        if self.out.is_empty() {
+            return false;
         }
+        self.dispatch_reports();
+        true
     }
 
     fn engine_order(&mut self) {
@@ -596,8 +701,9 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         self.out.clear();
     }
 
+    /// Gives the Core its next event; true if it sent commands.
     #[inline]
-    fn core_market(&mut self) {
+    fn core_market(&mut self) -> bool {
         let mut ev = self.events[self.ic];
         let now = self.tc;
         ev.local_ts = now;
@@ -607,9 +713,11 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         if self.ic < self.events.len() {
             self.tc = self.core_time(self.ic);
         }
-        if !self.cmds.is_empty() {
-            self.send_commands(now);
+        if self.cmds.is_empty() {
+            return false;
         }
+        self.send_commands(now);
+        true
     }
 
     fn deliver_report(&mut self) {
@@ -638,7 +746,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             qty: inst.qty_f64(rep.qty),
             fee: rep.fee,
             maker: rep.maker,
-            queue_wait_ns: if rep.maker { rep.exch_ts - m.arrived } else { 0 },
+            queue_wait_ns: if rep.maker && m.arrived != Ts::MIN { rep.exch_ts - m.arrived } else { 0 },
         });
         self.fill_timings.push(FillTiming {
             id: rep.id,
@@ -754,6 +862,13 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             d.u64(pos.fills);
         }
         d.f64(self.core.net_pnl());
+        let c = self.core.stats();
+        for v in [c.events, c.signals, c.quote_updates, c.orders, c.cancels, c.fills, c.unknown_reports] {
+            d.u64(v);
+        }
+        for v in [m.accepted, m.rejected, m.canceled, m.unknown_cancels, m.expired, m.fills, m.level_changes] {
+            d.u64(v);
+        }
         Outcome {
             digest: self.digest.0,
             core: self.core,
@@ -779,6 +894,35 @@ mod tests {
         let mut h = Fnv(Fnv::OFFSET);
         h.bytes(b"foobar");
         assert_eq!(h.0, 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn merge_unions_tables_and_interleaves_by_local_time() {
+        use crate::event::EventKind;
+        let d = |s: &str| s.parse().unwrap();
+        let btc = Instrument::new("BTCUSDT", d("0.01"), d("0.00001"));
+        let eth = Instrument::new("ETHUSDT", d("0.01"), d("0.0001"));
+        let ev = |inst: InstId, local_ts: Ts, px| MarketEvent {
+            exch_ts: local_ts,
+            local_ts,
+            px,
+            qty: 1,
+            inst,
+            kind: EventKind::BestBid,
+            flags: 1,
+        };
+        let a = (vec![btc.clone()], vec![ev(0, 10, 1), ev(0, 20, 2), ev(0, 30, 3)]);
+        let b = (vec![eth.clone(), btc.clone()], vec![ev(1, 5, 4), ev(0, 20, 5), ev(0, 25, 6), ev(7, 40, 7)]);
+        let (table, evs) = merge_sources(vec![a.clone(), b]).unwrap();
+        assert_eq!(table, vec![btc.clone(), eth.clone()]);
+        let got: Vec<(InstId, Ts, i64)> = evs.iter().map(|e| (e.inst, e.local_ts, e.px)).collect();
+        assert_eq!(
+            got,
+            vec![(0, 5, 4), (0, 10, 1), (0, 20, 2), (1, 20, 5), (1, 25, 6), (0, 30, 3), (InstId::MAX, 40, 7)]
+        );
+        assert_eq!(merge_sources(vec![a.clone()]).unwrap(), a);
+        let other = Instrument::new("BTCUSDT", d("0.1"), d("0.00001"));
+        assert!(matches!(merge_sources(vec![a, (vec![other], vec![])]), Err(MergeError::Increments { .. })));
     }
 
     #[test]

@@ -44,7 +44,7 @@
 //! dispatch per event); [`QueueConfig`] picks one at run time and the driver matches on
 //! it once, at the top of a run.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::feed::gen::{det_exp, det_ln};
@@ -195,7 +195,7 @@ fn prob_level_change(pos: &mut QueuePos, prev: Qty, new: Qty, prob: impl Fn(f64,
 }
 
 /// The queue model of a backtest, from config `[backtest] queue = { kind = ... }`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum QueueConfig {
     /// `{ kind = "risk_averse" }`: [`RiskAverse`].

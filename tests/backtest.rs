@@ -192,10 +192,16 @@ fn empty_and_foreign_data_do_not_panic() {
     let mut evs: Vec<MarketEvent> = ds.events[..1_000].to_vec();
     evs[10].inst = 99;
     evs.swap(20, 500);
+    // Clocks gone wrong: a venue stamp far in the future, then the end of time.
+    evs[30].exch_ts = i64::MAX;
+    evs[998].local_ts = i64::MAX;
+    evs[999].exch_ts = i64::MIN;
     let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
     let out = bt.run(core, &ds.instruments, &evs);
     assert_eq!(out.matching.unknown_instrument, 1);
     assert!(out.replay.local_ts_adjusted > 0);
+    assert!(out.replay.exch_ts_adjusted > 0);
+    assert!(out.trace.samples.len() <= 2 * 1_000 + 10, "a huge gap gets two samples, not billions");
 }
 
 #[test]

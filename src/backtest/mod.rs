@@ -17,18 +17,20 @@
 //!
 //! The same slice of events is read by two cursors: the engine sees each event at its
 //! exchange time, the Core at its local time (recorded, or exchange time plus a modelled
-//! feed latency). Ties go down the table: the exchange side acts before the local side
-//! at the same nanosecond, so an event is in the engine's book before the Core hears
-//! of it, and an order with zero latency reaches the engine before the next event
-//! stamped at the time it was sent. Orders and reports travel in FIFO queues: each
-//! arrival is raised to the previous one's on its path (one TCP connection each way),
-//! which keeps the queues sorted, so no heap is needed.
+//! feed latency). Ties at one nanosecond go down the table: the engine takes market
+//! data, then orders; the exchange side acts before the local side, so an event is in
+//! the engine's book before the Core hears of it; the Core takes reports, then market
+//! data, then the timer. Orders and reports travel in FIFO queues: each arrival is
+//! raised to the previous one's on its path (one TCP connection each way), which keeps
+//! the queues sorted, so no heap is needed. Consecutive actions of one cursor run in
+//! an inner loop for as long as no other source is due.
 //!
 //! Times are made nondecreasing per cursor: events are taken in file order (the order
-//! they were received), the exchange time of an event is the running maximum of the
+//! they were received); the exchange time of an event is the running maximum of the
 //! exchange stamps, capped at its local time when local times come from the data (a
 //! venue clock ahead of ours would otherwise deliver an event before it happened);
-//! every adjustment is counted in [`ReplayStats`].
+//! with a modelled feed latency the local time is `max(previous local, exch +
+//! latency)`. Every adjustment of a recorded stamp is counted in [`ReplayStats`].
 //!
 //! The timer skips ticks while the Core has no open order: [`Core::on_timer`] only
 //! pulls resting quotes, so those calls would do nothing. At the end of the data the
@@ -808,14 +810,20 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     /// Samples at every boundary up to `t` (two per long gap, see
     /// [`MAX_GAP_SAMPLES`]).
     fn take_samples(&mut self, t: Ts) {
-        let k = (t - self.next_sample) / self.sample_ns + 1;
+        let k = t.saturating_sub(self.next_sample) / self.sample_ns + 1;
         if k > MAX_GAP_SAMPLES {
             self.push_sample(self.next_sample);
-            self.next_sample += (k - 1) * self.sample_ns;
+            self.next_sample = self.next_sample.saturating_add((k - 1).saturating_mul(self.sample_ns));
         }
         while self.next_sample <= t {
             self.push_sample(self.next_sample);
-            self.next_sample += self.sample_ns;
+            match self.next_sample.checked_add(self.sample_ns) {
+                Some(next) => self.next_sample = next,
+                None => {
+                    self.next_sample = Ts::MAX;
+                    break;
+                }
+            }
         }
     }
 

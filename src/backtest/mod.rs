@@ -1,7 +1,961 @@
 //! Event-driven backtester: single-threaded, deterministic replay of market events
 //! through the same [`crate::core::Core`] as live, against an L2 matching engine with
 //! feed and order latency and FIFO queue position.
+//!
+//! # The event loop
+//!
+//! One thread, no clock: every action happens at a simulated time, and the loop always
+//! performs the earliest pending one. Five sources:
+//!
+//! | source | time | action |
+//! |---|---|---|
+//! | market data, exchange side | the event's exchange time | [`MatchingEngine::on_market_at`] |
+//! | orders in flight | sent + entry latency | [`MatchingEngine::on_order_at`] |
+//! | reports in flight | engine time + response latency | [`Core::on_exec`] |
+//! | market data, local side | the event's local time | [`Core::on_market`] |
+//! | timer | every [`BacktestConfig::timer_ms`] of local time | [`Core::on_timer`] |
+//!
+//! The same slice of events is read by two cursors: the engine sees each event at its
+//! exchange time, the Core at its local time (recorded, or exchange time plus a modelled
+//! feed latency). Ties at one nanosecond go down the table: the engine takes market
+//! data, then orders; the exchange side acts before the local side, so an event is in
+//! the engine's book before the Core hears of it; the Core takes reports, then market
+//! data, then the timer. Orders and reports travel in FIFO queues: each arrival is
+//! raised to the previous one's on its path (one TCP connection each way), which keeps
+//! the queues sorted, so no heap is needed. Consecutive actions of one cursor run in
+//! an inner loop for as long as no other source is due.
+//!
+//! Times are made nondecreasing per cursor: events are taken in file order (the order
+//! they were received); the exchange time of an event is the running maximum of the
+//! exchange stamps, capped at its local time when local times come from the data (a
+//! venue clock ahead of ours would otherwise deliver an event before it happened);
+//! with a modelled feed latency the local time is `max(previous local, exch +
+//! latency)`. Every adjustment of a recorded stamp is counted in [`ReplayStats`].
+//!
+//! The timer skips ticks while the Core has no open order: [`Core::on_timer`] only
+//! pulls resting quotes, so those calls would do nothing. At the end of the data the
+//! Core is shut down ([`Core::shutdown`]: cancel everything, never quote again) at the
+//! time of the last event, and the loop runs on until no message is in flight.
+//!
+//! # What a run leaves
+//!
+//! An [`Outcome`]: the Core (positions, PnL, counters), the [`Trace`] (a [`Sample`]
+//! at every [`BacktestConfig::sample_ms`] boundary of local time, with the state just
+//! before it, and a [`FillRecord`] per fill as the Core received it), the engine's
+//! [`MatchStats`], the per-fill timings, and the digest.
+//!
+//! # Digest
+//!
+//! 64-bit FNV-1a (Fowler, Noll, Vo; offset basis `0xcbf29ce484222325`, prime
+//! `0x100000001b3`) over, in this order: for every fill report the Core received, the
+//! little-endian bytes of `id (u64), inst (u16), side (u8), px (i64), qty (i64), leaves
+//! (i64), fee (f64 bits), maker (u8), exch_ts (i64), receive time (i64)`; then for
+//! each leg (y, x) `qty (i64), avg_px, realized, fees, cash (f64 bits), fills (u64)`;
+//! then the net PnL at the final marks (f64 bits); then, as `u64`, the Core's counters
+//! `events, signals, quote_updates, orders, cancels, fills, unknown_reports` and the
+//! engine's `accepted, rejected, canceled, unknown_cancels, expired, fills,
+//! level_changes`. Printed as 16 hex digits. Two runs of the same data and
+//! configuration give the same digest; a change in a fill, its time, the final state,
+//! or the order traffic changes it.
 
+pub mod latency;
+pub mod matching;
 pub mod plot;
+pub mod queue;
 pub mod stats;
 pub mod trace;
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::{Config, Fees};
+use crate::core::{Commands, Core, LEG_X, LEG_Y};
+use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId};
+use crate::types::{InstId, Instrument, Ts, NS_PER_MS};
+
+use latency::{FeedLatencyConfig, Latency, LatencyConfig, LatencyError, LatencyModel};
+use matching::{MatchStats, MatchingEngine};
+use queue::{ProbLog, ProbPower, QueueConfig, QueueError, QueueModel, RiskAverse};
+use trace::{FillRecord, Sample, Trace};
+
+/// Seed offsets of the three latency streams, so that changing one model leaves the
+/// others' draws alone.
+const SEED_FEED: u64 = 0x6665_6564; // "feed"
+const SEED_ENTRY: u64 = 0x0065_6e74_7279; // "entry"
+const SEED_RESPONSE: u64 = 0x7265_7370; // "resp"
+/// A gap in the data longer than this many sampling intervals gets two samples (its
+/// first and last boundary) instead of one per boundary.
+const MAX_GAP_SAMPLES: i64 = 1_000;
+/// The progress callback is called every this many events.
+const PROGRESS_EVERY: usize = 1 << 16;
+
+/// Backtest settings, config `[backtest]`. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestConfig {
+    /// Exchange to local time of market data (default: `{ kind = "data" }`, the
+    /// recorded local times).
+    pub feed_latency: FeedLatencyConfig,
+    /// Order entry, Core to matching engine (default: constant 1 ms).
+    pub entry_latency: LatencyConfig,
+    /// Reports, matching engine to Core (default: constant 1 ms).
+    pub response_latency: LatencyConfig,
+    /// Queue-position model (default: `prob_power`, `n = 2`, see
+    /// [`QueueConfig::default`]).
+    pub queue: QueueConfig,
+    /// Sampling interval of the trace, ms of local time, `>= 1` (default: 1 000).
+    pub sample_ms: u64,
+    /// Timer interval, ms of local time, `>= 1` (default: 100, the granularity at
+    /// which a stale leg's quotes are pulled).
+    pub timer_ms: u64,
+    /// Seed of the latency draws (default: 1).
+    pub seed: u64,
+}
+
+impl Default for BacktestConfig {
+    /// Latencies: the recorded feed times, and 1 ms each way for orders, which is
+    /// the floor of the built-in data set's feed latency (`latency_min_ns`): the same
+    /// network path to the venue. Binance Spot from a nearby cloud region is around
+    /// that; a colocated venue is tens of microseconds.
+    fn default() -> Self {
+        BacktestConfig {
+            feed_latency: FeedLatencyConfig::Data {},
+            entry_latency: LatencyConfig::Constant { ns: NS_PER_MS },
+            response_latency: LatencyConfig::Constant { ns: NS_PER_MS },
+            queue: QueueConfig::default(),
+            sample_ms: 1_000,
+            timer_ms: 100,
+            seed: 1,
+        }
+    }
+}
+
+/// A backtest configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum BacktestError {
+    /// A latency model is invalid or its series file unreadable.
+    #[error("backtest.{which}: {error}")]
+    Latency {
+        /// `feed_latency`, `entry_latency` or `response_latency`.
+        which: &'static str,
+        /// What is wrong.
+        error: LatencyError,
+    },
+    /// The queue model is invalid.
+    #[error("backtest.queue: {0}")]
+    Queue(#[from] QueueError),
+    /// An interval is zero or too large.
+    #[error("backtest.{name} = {value} must be 1 ..= 86400000 ms")]
+    Interval {
+        /// Field name.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+    },
+}
+
+impl BacktestConfig {
+    /// Checks every field (series files are read by [`Backtest::new`]).
+    pub fn validate(&self) -> Result<(), BacktestError> {
+        let lat = |which, c: &LatencyConfig| c.validate().map_err(|error| BacktestError::Latency { which, error });
+        if let Some(m) = self.feed_latency.model() {
+            lat("feed_latency", &m)?;
+        }
+        lat("entry_latency", &self.entry_latency)?;
+        lat("response_latency", &self.response_latency)?;
+        self.queue.validate()?;
+        for (name, value) in [("sample_ms", self.sample_ms), ("timer_ms", self.timer_ms)] {
+            if !(1..=86_400_000).contains(&value) {
+                return Err(BacktestError::Interval { name, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the replay loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayStats {
+    /// Market events replayed.
+    pub events: u64,
+    /// Events whose exchange time was raised to keep exchange time nondecreasing, or
+    /// capped at their local time.
+    pub exch_ts_adjusted: u64,
+    /// Events whose local time was raised to keep local time nondecreasing.
+    pub local_ts_adjusted: u64,
+    /// Commands the Core sent (new orders, cancels, cancel-alls).
+    pub commands: u64,
+    /// Reports delivered to the Core.
+    pub reports: u64,
+    /// Timer calls made.
+    pub timer_calls: u64,
+    /// Local time of the first event (0 without events).
+    pub first_ts: Ts,
+    /// Local time of the last event.
+    pub last_ts: Ts,
+    /// Local time of the last report delivered (the end of the drain).
+    pub end_ts: Ts,
+}
+
+/// When one filled order was sent, reached the engine, filled and was reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FillTiming {
+    /// Client order id.
+    pub id: OrderId,
+    /// Local time the Core sent the order.
+    pub sent: Ts,
+    /// Engine time the order arrived.
+    pub arrived: Ts,
+    /// Engine time of the fill.
+    pub filled: Ts,
+    /// Local time the Core received the fill.
+    pub received: Ts,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The Core at the end: positions, PnL, counters.
+    pub core: Core,
+    /// Samples and fills for the report and plots.
+    pub trace: Trace,
+    /// Matching engine counters.
+    pub matching: MatchStats,
+    /// Replay loop counters.
+    pub replay: ReplayStats,
+    /// One entry per fill, parallel to [`Trace::fills`].
+    pub fill_timings: Vec<FillTiming>,
+    /// FNV-1a digest of the fills and the final state (see the module docs).
+    pub digest: u64,
+}
+
+impl Outcome {
+    /// The digest as 16 lowercase hex digits.
+    pub fn digest_hex(&self) -> String {
+        format!("{:016x}", self.digest)
+    }
+}
+
+/// A configured backtest; [`Backtest::run`] replays data through it, any number of
+/// times, with the same result each time.
+#[derive(Debug, Clone)]
+pub struct Backtest {
+    cfg: BacktestConfig,
+    fees: Fees,
+    entry_z: f64,
+    exit_z: f64,
+    feed: Option<LatencyModel>,
+    entry: LatencyModel,
+    response: LatencyModel,
+}
+
+impl Backtest {
+    /// Validates `bt` and loads its latency series; takes the fees and the entry and
+    /// exit thresholds (for the trace) from `cfg`.
+    pub fn new(cfg: &Config, bt: &BacktestConfig) -> Result<Backtest, BacktestError> {
+        bt.validate()?;
+        let build = |which, c: &LatencyConfig, salt: u64| {
+            c.build(bt.seed ^ salt).map_err(|error| BacktestError::Latency { which, error })
+        };
+        let feed = match bt.feed_latency.model() {
+            Some(m) => Some(build("feed_latency", &m, SEED_FEED)?),
+            None => None,
+        };
+        Ok(Backtest {
+            cfg: bt.clone(),
+            fees: cfg.fees,
+            entry_z: cfg.pairs.entry_z,
+            exit_z: cfg.pairs.exit_z,
+            feed,
+            entry: build("entry_latency", &bt.entry_latency, SEED_ENTRY)?,
+            response: build("response_latency", &bt.response_latency, SEED_RESPONSE)?,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BacktestConfig {
+        &self.cfg
+    }
+
+    /// Replays `events` (in file order) for `core`, whose instrument ids index
+    /// `instruments` (the data's table). Never fails: bad events are counted.
+    pub fn run(&self, core: Core, instruments: &[Instrument], events: &[MarketEvent]) -> Outcome {
+        self.run_with_progress(core, instruments, events, |_, _| {})
+    }
+
+    /// [`Self::run`], calling `progress(done, total)` every 65 536 events and once at
+    /// the end.
+    pub fn run_with_progress<P: FnMut(usize, usize)>(
+        &self,
+        core: Core,
+        instruments: &[Instrument],
+        events: &[MarketEvent],
+        progress: P,
+    ) -> Outcome {
+        // The queue model is picked here, once; the loop is compiled per model.
+        match self.cfg.queue {
+            QueueConfig::RiskAverse {} => self.run_model(RiskAverse, core, instruments, events, progress),
+            QueueConfig::ProbPower { n } => self.run_model(ProbPower::new(n), core, instruments, events, progress),
+            QueueConfig::ProbLog {} => self.run_model(ProbLog, core, instruments, events, progress),
+        }
+    }
+
+    fn run_model<Q: QueueModel, P: FnMut(usize, usize)>(
+        &self,
+        queue: Q,
+        core: Core,
+        instruments: &[Instrument],
+        events: &[MarketEvent],
+        progress: P,
+    ) -> Outcome {
+        let engine = MatchingEngine::new(instruments.to_vec(), self.fees, queue);
+        let mut r = Replay::new(self, core, engine, events);
+        r.run(progress);
+        r.finish()
+    }
+}
+
+/// Why event sources cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MergeError {
+    /// One symbol with different increments in two sources.
+    #[error("{symbol}: tick {tick_a} lot {lot_a} in one data file, tick {tick_b} lot {lot_b} in another")]
+    Increments {
+        /// Symbol.
+        symbol: String,
+        /// Tick in the first source that has the symbol.
+        tick_a: String,
+        /// Lot there.
+        lot_a: String,
+        /// Tick in the conflicting source.
+        tick_b: String,
+        /// Lot there.
+        lot_b: String,
+    },
+    /// More distinct symbols than instrument ids (the last id is kept for events of
+    /// unknown instruments).
+    #[error("the data files hold more than {} instruments", InstId::MAX)]
+    TooManyInstruments,
+}
+
+/// Merges event sets, each as read from one event file (its instrument table and its
+/// events in receive order), into one replayable set: one instrument table (symbols in
+/// order of first appearance; a symbol in several files must have the same tick and
+/// lot) and the events in local-time order. Each file's own order is kept, and ties
+/// in local time go to the earlier file. An event whose instrument is outside its
+/// file's table gets id [`InstId::MAX`], which the Core and the engine count as
+/// unknown. One source is returned unchanged.
+pub fn merge_sources(
+    mut sources: Vec<(Vec<Instrument>, Vec<MarketEvent>)>,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>), MergeError> {
+    if sources.len() == 1 {
+        return Ok(sources.swap_remove(0));
+    }
+    let mut table: Vec<Instrument> = Vec::new();
+    let mut maps: Vec<Vec<InstId>> = Vec::with_capacity(sources.len());
+    for (instruments, _) in &sources {
+        let mut map = Vec::with_capacity(instruments.len());
+        for inst in instruments {
+            let id = match table.iter().position(|t| t.symbol == inst.symbol) {
+                Some(i) if table[i].tick == inst.tick && table[i].lot == inst.lot => i,
+                Some(i) => {
+                    return Err(MergeError::Increments {
+                        symbol: inst.symbol.clone(),
+                        tick_a: table[i].tick.to_string(),
+                        lot_a: table[i].lot.to_string(),
+                        tick_b: inst.tick.to_string(),
+                        lot_b: inst.lot.to_string(),
+                    })
+                }
+                None => {
+                    if table.len() >= InstId::MAX as usize {
+                        return Err(MergeError::TooManyInstruments);
+                    }
+                    table.push(inst.clone());
+                    table.len() - 1
+                }
+            };
+            map.push(id as InstId);
+        }
+        maps.push(map);
+    }
+    let total = sources.iter().map(|s| s.1.len()).sum();
+    let mut events = Vec::with_capacity(total);
+    let mut heads = vec![0usize; sources.len()];
+    loop {
+        // The source whose next event is earliest; the first such on ties.
+        let mut best: Option<(usize, Ts)> = None;
+        for (k, (_, evs)) in sources.iter().enumerate() {
+            if let Some(ev) = evs.get(heads[k]) {
+                if best.is_none_or(|(_, t)| ev.local_ts < t) {
+                    best = Some((k, ev.local_ts));
+                }
+            }
+        }
+        let Some((k, _)) = best else { break };
+        let mut ev = sources[k].1[heads[k]];
+        ev.inst = maps[k].get(ev.inst as usize).copied().unwrap_or(InstId::MAX);
+        events.push(ev);
+        heads[k] += 1;
+    }
+    Ok((table, events))
+}
+
+/// An order on its way to the engine.
+#[derive(Debug, Clone, Copy)]
+struct InFlightOrder {
+    at: Ts,
+    cmd: OrderCmd,
+}
+
+/// A report on its way to the Core.
+#[derive(Debug, Clone, Copy)]
+struct InFlightReport {
+    at: Ts,
+    rep: ExecReport,
+    sent: Ts,
+    arrived: Ts,
+}
+
+/// When an order still open in the engine was sent and arrived.
+#[derive(Debug, Clone, Copy)]
+struct OrderTimes {
+    id: OrderId,
+    sent: Ts,
+    arrived: Ts,
+}
+
+/// The running maxima that make one cursor's times nondecreasing.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    exch: Ts,
+    local: Ts,
+}
+
+impl Clock {
+    const START: Clock = Clock { exch: Ts::MIN, local: Ts::MIN };
+}
+
+/// FNV-1a, 64 bit.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= x as u64;
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+    fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+}
+
+/// The state of one run.
+struct Replay<'a, Q: QueueModel> {
+    events: &'a [MarketEvent],
+    core: Core,
+    cmds: Commands,
+    engine: MatchingEngine<Q>,
+    out: Vec<ExecReport>,
+    feed: Option<LatencyModel>,
+    entry: LatencyModel,
+    response: LatencyModel,
+    /// Engine cursor: next event, its exchange time, running maxima.
+    ie: usize,
+    te: Ts,
+    eclock: Clock,
+    /// Core cursor: next event, its local time, running maxima.
+    ic: usize,
+    tc: Ts,
+    cclock: Clock,
+    orders: VecDeque<InFlightOrder>,
+    last_order_at: Ts,
+    reports: VecDeque<InFlightReport>,
+    last_report_at: Ts,
+    times: Vec<OrderTimes>,
+    timer_ns: i64,
+    next_timer: Ts,
+    sample_ns: i64,
+    next_sample: Ts,
+    shut_down: bool,
+    trace: Trace,
+    fill_timings: Vec<FillTiming>,
+    digest: Fnv,
+    stats: ReplayStats,
+}
+
+/// First multiple of `step` at or after `t`.
+#[inline]
+fn grid_ceil(t: Ts, step: i64) -> Ts {
+    let r = t.rem_euclid(step);
+    if r == 0 {
+        t
+    } else {
+        t.saturating_add(step - r)
+    }
+}
+
+impl<'a, Q: QueueModel> Replay<'a, Q> {
+    fn new(bt: &Backtest, core: Core, engine: MatchingEngine<Q>, events: &'a [MarketEvent]) -> Self {
+        let sample_ns = bt.cfg.sample_ms as i64 * NS_PER_MS;
+        let symbols = [core.instrument(LEG_Y).symbol.clone(), core.instrument(LEG_X).symbol.clone()];
+        let span = match (events.first(), events.last()) {
+            (Some(a), Some(b)) => (b.local_ts.saturating_sub(a.local_ts) / sample_ns).clamp(0, 1 << 20) as usize,
+            _ => 0,
+        };
+        let trace = Trace {
+            symbols,
+            entry_z: bt.entry_z,
+            exit_z: bt.exit_z,
+            sample_interval_ns: sample_ns,
+            samples: Vec::with_capacity(span + 2),
+            ..Trace::default()
+        };
+        let mut r = Replay {
+            events,
+            core,
+            cmds: Commands::new(),
+            engine,
+            out: Vec::with_capacity(256),
+            feed: bt.feed.clone(),
+            entry: bt.entry.clone(),
+            response: bt.response.clone(),
+            ie: 0,
+            te: Ts::MAX,
+            eclock: Clock::START,
+            ic: 0,
+            tc: Ts::MAX,
+            cclock: Clock::START,
+            orders: VecDeque::with_capacity(256),
+            last_order_at: Ts::MIN,
+            reports: VecDeque::with_capacity(256),
+            last_report_at: Ts::MIN,
+            times: Vec::with_capacity(256),
+            timer_ns: bt.cfg.timer_ms as i64 * NS_PER_MS,
+            next_timer: Ts::MAX,
+            sample_ns,
+            next_sample: Ts::MAX,
+            shut_down: false,
+            trace,
+            fill_timings: Vec::new(),
+            digest: Fnv(Fnv::OFFSET),
+            stats: ReplayStats { events: events.len() as u64, ..ReplayStats::default() },
+        };
+        if !events.is_empty() {
+            r.te = r.engine_time(0);
+            r.tc = r.core_time(0);
+            r.next_timer = grid_ceil(r.tc, r.timer_ns);
+            r.next_sample = grid_ceil(r.tc, r.sample_ns);
+            r.stats.first_ts = r.tc;
+        }
+        r
+    }
+
+    /// Exchange time of event `i` for the engine cursor (call once per event, in
+    /// order).
+    #[inline]
+    fn engine_time(&mut self, i: usize) -> Ts {
+        let ev = &self.events[i];
+        let c = &mut self.eclock;
+        let mut t = c.exch.max(ev.exch_ts);
+        if self.feed.is_none() {
+            c.local = c.local.max(ev.local_ts);
+            t = t.min(c.local);
+        }
+        if t != ev.exch_ts {
+            self.stats.exch_ts_adjusted += 1;
+        }
+        c.exch = t;
+        t
+    }
+
+    /// Local time of event `i` for the Core cursor (call once per event, in order:
+    /// a modelled feed latency draws here).
+    #[inline]
+    fn core_time(&mut self, i: usize) -> Ts {
+        let ev = &self.events[i];
+        let c = &mut self.cclock;
+        let t = match &mut self.feed {
+            None => c.local.max(ev.local_ts),
+            Some(model) => {
+                c.exch = c.exch.max(ev.exch_ts);
+                c.local.max(c.exch.saturating_add(model.sample(c.exch)))
+            }
+        };
+        if self.feed.is_none() && t != ev.local_ts {
+            self.stats.local_ts_adjusted += 1;
+        }
+        c.local = t;
+        t
+    }
+
+    fn run<P: FnMut(usize, usize)>(&mut self, mut progress: P) {
+        let n = self.events.len();
+        if n == 0 {
+            self.shutdown(0);
+        }
+        loop {
+            let t_eng = if self.ie < n { self.te } else { Ts::MAX };
+            let t_ord = self.orders.front().map_or(Ts::MAX, |m| m.at);
+            let t_rep = self.reports.front().map_or(Ts::MAX, |m| m.at);
+            let t_core = if self.ic < n { self.tc } else { Ts::MAX };
+            let t_timer = if self.shut_down { Ts::MAX } else { self.next_timer };
+            let t_local = t_rep.min(t_core).min(t_timer);
+            if t_eng <= t_ord && t_eng <= t_local && self.ie < n {
+                // A run of engine events: nothing else moves until the next order
+                // arrival or local action, unless the engine reports something.
+                let limit = t_ord.min(t_local);
+                while !self.engine_market() && self.ie < n && self.te <= limit {}
+                continue;
+            }
+            if t_ord <= t_local && t_ord != Ts::MAX {
+                self.engine_order();
+                continue;
+            }
+            if t_local == Ts::MAX {
+                break;
+            }
+            if t_local >= self.next_sample {
+                self.take_samples(t_local);
+            }
+            if t_rep == t_local {
+                self.deliver_report();
+            } else if t_core == t_local {
+                // A run of Core events: strictly before the engine's next event, the
+                // next order arrival and the next report (they win ties), not after
+                // the timer or a sampling boundary, and until the Core sends anything.
+                let before = t_eng.min(t_ord).min(t_rep);
+                loop {
+                    let sent = self.core_market();
+                    if self.ic.is_multiple_of(PROGRESS_EVERY) {
+                        progress(self.ic, n);
+                    }
+                    if self.ic == n {
+                        self.shutdown(self.stats.last_ts);
+                        break;
+                    }
+                    if sent || self.tc >= before || self.tc > t_timer || self.tc >= self.next_sample {
+                        break;
+                    }
+                }
+            } else {
+                self.timer(t_rep.min(t_core));
+            }
+        }
+        progress(n, n);
+    }
+
+    /// Gives the engine its next event; true if it reported something.
+    #[inline]
+    fn engine_market(&mut self) -> bool {
+        let mut ev = self.events[self.ie];
+        ev.exch_ts = self.te;
+        self.engine.on_market_at(&ev, self.te, &mut self.out);
+        self.ie += 1;
+        if self.ie < self.events.len() {
+            self.te = self.engine_time(self.ie);
+        }
+        if self.out.is_empty() {
+            return false;
+        }
+        self.dispatch_reports();
+        true
+    }
+
+    fn engine_order(&mut self) {
+        let Some(m) = self.orders.pop_front() else { return };
+        if let OrderCmd::New(n) = m.cmd {
+            if let Some(t) = self.times.iter_mut().rev().find(|t| t.id == n.id) {
+                t.arrived = m.at;
+            }
+        }
+        self.engine.on_order_at(&m.cmd, m.at, &mut self.out);
+        self.dispatch_reports();
+    }
+
+    /// Sends the engine's reports on their way to the Core.
+    fn dispatch_reports(&mut self) {
+        let now = self.engine.now();
+        for k in 0..self.out.len() {
+            let rep = self.out[k];
+            let at = now.saturating_add(self.response.sample(now)).max(self.last_report_at);
+            self.last_report_at = at;
+            let (mut sent, mut arrived) = (Ts::MIN, Ts::MIN);
+            if let Some(i) = self.times.iter().position(|t| t.id == rep.id) {
+                (sent, arrived) = (self.times[i].sent, self.times[i].arrived);
+                if rep.is_final() {
+                    self.times.swap_remove(i);
+                }
+            }
+            self.reports.push_back(InFlightReport { at, rep, sent, arrived });
+        }
+        self.out.clear();
+    }
+
+    /// Gives the Core its next event; true if it sent commands.
+    #[inline]
+    fn core_market(&mut self) -> bool {
+        let mut ev = self.events[self.ic];
+        let now = self.tc;
+        ev.local_ts = now;
+        self.core.on_market(&ev, now, &mut self.cmds);
+        self.stats.last_ts = now;
+        self.ic += 1;
+        if self.ic < self.events.len() {
+            self.tc = self.core_time(self.ic);
+        }
+        if self.cmds.is_empty() {
+            return false;
+        }
+        self.send_commands(now);
+        true
+    }
+
+    fn deliver_report(&mut self) {
+        let Some(m) = self.reports.pop_front() else { return };
+        let rep = m.rep;
+        self.stats.reports += 1;
+        self.stats.end_ts = m.at;
+        self.core.on_exec(&rep, m.at, &mut self.cmds);
+        if matches!(rep.kind, ExecKind::Fill | ExecKind::PartialFill) && rep.qty > 0 {
+            self.record_fill(&m);
+        }
+        if !self.cmds.is_empty() {
+            self.send_commands(m.at);
+        }
+    }
+
+    fn record_fill(&mut self, m: &InFlightReport) {
+        let rep = &m.rep;
+        let leg = if rep.inst == self.core.instrument_id(LEG_Y) { LEG_Y } else { LEG_X };
+        let inst = self.core.instrument(leg);
+        self.trace.fills.push(FillRecord {
+            ts: m.at,
+            leg,
+            side: rep.side,
+            px: inst.px_f64(rep.px),
+            qty: inst.qty_f64(rep.qty),
+            fee: rep.fee,
+            maker: rep.maker,
+            queue_wait_ns: if rep.maker && m.arrived != Ts::MIN { rep.exch_ts - m.arrived } else { 0 },
+        });
+        self.fill_timings.push(FillTiming {
+            id: rep.id,
+            sent: m.sent,
+            arrived: m.arrived,
+            filled: rep.exch_ts,
+            received: m.at,
+        });
+        let d = &mut self.digest;
+        d.u64(rep.id);
+        d.bytes(&rep.inst.to_le_bytes());
+        d.bytes(&[rep.side as u8]);
+        d.i64(rep.px);
+        d.i64(rep.qty);
+        d.i64(rep.leaves);
+        d.f64(rep.fee);
+        d.bytes(&[rep.maker as u8]);
+        d.i64(rep.exch_ts);
+        d.i64(m.at);
+    }
+
+    /// A timer tick at `next_timer`; `t_next` is the time of the next Core input.
+    fn timer(&mut self, t_next: Ts) {
+        let now = self.next_timer;
+        if self.core.open_orders() == 0 {
+            // Nothing to pull until the Core hears something: skip the idle ticks.
+            self.next_timer = grid_ceil(t_next, self.timer_ns);
+            return;
+        }
+        self.stats.timer_calls += 1;
+        self.core.on_timer(now, &mut self.cmds);
+        self.next_timer = now.saturating_add(self.timer_ns);
+        if !self.cmds.is_empty() {
+            self.send_commands(now);
+        }
+    }
+
+    fn shutdown(&mut self, now: Ts) {
+        self.shut_down = true;
+        self.core.shutdown(&mut self.cmds);
+        self.send_commands(now);
+    }
+
+    /// Puts the Core's commands on their way to the engine.
+    fn send_commands(&mut self, now: Ts) {
+        for k in 0..self.cmds.len() {
+            let cmd = self.cmds[k];
+            let at = now.saturating_add(self.entry.sample(now)).max(self.last_order_at);
+            self.last_order_at = at;
+            if let OrderCmd::New(n) = cmd {
+                self.times.push(OrderTimes { id: n.id, sent: now, arrived: Ts::MAX });
+            }
+            self.orders.push_back(InFlightOrder { at, cmd });
+        }
+        self.stats.commands += self.cmds.len() as u64;
+        self.cmds.clear();
+    }
+
+    /// Samples at every boundary up to `t` (two per long gap, see
+    /// [`MAX_GAP_SAMPLES`]).
+    fn take_samples(&mut self, t: Ts) {
+        let k = t.saturating_sub(self.next_sample) / self.sample_ns + 1;
+        if k > MAX_GAP_SAMPLES {
+            self.push_sample(self.next_sample);
+            self.next_sample = self.next_sample.saturating_add((k - 1).saturating_mul(self.sample_ns));
+        }
+        while self.next_sample <= t {
+            self.push_sample(self.next_sample);
+            match self.next_sample.checked_add(self.sample_ns) {
+                Some(next) => self.next_sample = next,
+                None => {
+                    self.next_sample = Ts::MAX;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn push_sample(&mut self, ts: Ts) {
+        let c = &self.core;
+        let marks = c.marks();
+        let p = c.portfolio();
+        let sig = c.last_signal();
+        let targets = c.targets();
+        let (iy, ix) = (c.instrument(LEG_Y), c.instrument(LEG_X));
+        let gross = p.gross_pnl(&marks);
+        let fees = p.fees();
+        self.trace.samples.push(Sample {
+            ts,
+            mid: [c.mid(LEG_Y).unwrap_or(f64::NAN), c.mid(LEG_X).unwrap_or(f64::NAN)],
+            beta: sig.map_or(f64::NAN, |s| s.beta),
+            z: sig.map_or(f64::NAN, |s| s.z),
+            position: [iy.qty_f64(p.position(LEG_Y).qty), ix.qty_f64(p.position(LEG_X).qty)],
+            target: [iy.qty_f64(targets.y), ix.qty_f64(targets.x)],
+            gross_pnl: gross,
+            fees,
+            net_pnl: gross - fees,
+        });
+    }
+
+    fn finish(mut self) -> Outcome {
+        let end = self.stats.last_ts.max(self.stats.end_ts);
+        if !self.events.is_empty() && self.trace.samples.last().is_none_or(|s| s.ts < end) {
+            self.push_sample(end);
+        }
+        let m = self.engine.stats();
+        self.trace.orders = m.accepted + m.rejected;
+        self.trace.rejects = m.rejected;
+        self.trace.cancels = m.canceled;
+        let d = &mut self.digest;
+        let p = self.core.portfolio();
+        for l in [LEG_Y, LEG_X] {
+            let pos = p.position(l);
+            d.i64(pos.qty);
+            d.f64(pos.avg_px);
+            d.f64(pos.realized);
+            d.f64(pos.fees);
+            d.f64(pos.cash);
+            d.u64(pos.fills);
+        }
+        d.f64(self.core.net_pnl());
+        let c = self.core.stats();
+        for v in [c.events, c.signals, c.quote_updates, c.orders, c.cancels, c.fills, c.unknown_reports] {
+            d.u64(v);
+        }
+        for v in [m.accepted, m.rejected, m.canceled, m.unknown_cancels, m.expired, m.fills, m.level_changes] {
+            d.u64(v);
+        }
+        Outcome {
+            digest: self.digest.0,
+            core: self.core,
+            trace: self.trace,
+            matching: m,
+            replay: self.stats,
+            fill_timings: self.fill_timings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_reference_values() {
+        // Published FNV-1a 64 test vectors: "" and "a".
+        let mut h = Fnv(Fnv::OFFSET);
+        assert_eq!(h.0, 0xcbf29ce484222325);
+        h.bytes(b"a");
+        assert_eq!(h.0, 0xaf63dc4c8601ec8c);
+        let mut h = Fnv(Fnv::OFFSET);
+        h.bytes(b"foobar");
+        assert_eq!(h.0, 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn merge_unions_tables_and_interleaves_by_local_time() {
+        use crate::event::EventKind;
+        let d = |s: &str| s.parse().unwrap();
+        let btc = Instrument::new("BTCUSDT", d("0.01"), d("0.00001"));
+        let eth = Instrument::new("ETHUSDT", d("0.01"), d("0.0001"));
+        let ev = |inst: InstId, local_ts: Ts, px| MarketEvent {
+            exch_ts: local_ts,
+            local_ts,
+            px,
+            qty: 1,
+            inst,
+            kind: EventKind::BestBid,
+            flags: 1,
+        };
+        let a = (vec![btc.clone()], vec![ev(0, 10, 1), ev(0, 20, 2), ev(0, 30, 3)]);
+        let b = (vec![eth.clone(), btc.clone()], vec![ev(1, 5, 4), ev(0, 20, 5), ev(0, 25, 6), ev(7, 40, 7)]);
+        let (table, evs) = merge_sources(vec![a.clone(), b]).unwrap();
+        assert_eq!(table, vec![btc.clone(), eth.clone()]);
+        let got: Vec<(InstId, Ts, i64)> = evs.iter().map(|e| (e.inst, e.local_ts, e.px)).collect();
+        assert_eq!(
+            got,
+            vec![(0, 5, 4), (0, 10, 1), (0, 20, 2), (1, 20, 5), (1, 25, 6), (0, 30, 3), (InstId::MAX, 40, 7)]
+        );
+        assert_eq!(merge_sources(vec![a.clone()]).unwrap(), a);
+        let other = Instrument::new("BTCUSDT", d("0.1"), d("0.00001"));
+        assert!(matches!(merge_sources(vec![a, (vec![other], vec![])]), Err(MergeError::Increments { .. })));
+    }
+
+    #[test]
+    fn grid() {
+        assert_eq!(grid_ceil(1_000, 100), 1_000);
+        assert_eq!(grid_ceil(1_001, 100), 1_100);
+        assert_eq!(grid_ceil(-50, 100), 0);
+    }
+
+    #[test]
+    fn config_defaults_parse_and_validate() {
+        let d = BacktestConfig::default();
+        assert!(d.validate().is_ok());
+        let c: BacktestConfig = toml::from_str("timer_ms = 50\nqueue = { kind = \"risk_averse\" }").unwrap();
+        assert_eq!(c.timer_ms, 50);
+        assert_eq!(c.queue, QueueConfig::RiskAverse {});
+        assert_eq!(c.entry_latency, d.entry_latency, "unset fields keep their defaults");
+        assert!(toml::from_str::<BacktestConfig>("timer = 50").is_err(), "unknown field");
+        let zero = BacktestConfig { sample_ms: 0, ..d.clone() };
+        assert_eq!(zero.validate(), Err(BacktestError::Interval { name: "sample_ms", value: 0 }));
+        let neg = BacktestConfig { entry_latency: LatencyConfig::Constant { ns: -1 }, ..d.clone() };
+        assert!(matches!(neg.validate(), Err(BacktestError::Latency { which: "entry_latency", .. })));
+        let q = BacktestConfig { queue: QueueConfig::ProbPower { n: -1.0 }, ..d };
+        assert!(matches!(q.validate(), Err(BacktestError::Queue(_))));
+    }
+}

@@ -356,6 +356,9 @@ pub struct Config {
     /// Where `run` sends orders.
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// The backtester's latency and queue models (`replay`, `sweep`, paper trading).
+    #[serde(default)]
+    pub backtest: crate::backtest::BacktestConfig,
     /// Raw-message recording while running.
     #[serde(default)]
     pub record: Option<RecordConfig>,
@@ -468,6 +471,13 @@ impl Config {
                 return Err(("feed.read_buffer_size".into(), "must be in 1024..=16777216".into()));
             }
         }
+        self.backtest.validate().map_err(|e| {
+            let text = e.to_string();
+            match text.split_once(": ") {
+                Some((key, msg)) => (key.to_string(), msg.to_string()),
+                None => ("backtest".to_string(), text),
+            }
+        })?;
         if self.gateway.venue == GatewayVenue::Binance {
             self.gateway.binance.validate()?;
         }

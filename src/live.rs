@@ -351,9 +351,10 @@ pub struct GatewayStats {
     pub stop_timed_out: bool,
 }
 
-/// How often an idle gateway polls its venue ([`Exchange::poll`]): a real venue's poll
-/// is a syscall, so not on every spin.
-const VENUE_POLL_INTERVAL: Duration = Duration::from_micros(500);
+/// An idle gateway polls its venue ([`Exchange::poll`]) every this many empty ring
+/// polls: a real venue's poll is a syscall, and so is reading the clock on VMs whose
+/// clock source has no vDSO path, so neither happens on every spin.
+const VENUE_POLL_EVERY: u32 = 256;
 
 /// Pushes `reports` into the back ring, yielding while it is full: never drops.
 fn push_reports(tx: &mut Producer<ExecReport>, reports: &mut Vec<ExecReport>) -> u64 {
@@ -371,7 +372,7 @@ fn push_reports(tx: &mut Producer<ExecReport>, reports: &mut Vec<ExecReport>) ->
 /// The gateway thread's loop: pops commands and market events until [`ToGateway::Stop`],
 /// hands them to the exchange, and pushes its reports back. After each message and its
 /// reports, `handled` counts it (for [`Pacing::Lockstep`]). While idle it polls the
-/// venue every [`VENUE_POLL_INTERVAL`] for reports of its own (fills from a user data
+/// venue every [`VENUE_POLL_EVERY`] empty polls for reports of its own (fills from a user data
 /// stream), spins, and yields the CPU after a run of empty polls.
 ///
 /// On `Stop` (sent after the core's final cancel-all) it keeps polling until the venue
@@ -389,17 +390,15 @@ pub fn gateway_loop<E: Exchange>(
     let mut stats = GatewayStats::default();
     let mut reports = Vec::with_capacity(256);
     let mut idle = 0u32;
-    let mut last_poll = Instant::now();
     loop {
         let Some(msg) = rx.pop() else {
-            if last_poll.elapsed() >= VENUE_POLL_INTERVAL {
+            if idle % VENUE_POLL_EVERY == VENUE_POLL_EVERY - 1 {
                 exchange.poll(clock(), &mut reports);
-                last_poll = Instant::now();
                 let n = push_reports(&mut tx, &mut reports);
                 stats.polled_reports += n;
                 stats.reports += n;
             }
-            idle += 1;
+            idle = idle.wrapping_add(1);
             if idle > 1_000 {
                 std::thread::yield_now();
             } else {

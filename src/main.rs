@@ -12,6 +12,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use statarb::assim::AsSimParams;
+use statarb::backtest::stats::Report as BacktestReport;
+use statarb::backtest::Backtest;
+use statarb::event::MarketEvent;
+use statarb::types::Instrument;
 use statarb::config::{Config, GatewayVenue, RecordConfig, Venue};
 use statarb::core::Core;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
@@ -43,9 +47,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the whole pipeline (hot thread, rings, gateway thread, simulated venue) over
-    /// a data set: the built-in one by default.
+    /// Backtest: replay data through the Core and the L2 matching engine with feed and
+    /// order latency and queue position, single-threaded and deterministic; prints the
+    /// report and the digest, writes report.json and SVG plots with --out.
     Replay {
+        /// Configuration file (default: the built-in config/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data files: event files (from `gen` or `import`), or anything `import` reads
+        /// (converted on the fly); several are merged by time. Default: the built-in set.
+        #[arg(long, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Seed of the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().seed)]
+        seed: u64,
+        /// Events in the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// Directory for report.json, fills.csv and the plots.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a parameter grid of backtests in parallel (rayon), one CSV row per point.
+    Sweep {
+        /// Grid file (see `config/sweep.toml`).
+        #[arg(long)]
+        grid: PathBuf,
+        /// This process's share: points with number = i modulo n.
+        #[arg(long, default_value = "0/1")]
+        shard: statarb::sweep::Shard,
+        /// Data files, as for `replay`; default: the built-in set.
+        #[arg(long, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Events in the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// Output CSV (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure tick-to-quote latency: the live thread model (pinned hot thread, rings,
+    /// gateway thread, simulated venue) over a data set, the built-in one by default.
+    Latency {
         /// Configuration file (default: the built-in config/default.toml).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -240,9 +283,14 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Replay { config, data, seed, events, out, pace } => {
-            replay(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
+        Cmd::Latency { config, data, seed, events, out, pace } => {
+            latency_cmd(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
         }
+        Cmd::Replay { config, data, seed, events, out } => {
+            let cfg = load_config(config.as_deref())?;
+            replay_cmd(&cfg, &data, seed, events, out.as_deref())
+        }
+        Cmd::Sweep { grid, shard, data, events, out } => sweep_cmd(&grid, shard, &data, events, out.as_deref()),
         Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
         Cmd::Import { config, out, format, symbol, book, max_bad, inputs } => {
             let cfg = load_config(config.as_deref())?;
@@ -310,7 +358,7 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     })
 }
 
-fn replay(
+fn latency_cmd(
     config: Option<&Path>,
     data: Option<&Path>,
     seed: u64,
@@ -440,7 +488,33 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             summary.venue = Some(outcome.exchange.stats());
             Ok(LiveResult { summary, latencies: outcome.latencies })
         }
-        GatewayVenue::Paper => bail!("gateway.venue = \"paper\" is not available yet"),
+        GatewayVenue::Paper => {
+            // The backtester's matching engine on the gateway thread, fed the live data:
+            // queue position, partial fills and fees as in `replay`. The queue model is
+            // picked here, once; each is its own monomorphised run.
+            use statarb::backtest::matching::MatchingEngine;
+            use statarb::backtest::queue::{ProbLog, ProbPower, QueueConfig, RiskAverse};
+            let (summary, latencies, venue) = match cfg.backtest.queue {
+                QueueConfig::RiskAverse {} => {
+                    let o = live::run(core, source, MatchingEngine::new(instruments.clone(), cfg.fees, RiskAverse), opts, stop);
+                    finish(cfg, &instruments, &o);
+                    (Summary::of_run(&o), o.latencies, o.exchange.stats())
+                }
+                QueueConfig::ProbPower { n } => {
+                    let venue = MatchingEngine::new(instruments.clone(), cfg.fees, ProbPower::new(n));
+                    let o = live::run(core, source, venue, opts, stop);
+                    finish(cfg, &instruments, &o);
+                    (Summary::of_run(&o), o.latencies, o.exchange.stats())
+                }
+                QueueConfig::ProbLog {} => {
+                    let o = live::run(core, source, MatchingEngine::new(instruments.clone(), cfg.fees, ProbLog), opts, stop);
+                    finish(cfg, &instruments, &o);
+                    (Summary::of_run(&o), o.latencies, o.exchange.stats())
+                }
+            };
+            eprintln!("paper venue: {venue:?}");
+            Ok(LiveResult { summary, latencies })
+        }
         GatewayVenue::Binance => {
             let mut venue = BinanceSpot::new(cfg.gateway.binance.clone(), instruments.clone(), cfg.fees)?;
             venue.start().context("starting the Binance gateway")?;
@@ -663,6 +737,185 @@ fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
     }
     let st = handle.stop()?;
     eprintln!("recorded {} messages ({} dropped, {} bytes) into {} files", st.recorded, st.dropped, st.bytes, st.files);
+    Ok(())
+}
+
+/// The data of a backtest: the built-in set, or files (event files read directly,
+/// anything else through the importers with the config's legs), merged by time.
+fn load_data(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
+    if data.is_empty() {
+        let t = std::time::Instant::now();
+        let ds = gen::generate(&gen_params(seed, events)?);
+        eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
+        return Ok((ds.instruments, ds.events));
+    }
+    let mut sources = Vec::with_capacity(data.len());
+    let mut others = Vec::new();
+    for p in data {
+        let mut magic = [0u8; 8];
+        let is_evfile = File::open(p)
+            .and_then(|mut f| io::Read::read_exact(&mut f, &mut magic))
+            .map(|()| magic == evfile::MAGIC)
+            .unwrap_or(false);
+        if is_evfile {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            sources.push(evfile::read_all(BufReader::new(f)).with_context(|| format!("reading {}", p.display()))?);
+        } else {
+            others.push(p.clone());
+        }
+    }
+    if !others.is_empty() {
+        let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+        let imp = statarb::import::import_files(&others, &instruments, &Default::default())?;
+        for r in &imp.reports {
+            let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
+        }
+        sources.push((instruments, imp.events));
+    }
+    let (instruments, events) = statarb::backtest::merge_sources(sources)?;
+    if events.is_empty() {
+        bail!("the data has no events");
+    }
+    Ok((instruments, events))
+}
+
+fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
+    let (instruments, events) = load_data(cfg, data, seed, events)?;
+    let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+    let core = Core::new(cfg, &instruments, session_id)?;
+    let bt = Backtest::new(cfg, &cfg.backtest)?;
+    let t = std::time::Instant::now();
+    // A progress bar only for runs long enough to want one, and only on a terminal.
+    let tty = io::IsTerminal::is_terminal(&io::stdout());
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let outcome = bt.run_with_progress(core, &instruments, &events, |done, total| {
+        if !tty {
+            return;
+        }
+        if bar.is_none() && t.elapsed() > std::time::Duration::from_secs(1) {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar = Some(b);
+        }
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let elapsed = t.elapsed();
+    let report = BacktestReport::from_trace(&outcome.trace);
+    println!("{report}");
+    let m = outcome.matching;
+    println!(
+        "matching: {} accepted, {} rejected ({} post-only), {} cancelled, {} fills",
+        m.accepted, m.rejected, m.rejected_post_only, m.canceled, m.fills
+    );
+    println!(
+        "replay: {} events in {:.2?} ({:.2} M events/s)",
+        outcome.replay.events,
+        elapsed,
+        outcome.replay.events as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    println!("digest: {}", outcome.digest_hex());
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::json!({
+            "digest": outcome.digest_hex(),
+            "report": report,
+            "matching": outcome.matching,
+            "replay": outcome.replay,
+            "core": outcome.core.stats(),
+            "summary": Summary::of_core(&outcome.core),
+        });
+        let path = dir.join("report.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        let fills = dir.join("fills.csv");
+        let mut w = csv::Writer::from_path(&fills).with_context(|| format!("writing {}", fills.display()))?;
+        for f in &outcome.trace.fills {
+            w.serialize(f)?;
+        }
+        w.flush()?;
+        let plots = statarb::backtest::plot::write_plots(&outcome.trace, dir)?;
+        eprintln!("wrote {}, {} and {} plots in {}", path.display(), fills.display(), plots.len(), dir.display());
+    }
+    Ok(())
+}
+
+fn sweep_cmd(grid: &Path, shard: statarb::sweep::Shard, data: &[PathBuf], events: usize, out: Option<&Path>) -> Result<()> {
+    let grid = statarb::sweep::Grid::load(grid)?;
+    let points = grid.points(shard)?;
+    // The data is read once; every point replays the same events.
+    let base = points.first().map(|p| p.config.clone()).unwrap_or_else(Config::builtin);
+    let (instruments, events) = load_data(&base, data, gen::GenParams::default().seed, events)?;
+    eprintln!(
+        "sweep: {} of {} points (shard {}/{}), {} events each, {} threads",
+        points.len(),
+        grid.len(),
+        shard.index,
+        shard.count,
+        events.len(),
+        rayon::current_num_threads()
+    );
+    let t = std::time::Instant::now();
+    // The session id (the high half of order ids) as `replay` sets it: a point's digest
+    // is the digest of a replay with the point's config.
+    let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+    let rows = statarb::sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
+        let core = Core::new(&p.config, &instruments, session_id)?;
+        let bt = Backtest::new(&p.config, &p.config.backtest)?;
+        let o = bt.run(core, &instruments, &events);
+        Ok((BacktestReport::from_trace(&o.trace), o.digest_hex()))
+    });
+    let sink: Box<dyn io::Write> = match out {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut w = csv::Writer::from_writer(sink);
+    let metrics = [
+        "pnl_net", "pnl_gross", "fees", "sharpe", "max_drawdown", "turnover", "fills", "orders", "round_trips",
+        "fill_ratio", "maker_share", "time_flat", "digest", "error",
+    ];
+    let mut header = vec!["point".to_string()];
+    header.extend(grid.keys().iter().map(|k| k.to_string()));
+    header.extend(metrics.iter().map(|m| m.to_string()));
+    w.write_record(&header)?;
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for (p, row) in points.iter().zip(rows) {
+        let mut rec = vec![p.index.to_string()];
+        rec.extend(p.value_strings());
+        match row {
+            Ok((r, digest)) => rec.extend([
+                opt(r.pnl_net),
+                opt(r.pnl_gross),
+                opt(r.fees),
+                opt(r.sharpe),
+                r.max_drawdown.to_string(),
+                r.turnover.to_string(),
+                r.fills.to_string(),
+                r.orders.to_string(),
+                r.round_trips.to_string(),
+                opt(r.fill_ratio),
+                opt(r.maker_share),
+                opt(r.time_flat),
+                digest,
+                String::new(),
+            ]),
+            Err(e) => {
+                rec.extend(std::iter::repeat_n(String::new(), metrics.len() - 1));
+                rec.push(format!("{e:#}"));
+            }
+        }
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    eprintln!("sweep: {} points in {:.2?}", points.len(), t.elapsed());
     Ok(())
 }
 

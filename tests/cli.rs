@@ -1,5 +1,7 @@
-//! End-to-end tests of the `statarb` binary: the main job, its summary file, the data
-//! generator round trip, the kalman command, and clear errors on bad input.
+//! End-to-end tests of the `statarb` binary: the backtester (report, plots, digest),
+//! sweeps and their shards, the importer, the A-S simulation, the latency harness and
+//! its summary file, the data generator round trip, the kalman command, and clear
+//! errors on bad input.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,10 +20,10 @@ fn summary(dir: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn replay_writes_the_summary_with_the_documented_keys() {
+fn latency_writes_the_summary_with_the_documented_keys() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = statarb(&["replay", "--events", "300000", "--out", out.to_str().unwrap()]);
+    let o = statarb(&["latency", "--events", "300000", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     for line in ["events", "orders", "fills", "pnl net", "tick-to-quote"] {
@@ -50,9 +52,9 @@ fn lockstep_replays_are_identical_and_gen_files_replay_the_same() {
     let o = statarb(&["gen", "--seed", "3", "--events", "200000", "--out", evt.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let runs: Vec<serde_json::Value> = [
-        vec!["replay", "--seed", "3", "--events", "200000"],
-        vec!["replay", "--seed", "3", "--events", "200000"],
-        vec!["replay", "--data", evt.to_str().unwrap()],
+        vec!["latency", "--seed", "3", "--events", "200000"],
+        vec!["latency", "--seed", "3", "--events", "200000"],
+        vec!["latency", "--data", evt.to_str().unwrap()],
     ]
     .iter()
     .enumerate()
@@ -69,6 +71,130 @@ fn lockstep_replays_are_identical_and_gen_files_replay_the_same() {
         assert_eq!(runs[0][key], runs[1][key], "{key} differs between two lockstep runs");
         assert_eq!(runs[0][key], runs[2][key], "{key} differs between generated and file data");
     }
+}
+
+fn digest(o: &Output) -> String {
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text.lines().find(|l| l.starts_with("digest: ")).expect("a digest line");
+    line["digest: ".len()..].to_string()
+}
+
+#[test]
+fn replay_reports_plots_and_digests_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let evt = dir.path().join("d.evt");
+    assert!(statarb(&["gen", "--seed", "5", "--events", "150000", "--out", evt.to_str().unwrap()]).status.success());
+    let out = dir.path().join("bt");
+    let a = statarb(&["replay", "--seed", "5", "--events", "150000", "--out", out.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let b = statarb(&["replay", "--data", evt.to_str().unwrap()]);
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert_eq!(digest(&a), digest(&b), "the same data from a file replays the same");
+    assert_eq!(digest(&a).len(), 16);
+    let text = String::from_utf8_lossy(&a.stdout);
+    for line in ["pnl net", "sharpe", "max drawdown", "turnover", "round trips", "maker share", "time flat"] {
+        assert!(text.contains(line), "report lacks {line}: {text}");
+    }
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["digest"].as_str().unwrap(), digest(&a));
+    for key in ["pnl_net", "pnl_gross", "fees", "sharpe", "max_drawdown", "fills", "orders", "fill_ratio"] {
+        assert!(r["report"].get(key).is_some(), "report.json lacks {key}");
+    }
+    for f in ["equity.svg", "prices.svg", "signal.svg", "inventory.svg", "fills.csv"] {
+        assert!(out.join(f).exists(), "{f} not written");
+    }
+    // Not a terminal: no progress bar on stdout.
+    assert!(!text.contains("eta"), "{text}");
+}
+
+#[test]
+fn sweep_shards_partition_the_grid_and_rows_match_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("grid.toml");
+    std::fs::write(&grid, "[params]\n\"pairs.entry_z\" = [1.5, 2.0]\n\"backtest.queue\" = [{ kind = \"risk_averse\" }, { kind = \"prob_log\" }]\n").unwrap();
+    let all = statarb(&["sweep", "--grid", grid.to_str().unwrap(), "--events", "60000"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    let rows: Vec<&str> = all.lines().collect();
+    assert_eq!(rows.len(), 5, "header + 4 points: {all}");
+    assert!(rows[0].starts_with("point,backtest.queue,pairs.entry_z,pnl_net"), "{}", rows[0]);
+    let mut sharded: Vec<String> = Vec::new();
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let o = statarb(&["sweep", "--grid", grid.to_str().unwrap(), "--events", "60000", "--shard", &shard]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        sharded.extend(String::from_utf8_lossy(&o.stdout).lines().skip(1).map(String::from));
+    }
+    sharded.sort_by_key(|r| r.split(',').next().unwrap().parse::<usize>().unwrap());
+    assert_eq!(sharded, rows[1..], "the shards' rows are the whole sweep's");
+    // A point's digest is the digest of a plain replay with the same settings.
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "extends = \"default\"\n[pairs]\nentry_z = 1.5\n[backtest]\nqueue = { kind = \"risk_averse\" }\n").unwrap();
+    let o = statarb(&["replay", "--events", "60000", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let point0 = rows[1].split(',').collect::<Vec<_>>();
+    assert!(point0.contains(&digest(&o).as_str()), "{} vs {}", rows[1], digest(&o));
+}
+
+#[test]
+fn import_then_replay_the_shared_recording_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let cfg = dir.path().join("legs.toml");
+    std::fs::write(
+        &cfg,
+        "extends = \"default\"\n[y]\nsymbol = \"ETHUSDT\"\n[x]\nsymbol = \"BTCUSDT\"\n",
+    )
+    .unwrap();
+    let evt = dir.path().join("rec.evt");
+    let o = statarb(&[
+        "import",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        evt.to_str().unwrap(),
+        data.join("binance_btcusdt_slice.txt.gz").to_str().unwrap(),
+        data.join("binance_ethusdt_slice.txt.gz").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("wrote"), "{}", stderr(&o));
+    let a = statarb(&["replay", "--config", cfg.to_str().unwrap(), "--data", evt.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    // The raw recordings replay the same as their import.
+    let b = statarb(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        data.join("binance_btcusdt_slice.txt.gz").to_str().unwrap(),
+        data.join("binance_ethusdt_slice.txt.gz").to_str().unwrap(),
+    ]);
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert_eq!(digest(&a), digest(&b));
+    // A zip is refused with advice, not a panic.
+    let zip = dir.path().join("BTCUSDT-trades-2024-08-08.zip");
+    std::fs::write(&zip, b"PK\x03\x04rest").unwrap();
+    let o = statarb(&["import", "--config", cfg.to_str().unwrap(), "--out", evt.to_str().unwrap(), zip.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("unzip"), "{}", stderr(&o));
+}
+
+#[test]
+fn as_sim_prints_and_writes_both_strategies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("as.json");
+    let o = statarb(&["as-sim", "--gamma", "0.1", "--paths", "200", "--seed", "7", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("inventory") && text.contains("symmetric"), "{text}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for s in ["inventory", "symmetric"] {
+        for k in ["spread_mean", "profit_mean", "profit_sd", "final_q_mean", "final_q_sd"] {
+            assert!(r[s][k].as_f64().unwrap().is_finite(), "{s}.{k}");
+        }
+    }
+    assert!(r["inventory"]["profit_sd"].as_f64() < r["symmetric"]["profit_sd"].as_f64());
+    let o = statarb(&["as-sim", "--paths", "1"]);
+    assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[test]

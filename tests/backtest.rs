@@ -77,6 +77,13 @@ fn two_runs_are_identical() {
     assert_eq!(a.matching, b.matching);
     assert_eq!(a.replay, b.replay);
     assert_eq!(a.trace.samples.len(), b.trace.samples.len());
+    // The same configured backtest run twice: its random streams restart each run.
+    let cfg = Config::builtin();
+    let once = Backtest::new(&cfg, &bt).unwrap();
+    let digests: Vec<u64> = (0..2)
+        .map(|_| once.run(Core::new(&cfg, &ds.instruments, 1).unwrap(), &ds.instruments, &ds.events).digest)
+        .collect();
+    assert_eq!(digests, vec![a.digest, a.digest]);
     // Another seed draws other latencies: another history.
     let c = run(&ds, &BacktestConfig { seed: 2, ..bt });
     assert_ne!(a.digest, c.digest);

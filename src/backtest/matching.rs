@@ -47,10 +47,12 @@
 //!
 //! # Cost
 //!
-//! A market event for an instrument on which we have no resting order costs one book
-//! update and one counter check. Otherwise each of our orders on that instrument is
-//! looked at once: the opposite best price, and, only if the update touched its price,
-//! its own level (a scan from the top that stops at its price). Orders live in one
+//! A market event costs one book update and a few comparisons against the price range
+//! of our resting orders on its instrument, which dismiss it unless it trades at or
+//! through one of our prices, resizes a level in our range, or moves the opposite best
+//! price to one of our orders. Only then is each of our orders on that instrument
+//! looked at: the opposite best price, and, if the update touched its price, its own
+//! level (a scan from the top that stops at its price). Orders live in one
 //! preallocated `Vec`, in arrival order; nothing allocates per event.
 
 use serde::Serialize;
@@ -147,8 +149,8 @@ pub struct MatchingEngine<Q: QueueModel> {
     books: Vec<Book>,
     /// Resting orders, oldest first.
     orders: Vec<SimOrder>,
-    /// Resting orders per instrument.
-    open: Vec<u32>,
+    /// Where our resting orders are, per instrument.
+    spans: Vec<Span>,
     fees: Fees,
     now: Ts,
     stats: MatchStats,
@@ -163,7 +165,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             instruments,
             books: vec![Book::default(); n],
             orders: Vec::with_capacity(256),
-            open: vec![0; n],
+            spans: vec![Span::EMPTY; n],
             fees,
             now: Ts::MIN,
             stats: MatchStats::default(),
@@ -214,7 +216,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         self.stats.events += 1;
         match ev.kind {
             EventKind::TradeBuy | EventKind::TradeSell => {
-                if self.open[i] > 0 {
+                if self.spans[i].trade_reaches(ev.px) {
                     self.on_trade(ev, out);
                 }
             }
@@ -230,14 +232,17 @@ impl<Q: QueueModel> MatchingEngine<Q> {
                     self.stats.bad_events += 1;
                     return;
                 }
-                if self.open[i] > 0 {
+                let span = &self.spans[i];
+                if span.open > 0 {
                     let touch = match ev.kind {
                         EventKind::BidLevel => Touch::Level(Side::Buy, ev.px),
                         EventKind::AskLevel => Touch::Level(Side::Sell, ev.px),
                         EventKind::BestBid => Touch::Best(Side::Buy, ev.px),
                         _ => Touch::Best(Side::Sell, ev.px),
                     };
-                    self.refresh(ev.inst, touch, out);
+                    if span.touched(touch) || span.crossed(book) {
+                        self.refresh(ev.inst, touch, out);
+                    }
                 }
             }
         }
@@ -256,7 +261,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
                 }
                 self.stats.canceled += self.orders.len() as u64;
                 self.orders.clear();
-                self.open.iter_mut().for_each(|n| *n = 0);
+                self.spans.iter_mut().for_each(|s| *s = Span::EMPTY);
             }
         }
     }
@@ -329,7 +334,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             out.push(self.report(&o, kind, level.px, qty, false, 0));
             took = true;
         }
-        if took && self.open[i] > 0 {
+        if took && self.spans[i].open > 0 {
             // Our resting orders on the side the walk consumed see their levels shrink.
             self.refresh(n.inst, Touch::Side(n.side.opposite()), out);
         }
@@ -344,7 +349,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         o.level = level_qty(&self.books[i], o.side, o.px);
         o.pos = self.queue.place(o.level);
         self.orders.push(o);
-        self.open[i] += 1;
+        self.respan(n.inst);
         self.stats.max_resting = self.stats.max_resting.max(self.orders.len() as u64);
     }
 
@@ -352,7 +357,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         match self.orders.iter().position(|o| o.id == id) {
             Some(k) => {
                 let o = self.orders.remove(k);
-                self.open[o.inst as usize] -= 1;
+                self.respan(o.inst);
                 self.stats.canceled += 1;
                 out.push(self.report(&o, ExecKind::Canceled, o.px, 0, false, 0));
             }
@@ -377,6 +382,25 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         }
     }
 
+    /// Recomputes where our orders on `inst` are (after one was added or removed).
+    fn respan(&mut self, inst: InstId) {
+        let mut span = Span::EMPTY;
+        for o in self.orders.iter().filter(|o| o.inst == inst) {
+            span.open += 1;
+            match o.side {
+                Side::Buy => {
+                    span.bid_lo = span.bid_lo.min(o.px);
+                    span.bid_hi = span.bid_hi.max(o.px);
+                }
+                Side::Sell => {
+                    span.ask_lo = span.ask_lo.min(o.px);
+                    span.ask_hi = span.ask_hi.max(o.px);
+                }
+            }
+        }
+        self.spans[inst as usize] = span;
+    }
+
     /// Fills `qty` of resting order `k` as maker at its price; removes it when done.
     /// Returns true if it was removed.
     #[inline]
@@ -396,7 +420,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         out.push(self.report(&o, kind, o.px, qty, true, 0));
         if done {
             self.orders.remove(k);
-            self.open[o.inst as usize] -= 1;
+            self.respan(o.inst);
         }
         done
     }
@@ -511,6 +535,46 @@ impl Touch {
             }
             Touch::Side(s) => s == side,
         }
+    }
+}
+
+/// The price range of our resting orders on one instrument, per side, so that most
+/// market events can be dismissed with a few comparisons. An empty side has `lo > hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    open: u32,
+    bid_lo: Px,
+    bid_hi: Px,
+    ask_lo: Px,
+    ask_hi: Px,
+}
+
+impl Span {
+    const EMPTY: Span = Span { open: 0, bid_lo: Px::MAX, bid_hi: Px::MIN, ask_lo: Px::MAX, ask_hi: Px::MIN };
+
+    /// True if a trade at `px` may fill or advance one of our orders: at or below our
+    /// highest bid, or at or above our lowest ask.
+    #[inline]
+    fn trade_reaches(&self, px: Px) -> bool {
+        px <= self.bid_hi || px >= self.ask_lo
+    }
+
+    /// True if a book change may have resized one of our levels.
+    #[inline]
+    fn touched(&self, touch: Touch) -> bool {
+        match touch {
+            Touch::Level(Side::Buy, p) => self.bid_lo <= p && p <= self.bid_hi,
+            Touch::Level(Side::Sell, p) => self.ask_lo <= p && p <= self.ask_hi,
+            Touch::Best(Side::Buy, p) => self.bid_hi >= p,
+            Touch::Best(Side::Sell, p) => self.ask_lo <= p,
+            Touch::Side(_) => true,
+        }
+    }
+
+    /// True if the book's opposite best price reaches one of our orders.
+    #[inline]
+    fn crossed(&self, book: &Book) -> bool {
+        book.best_ask().is_some_and(|l| l.px <= self.bid_hi) || book.best_bid().is_some_and(|l| l.px >= self.ask_lo)
     }
 }
 
@@ -855,6 +919,112 @@ mod tests {
         assert!(out.is_empty(), "unknown position: no queue fill");
         m.on_market_at(&ev(EventKind::BidLevel, 100, 12), 9, &mut out);
         assert_eq!(m.order(1).unwrap().pos.ahead, 12.0, "seeded at the back of the rebuilt level");
+    }
+
+    proptest::proptest! {
+        /// Random market data and orders: sizes add up, prices respect limits, each
+        /// order ends at most once, and the price spans stay exact.
+        #[test]
+        fn invariants_under_random_traffic(
+            ops in proptest::collection::vec((0u8..10, 95i64..106, 0i64..50, proptest::bool::ANY), 1..300),
+            prob in proptest::bool::ANY,
+        ) {
+            if prob {
+                check_invariants(engine(ProbPower::new(2.0)), &ops)?;
+            } else {
+                check_invariants(engine(RiskAverse), &ops)?;
+            }
+        }
+    }
+
+    fn check_invariants<Q: QueueModel>(
+        mut m: MatchingEngine<Q>,
+        ops: &[(u8, Px, Qty, bool)],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert;
+        use std::collections::HashMap;
+        // id -> (side, limit, qty, filled, finals)
+        let mut sent: HashMap<OrderId, (Side, Px, Qty, Qty, u32)> = HashMap::new();
+        let mut out = Vec::new();
+        let mut next_id = 1;
+        for (t, &(op, px, qty, flag)) in ops.iter().enumerate() {
+            let t = t as Ts + 10;
+            let side = if flag { Side::Buy } else { Side::Sell };
+            out.clear();
+            match op {
+                0 => m.on_market_at(&ev(EventKind::BidLevel, px, qty), t, &mut out),
+                1 => m.on_market_at(&ev(EventKind::AskLevel, px, qty), t, &mut out),
+                2 => m.on_market_at(&ev(EventKind::BestBid, px, qty.max(1)), t, &mut out),
+                3 => m.on_market_at(&ev(EventKind::BestAsk, px, qty.max(1)), t, &mut out),
+                4 => m.on_market_at(&ev(EventKind::TradeBuy, px, qty), t, &mut out),
+                5 => m.on_market_at(&ev(EventKind::TradeSell, px, qty), t, &mut out),
+                6 | 7 => {
+                    let tif = match (op, qty % 3) {
+                        (6, _) => Tif::PostOnly,
+                        (_, 0) => Tif::Ioc,
+                        _ => Tif::Gtc,
+                    };
+                    let q = qty.max(1);
+                    sent.insert(next_id, (side, px, q, 0, 0));
+                    m.on_order_at(&new(next_id, side, px, q, tif), t, &mut out);
+                    next_id += 1;
+                }
+                8 => m.on_order_at(&OrderCmd::Cancel { id: (qty as u64 % next_id.max(1)) + 1, inst: ETH }, t, &mut out),
+                _ => {
+                    m.on_order_at(&OrderCmd::CancelAll, t, &mut out);
+                    prop_assert!(m.resting().is_empty());
+                }
+            }
+            for r in &out {
+                let Some(e) = sent.get_mut(&r.id) else {
+                    prop_assert!(r.kind == ExecKind::Rejected && r.code == REJECT_UNKNOWN_ORDER, "{r:?}");
+                    continue;
+                };
+                if r.kind == ExecKind::Rejected && r.code == REJECT_UNKNOWN_ORDER {
+                    continue;
+                }
+                prop_assert!(e.4 == 0, "report after the final one: {r:?}");
+                prop_assert!(r.exch_ts == t);
+                if r.qty > 0 {
+                    e.3 += r.qty;
+                    prop_assert!(e.3 <= e.2, "overfilled: {r:?}");
+                    prop_assert!(r.leaves == e.2 - e.3, "{r:?}");
+                    match e.0 {
+                        Side::Buy => prop_assert!(r.px <= e.1, "{r:?}"),
+                        Side::Sell => prop_assert!(r.px >= e.1, "{r:?}"),
+                    }
+                    if r.maker {
+                        prop_assert!(r.px == e.1);
+                    }
+                    let want = m.fee(ETH, r.px, r.qty, r.maker);
+                    prop_assert!(r.fee == want);
+                }
+                if r.is_final() {
+                    e.4 += 1;
+                    if r.kind == ExecKind::Fill {
+                        prop_assert!(e.3 == e.2);
+                    }
+                }
+            }
+            for o in m.resting() {
+                let e = sent[&o.id];
+                prop_assert!(e.4 == 0 && o.leaves == e.2 - e.3 && o.leaves > 0, "{o:?} {e:?}");
+                prop_assert!(o.pos.ahead >= 0.0, "{o:?}");
+                prop_assert!(o.pos.ahead.is_infinite() || o.pos.ahead <= o.level as f64 + 1e-9, "{o:?}");
+            }
+            let kept = m.spans[0];
+            m.respan(ETH);
+            prop_assert!(kept == m.spans[0], "span drifted: {kept:?} vs {:?}", m.spans[0]);
+            // The book never crosses a resting order of ours.
+            let book = m.book(ETH).unwrap();
+            for o in m.resting() {
+                match o.side {
+                    Side::Buy => prop_assert!(book.best_ask().is_none_or(|l| l.px > o.px), "{o:?}"),
+                    Side::Sell => prop_assert!(book.best_bid().is_none_or(|l| l.px < o.px), "{o:?}"),
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn shipped_configs_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        for f in ["default.toml", "local.toml", "binance.toml", "alpaca.toml"] {
+        for f in ["default.toml", "local.toml", "binance.toml", "alpaca.toml", "paper.toml", "binance-testnet.toml"] {
             let c = Config::load(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
             if f != "default.toml" {
                 assert!(c.feed.is_some(), "{f} has a feed");

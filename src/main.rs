@@ -14,10 +14,9 @@ use clap::{Parser, Subcommand};
 use statarb::assim::AsSimParams;
 use statarb::backtest::stats::Report as BacktestReport;
 use statarb::backtest::Backtest;
-use statarb::event::MarketEvent;
-use statarb::types::Instrument;
 use statarb::config::{Config, GatewayVenue, RecordConfig, Venue};
 use statarb::core::Core;
+use statarb::event::MarketEvent;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
 use statarb::feed::snapshot::wall_ns;
 use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed};
@@ -32,6 +31,7 @@ use statarb::report::Summary;
 use statarb::serve;
 use statarb::signal::csv::{filter_csv, CsvOptions};
 use statarb::signal::kalman::KalmanParams;
+use statarb::types::Instrument;
 use statarb::types::NS_PER_SEC;
 
 #[derive(Parser)]
@@ -496,7 +496,13 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             use statarb::backtest::queue::{ProbLog, ProbPower, QueueConfig, RiskAverse};
             let (summary, latencies, venue) = match cfg.backtest.queue {
                 QueueConfig::RiskAverse {} => {
-                    let o = live::run(core, source, MatchingEngine::new(instruments.clone(), cfg.fees, RiskAverse), opts, stop);
+                    let o = live::run(
+                        core,
+                        source,
+                        MatchingEngine::new(instruments.clone(), cfg.fees, RiskAverse),
+                        opts,
+                        stop,
+                    );
                     finish(cfg, &instruments, &o);
                     (Summary::of_run(&o), o.latencies, o.exchange.stats())
                 }
@@ -507,7 +513,13 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
                     (Summary::of_run(&o), o.latencies, o.exchange.stats())
                 }
                 QueueConfig::ProbLog {} => {
-                    let o = live::run(core, source, MatchingEngine::new(instruments.clone(), cfg.fees, ProbLog), opts, stop);
+                    let o = live::run(
+                        core,
+                        source,
+                        MatchingEngine::new(instruments.clone(), cfg.fees, ProbLog),
+                        opts,
+                        stop,
+                    );
                     finish(cfg, &instruments, &o);
                     (Summary::of_run(&o), o.latencies, o.exchange.stats())
                 }
@@ -848,7 +860,13 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
     Ok(())
 }
 
-fn sweep_cmd(grid: &Path, shard: statarb::sweep::Shard, data: &[PathBuf], events: usize, out: Option<&Path>) -> Result<()> {
+fn sweep_cmd(
+    grid: &Path,
+    shard: statarb::sweep::Shard,
+    data: &[PathBuf],
+    events: usize,
+    out: Option<&Path>,
+) -> Result<()> {
     let grid = statarb::sweep::Grid::load(grid)?;
     let points = grid.points(shard)?;
     // The data is read once; every point replays the same events.
@@ -879,8 +897,20 @@ fn sweep_cmd(grid: &Path, shard: statarb::sweep::Shard, data: &[PathBuf], events
     };
     let mut w = csv::Writer::from_writer(sink);
     let metrics = [
-        "pnl_net", "pnl_gross", "fees", "sharpe", "max_drawdown", "turnover", "fills", "orders", "round_trips",
-        "fill_ratio", "maker_share", "time_flat", "digest", "error",
+        "pnl_net",
+        "pnl_gross",
+        "fees",
+        "sharpe",
+        "max_drawdown",
+        "turnover",
+        "fills",
+        "orders",
+        "round_trips",
+        "fill_ratio",
+        "maker_share",
+        "time_flat",
+        "digest",
+        "error",
     ];
     let mut header = vec!["point".to_string()];
     header.extend(grid.keys().iter().map(|k| k.to_string()));

@@ -95,7 +95,8 @@ fn replay_reports_plots_and_digests_deterministically() {
     for line in ["pnl net", "sharpe", "max drawdown", "turnover", "round trips", "maker share", "time flat"] {
         assert!(text.contains(line), "report lacks {line}: {text}");
     }
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["digest"].as_str().unwrap(), digest(&a));
     for key in ["pnl_net", "pnl_gross", "fees", "sharpe", "max_drawdown", "fills", "orders", "fill_ratio"] {
         assert!(r["report"].get(key).is_some(), "report.json lacks {key}");
@@ -129,7 +130,11 @@ fn sweep_shards_partition_the_grid_and_rows_match_replays() {
     assert_eq!(sharded, rows[1..], "the shards' rows are the whole sweep's");
     // A point's digest is the digest of a plain replay with the same settings.
     let cfg = dir.path().join("p.toml");
-    std::fs::write(&cfg, "extends = \"default\"\n[pairs]\nentry_z = 1.5\n[backtest]\nqueue = { kind = \"risk_averse\" }\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "extends = \"default\"\n[pairs]\nentry_z = 1.5\n[backtest]\nqueue = { kind = \"risk_averse\" }\n",
+    )
+    .unwrap();
     let o = statarb(&["replay", "--events", "60000", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let point0 = rows[1].split(',').collect::<Vec<_>>();
@@ -141,11 +146,7 @@ fn import_then_replay_the_shared_recording_slices() {
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let cfg = dir.path().join("legs.toml");
-    std::fs::write(
-        &cfg,
-        "extends = \"default\"\n[y]\nsymbol = \"ETHUSDT\"\n[x]\nsymbol = \"BTCUSDT\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "extends = \"default\"\n[y]\nsymbol = \"ETHUSDT\"\n[x]\nsymbol = \"BTCUSDT\"\n").unwrap();
     let evt = dir.path().join("rec.evt");
     let o = statarb(&[
         "import",
@@ -174,7 +175,8 @@ fn import_then_replay_the_shared_recording_slices() {
     // A zip is refused with advice, not a panic.
     let zip = dir.path().join("BTCUSDT-trades-2024-08-08.zip");
     std::fs::write(&zip, b"PK\x03\x04rest").unwrap();
-    let o = statarb(&["import", "--config", cfg.to_str().unwrap(), "--out", evt.to_str().unwrap(), zip.to_str().unwrap()]);
+    let o =
+        statarb(&["import", "--config", cfg.to_str().unwrap(), "--out", evt.to_str().unwrap(), zip.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("unzip"), "{}", stderr(&o));
 }
 

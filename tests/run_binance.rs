@@ -149,3 +149,38 @@ weight_per_minute = 100000000
     market.stop();
     mock.stop();
 }
+
+/// The paper venue: live data from the replay server, fills from the backtester's
+/// matching engine on the gateway thread.
+#[test]
+fn paper_venue_fills_from_the_matching_engine() {
+    let ds = Arc::new(gen::generate(&GenParams { events: 100_000, ..GenParams::default() }));
+    let market = serve::spawn(ServeConfig::default(), Source::Generated(Arc::clone(&ds))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = market.ws_addr();
+    let cfg_path = dir.path().join("paper.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "extends = \"default\"\n[feed]\nvenue = \"binance\"\nws_url = \"ws://{ws}/stream\"\nrest_url = \"http://{ws}\"\nend_on_close = true\nclock = \"exchange\"\n[gateway]\nvenue = \"paper\"\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_statarb"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("paper venue: MatchStats"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["orders"].as_u64().unwrap() > 0);
+    assert!(summary["fills"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["venue"].is_null(), "the sim venue's counters are not the paper venue's");
+    market.stop();
+}

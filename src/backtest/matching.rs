@@ -617,7 +617,20 @@ fn make_report(
     code: i32,
 ) -> ExecReport {
     let fee = if qty > 0 { fee(&instruments[o.inst as usize], fees, px, qty, maker) } else { 0.0 };
-    ExecReport { id: o.id, inst: o.inst, side: o.side, kind, px, qty, leaves: o.leaves, fee, fee_base: 0.0, maker, code, exch_ts: now }
+    ExecReport {
+        id: o.id,
+        inst: o.inst,
+        side: o.side,
+        kind,
+        px,
+        qty,
+        leaves: o.leaves,
+        fee,
+        fee_base: 0.0,
+        maker,
+        code,
+        exch_ts: now,
+    }
 }
 
 impl<Q: QueueModel> Exchange for MatchingEngine<Q> {

@@ -109,6 +109,9 @@ fn feed_book_equals_the_offline_book() {
         }
     });
     assert_eq!(feed.stats().parse_errors, 0);
+    // One snapshot per book: the feed resets its books when the connection opens,
+    // before any of its messages, so no diff of this connection is thrown away.
+    assert_eq!(feed.stats().snapshots_requested, 2, "{:?}", feed.stats());
     assert!(checked > 5_000, "{checked} batch ends checked");
     let mut offline = [Book::default(), Book::default()];
     let mut states: [Vec<u64>; 2] = [Vec::new(), Vec::new()];

@@ -567,7 +567,13 @@ impl WsClient {
                         return delivered;
                     };
                     match m.handshake() {
-                        Ok((ws, _resp)) => self.opened(now, ws),
+                        Ok((ws, _resp)) => {
+                            // Return before reading: the caller sees the new generation
+                            // (and resets what the old connection built) before the first
+                            // message of the new one; its frames are read on the next poll.
+                            self.opened(now, ws);
+                            return delivered;
+                        }
                         Err(HandshakeError::Interrupted(m)) => {
                             if now >= deadline {
                                 self.conn = Conn::Handshaking { mid: Some(m), deadline };

@@ -115,6 +115,8 @@ pub struct Core {
     next_seq: u32,
     /// False after [`Core::shutdown`]: quotes are only ever pulled.
     quoting: bool,
+    /// The venue's last reject: code and message.
+    last_reject: Option<(i32, crate::event::RejectMsg)>,
     stats: CoreStats,
 }
 
@@ -195,6 +197,7 @@ impl Core {
             id_prefix: (session_id as u64) << 32,
             next_seq: 0,
             quoting: true,
+            last_reject: None,
             stats: CoreStats::default(),
         })
     }
@@ -244,6 +247,7 @@ impl Core {
                 self.orders[i].leaves = rep.leaves;
                 if rep.kind == ExecKind::Rejected {
                     self.risk.count(Reject::Exchange);
+                    self.last_reject = Some((rep.code, rep.msg));
                 }
                 if rep.is_final() || rep.leaves <= 0 {
                     let o = self.orders.swap_remove(i);
@@ -294,6 +298,11 @@ impl Core {
             leg.quotes = [None, None];
         }
         self.emit(OrderCmd::CancelAll, out);
+    }
+
+    /// The venue's last reject of one of our orders: its code and message.
+    pub fn last_reject(&self) -> Option<(i32, &str)> {
+        self.last_reject.as_ref().map(|(c, m)| (*c, m.as_str()))
     }
 
     /// Orderly end of a session: cancel every open order and never quote again. Fills
@@ -609,6 +618,7 @@ mod tests {
         out.clear();
         let fill = ExecReport {
             fee_base: 0.0,
+            msg: crate::event::RejectMsg::new(),
             id: bid.id,
             inst: 1,
             side: Side::Buy,

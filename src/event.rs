@@ -127,6 +127,21 @@ pub enum OrderCmd {
     CancelAll,
 }
 
+/// A venue's reject message, truncated to a fixed size so that reports stay `Copy`
+/// and travel through the preallocated ring.
+pub type RejectMsg = arrayvec::ArrayString<64>;
+
+/// `text` as a [`RejectMsg`], cut at a character boundary if it is too long.
+pub fn reject_msg(text: &str) -> RejectMsg {
+    let mut m = RejectMsg::new();
+    for c in text.chars() {
+        if m.try_push(c).is_err() {
+            break;
+        }
+    }
+    m
+}
+
 /// The state an execution report announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecKind {
@@ -172,6 +187,8 @@ pub struct ExecReport {
     pub maker: bool,
     /// Venue error code for rejects, else 0.
     pub code: i32,
+    /// The venue's message for rejects (truncated to fit), else empty.
+    pub msg: RejectMsg,
     /// Exchange time of the report.
     pub exch_ts: Ts,
 }
@@ -196,6 +213,18 @@ mod tests {
             }
         }
         assert_eq!(EventKind::from_u8(0), None);
+    }
+
+    #[test]
+    fn reject_messages_are_cut_at_a_char_boundary() {
+        assert_eq!(
+            reject_msg("Order would immediately match and take.").as_str(),
+            "Order would immediately match and take."
+        );
+        let long = "é".repeat(40);
+        let m = reject_msg(&long);
+        assert_eq!(m.len(), 64);
+        assert!(long.starts_with(m.as_str()));
     }
 
     #[test]

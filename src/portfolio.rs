@@ -160,6 +160,7 @@ mod tests {
     fn fill(side: Side, px: i64, qty: Qty, fee: f64) -> ExecReport {
         ExecReport {
             fee_base: 0.0,
+            msg: crate::event::RejectMsg::new(),
             id: 1,
             inst: 0,
             side,

@@ -65,6 +65,8 @@ pub struct Summary {
     pub z: Option<f64>,
     /// Risk rejections by reason.
     pub rejects: BTreeMap<&'static str, u64>,
+    /// The venue's last reject, `code: message`.
+    pub last_venue_reject: Option<String>,
     /// Tick-to-quote latency in ns (event read to last order pushed).
     pub tick_to_quote_ns: Percentiles,
     /// Strategy latency in ns (event read to core done), every batch end.
@@ -136,6 +138,7 @@ impl Summary {
             beta: sig.map(|s| s.beta),
             z: sig.map(|s| s.z),
             rejects: Reject::ALL.iter().map(|r| (r.name(), core.risk().count_of(*r))).collect(),
+            last_venue_reject: core.last_reject().map(|(c, m)| format!("{c}: {m}")),
             tick_to_quote_ns: Percentiles::default(),
             strategy_ns: Percentiles::default(),
             core: *st,
@@ -177,6 +180,9 @@ impl fmt::Display for Summary {
         let rejects: Vec<String> =
             self.rejects.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         writeln!(f, "risk rejects    {}", if rejects.is_empty() { "none".into() } else { rejects.join(" ") })?;
+        if let Some(r) = &self.last_venue_reject {
+            writeln!(f, "venue reject    last: {r}")?;
+        }
         let p = &self.tick_to_quote_ns;
         writeln!(
             f,

@@ -284,9 +284,12 @@ fn post_only_cross_is_rejected_with_code_and_message() {
     assert_eq!((r[0].code, r[0].qty, r[0].leaves), (CODE_NEW_ORDER_REJECTED, 0, 0));
     let last = gw.rejects().back().unwrap();
     assert_eq!((last.id, last.code, last.msg.as_str()), (oid(6), -2010, "Order would immediately match and take."));
+    // The report that reaches the core carries the message too.
+    assert_eq!(r[0].msg.as_str(), "Order would immediately match and take.");
     // Insufficient balance is -2010 too, with its own message.
     let r = send(&mut gw, order(7, BTC, Side::Sell, 6_000_000, 500_000, Tif::PostOnly));
     assert_eq!(r[0].code, -2010);
+    assert_eq!(r[0].msg.as_str(), "Account has insufficient balance for requested action.");
     assert_eq!(gw.rejects().back().unwrap().msg, "Account has insufficient balance for requested action.");
     assert_eq!(gw.take_rejects().len(), 2);
     assert!(gw.rejects().is_empty());

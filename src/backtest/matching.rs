@@ -60,7 +60,7 @@ use serde::Serialize;
 use crate::book::Book;
 use crate::config::Fees;
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
-use crate::gateway::sim::{REJECT_UNKNOWN_ORDER, REJECT_WOULD_TAKE};
+use crate::gateway::sim::{reject_text, REJECT_UNKNOWN_ORDER, REJECT_WOULD_TAKE};
 use crate::gateway::Exchange;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts};
 
@@ -283,6 +283,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             leaves: 0,
             fee: 0.0,
             fee_base: 0.0,
+            msg: reject_text(code),
             maker: false,
             code,
             exch_ts: self.now,
@@ -374,6 +375,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
                     leaves: 0,
                     fee: 0.0,
                     fee_base: 0.0,
+                    msg: reject_text(REJECT_UNKNOWN_ORDER),
                     maker: false,
                     code: REJECT_UNKNOWN_ORDER,
                     exch_ts: self.now,
@@ -627,6 +629,7 @@ fn make_report(
         leaves: o.leaves,
         fee,
         fee_base: 0.0,
+        msg: reject_text(code),
         maker,
         code,
         exch_ts: now,

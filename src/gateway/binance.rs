@@ -79,7 +79,7 @@ use super::limits::{Limit, RateLimited, RateLimiter, RateLimits};
 use super::sign::{ws_payload, Credentials, CredentialsError, Query};
 use super::{Balance, Exchange, OpenOrder, VenueError};
 use crate::config::Fees;
-use crate::event::{ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
+use crate::event::{reject_msg, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, RejectMsg, Tif};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
 use crate::types::{Decimal, InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
 
@@ -935,6 +935,7 @@ impl BinanceSpot {
             leaves: (t.qty - t.cum).max(0),
             fee,
             fee_base: 0.0,
+            msg: RejectMsg::new(),
             maker,
             code,
             exch_ts: ts,
@@ -955,6 +956,7 @@ impl BinanceSpot {
             let t = t.clone();
             out.push(ExecReport {
                 leaves: 0,
+                msg: reject_msg(&msg),
                 ..self.report(id, &t, ExecKind::Rejected, t.px, 0, 0.0, false, code, ts)
             });
         }
@@ -1162,6 +1164,7 @@ impl BinanceSpot {
                 leaves: 0,
                 fee: 0.0,
                 fee_base: 0.0,
+                msg: RejectMsg::new(),
                 maker: false,
                 code: CODE_NOT_SENT,
                 exch_ts: 0,
@@ -1251,6 +1254,7 @@ impl BinanceSpot {
                         leaves: 0,
                         fee: 0.0,
                         fee_base: 0.0,
+                        msg: RejectMsg::new(),
                         maker: false,
                         code,
                         exch_ts: wall_ns(),
@@ -1512,6 +1516,7 @@ impl BinanceSpot {
                     leaves: (x.qty - x.cum).max(0),
                     fee,
                     fee_base,
+                    msg: RejectMsg::new(),
                     maker: x.maker,
                     code: 0,
                     exch_ts: x.ts,

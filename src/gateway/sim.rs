@@ -10,7 +10,7 @@
 
 use crate::book::Book;
 use crate::config::Fees;
-use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
+use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, RejectMsg, Tif};
 use crate::gateway::Exchange;
 use crate::types::{Instrument, Px, Qty, Side, Ts};
 
@@ -18,6 +18,15 @@ use crate::types::{Instrument, Px, Qty, Side, Ts};
 pub const REJECT_WOULD_TAKE: i32 = -2010;
 /// Binance's code for cancelling an unknown order.
 pub const REJECT_UNKNOWN_ORDER: i32 = -2011;
+
+/// Binance's message for a simulated reject code (empty for other codes).
+pub fn reject_text(code: i32) -> RejectMsg {
+    match code {
+        REJECT_WOULD_TAKE => crate::event::reject_msg("Order would immediately match and take."),
+        REJECT_UNKNOWN_ORDER => crate::event::reject_msg("Unknown order sent."),
+        _ => RejectMsg::new(),
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Resting {
@@ -87,6 +96,7 @@ impl SimExchange {
             leaves: o.leaves,
             fee,
             fee_base: 0.0,
+            msg: reject_text(code),
             maker,
             code,
             exch_ts: self.now,

@@ -518,10 +518,11 @@ mod tests {
                 // First depth message: the book is the live one from here, empty.
                 (Clear, 0, 0, 200, 1),
                 // (ticker at 300 stale: not synced)
-                // Snapshot 11 syncs; the buffered diff 10..12 is released at 400.
+                // Snapshot 11 syncs; the buffered diff 10..12 is released at 400, in
+                // the same batch as the snapshot (the sync is one batch).
                 (Clear, 0, 0, 400, 0),
                 (BidLevel, 1000, 300_000, 400, 0),
-                (AskLevel, 1005, 400_000, 400, 1),
+                (AskLevel, 1005, 400_000, 400, 0),
                 (BidLevel, 1001, 100_000, 400, 1),
                 (AskLevel, 1004, 50_000, 500, 1),
                 (BestBid, 1001, 100_000, 600, 0),

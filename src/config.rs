@@ -499,11 +499,14 @@ impl Config {
     }
 }
 
-/// Merges `top` into `base`: tables recursively, any other value replaced.
+/// Merges `top` into `base`: tables recursively, any other value replaced. A table
+/// with a `kind` key is a choice of variant (`queue = { kind = "risk_averse" }`), not
+/// settings to merge: it replaces the base's table whole, so the base variant's fields
+/// do not leak into another variant.
 fn overlay(base: &mut toml::Table, top: toml::Table) {
     for (k, v) in top {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => overlay(b, t),
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) if !t.contains_key("kind") => overlay(b, t),
             (_, v) => {
                 base.insert(k, v);
             }
@@ -535,6 +538,10 @@ mod tests {
         assert_eq!(c.risk.max_open_orders, d.risk.max_open_orders);
         assert_eq!(c.y.symbol, d.y.symbol);
         assert_eq!(c.feed.unwrap().depth_levels, 20);
+        // A variant table replaces the default's whole: no `n` left over from prob_power.
+        let text = "extends = \"default\"\n[backtest]\nqueue = { kind = \"risk_averse\" }\n";
+        let c = Config::from_toml(text, "o.toml").unwrap();
+        assert_eq!(c.backtest.queue, crate::backtest::queue::QueueConfig::RiskAverse {});
         let e = Config::from_toml("extends = \"prod\"", "o.toml").unwrap_err().to_string();
         assert!(e.contains("extends"), "{e}");
         let e = Config::from_toml("extends = \"default\"\n[risk]\nstale = 1", "o.toml").unwrap_err().to_string();

@@ -492,40 +492,12 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             // The backtester's matching engine on the gateway thread, fed the live data:
             // queue position, partial fills and fees as in `replay`. The queue model is
             // picked here, once; each is its own monomorphised run.
-            use statarb::backtest::matching::MatchingEngine;
             use statarb::backtest::queue::{ProbLog, ProbPower, QueueConfig, RiskAverse};
-            let (summary, latencies, venue) = match cfg.backtest.queue {
-                QueueConfig::RiskAverse {} => {
-                    let o = live::run(
-                        core,
-                        source,
-                        MatchingEngine::new(instruments.clone(), cfg.fees, RiskAverse),
-                        opts,
-                        stop,
-                    );
-                    finish(cfg, &instruments, &o);
-                    (Summary::of_run(&o), o.latencies, o.exchange.stats())
-                }
-                QueueConfig::ProbPower { n } => {
-                    let venue = MatchingEngine::new(instruments.clone(), cfg.fees, ProbPower::new(n));
-                    let o = live::run(core, source, venue, opts, stop);
-                    finish(cfg, &instruments, &o);
-                    (Summary::of_run(&o), o.latencies, o.exchange.stats())
-                }
-                QueueConfig::ProbLog {} => {
-                    let o = live::run(
-                        core,
-                        source,
-                        MatchingEngine::new(instruments.clone(), cfg.fees, ProbLog),
-                        opts,
-                        stop,
-                    );
-                    finish(cfg, &instruments, &o);
-                    (Summary::of_run(&o), o.latencies, o.exchange.stats())
-                }
-            };
-            eprintln!("paper venue: {venue:?}");
-            Ok(LiveResult { summary, latencies })
+            match cfg.backtest.queue {
+                QueueConfig::RiskAverse {} => run_paper(cfg, core, source, RiskAverse, opts, stop),
+                QueueConfig::ProbPower { n } => run_paper(cfg, core, source, ProbPower::new(n), opts, stop),
+                QueueConfig::ProbLog {} => run_paper(cfg, core, source, ProbLog, opts, stop),
+            }
         }
         GatewayVenue::Binance => {
             let mut venue = BinanceSpot::new(cfg.gateway.binance.clone(), instruments.clone(), cfg.fees)?;
@@ -561,6 +533,23 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             Ok(LiveResult { summary, latencies: outcome.latencies })
         }
     }
+}
+
+/// A live run against the paper venue with queue model `queue`.
+fn run_paper<S: live::MarketSource + Send + FeedReport, Q: statarb::backtest::queue::QueueModel + Send>(
+    cfg: &Config,
+    core: Core,
+    source: S,
+    queue: Q,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<LiveResult> {
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    let venue = statarb::backtest::matching::MatchingEngine::new(instruments.clone(), cfg.fees, queue);
+    let outcome = live::run(core, source, venue, opts, stop);
+    finish(cfg, &instruments, &outcome);
+    eprintln!("paper venue: {:?}", outcome.exchange.stats());
+    Ok(LiveResult { summary: Summary::of_run(&outcome), latencies: outcome.latencies })
 }
 
 /// Prints the warnings and counters every live run ends with.

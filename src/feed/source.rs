@@ -257,6 +257,18 @@ impl BinanceFeed {
     }
 }
 
+/// What a poll that pumped the socket returns: events first, then the end.
+#[inline]
+fn polled(delivered: bool, ended: bool) -> Polled {
+    if delivered {
+        Polled::Events
+    } else if ended {
+        Polled::End
+    } else {
+        Polled::Idle
+    }
+}
+
 impl MarketSource for BinanceFeed {
     #[inline]
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
@@ -265,13 +277,7 @@ impl MarketSource for BinanceFeed {
         }
         let before = self.stats.events;
         self.pump(on_event);
-        if self.stats.events > before {
-            Polled::Events
-        } else if self.ended {
-            Polled::End
-        } else {
-            Polled::Idle
-        }
+        polled(self.stats.events > before, self.ended)
     }
 
     #[inline]
@@ -517,13 +523,7 @@ impl MarketSource for AlpacaFeed {
         }
         let before = self.stats.events;
         self.pump(on_event);
-        if self.stats.events > before {
-            Polled::Events
-        } else if self.ended {
-            Polled::End
-        } else {
-            Polled::Idle
-        }
+        polled(self.stats.events > before, self.ended)
     }
 
     #[inline]

@@ -18,7 +18,7 @@ use crate::quote::{QuoteModel, QuoteParams};
 use crate::risk::RiskParams;
 use crate::signal::kalman::KalmanParams;
 use crate::signal::pairs::PairsParams;
-use crate::types::{Decimal, Instrument, Qty};
+use crate::types::{Decimal, Instrument, Px, Qty};
 
 /// The compiled-in default configuration.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -141,6 +141,16 @@ pub struct Fees {
     pub maker_bps: f64,
     /// Fee for taking liquidity.
     pub taker_bps: f64,
+}
+
+impl Fees {
+    /// Fee of a fill in the quote asset: `px * qty * bps * 1e-4`, with the maker or
+    /// taker rate, price and size in units of `inst`.
+    #[inline]
+    pub fn of(&self, inst: &Instrument, px: Px, qty: Qty, maker: bool) -> f64 {
+        let bps = if maker { self.maker_bps } else { self.taker_bps };
+        inst.px_f64(px) * inst.qty_f64(qty) * bps * 1e-4
+    }
 }
 
 impl Default for Fees {

@@ -194,6 +194,26 @@ pub struct ExecReport {
 }
 
 impl ExecReport {
+    /// A reject of order `id`: nothing filled, nothing left open, the venue's `code`
+    /// and message.
+    pub fn rejected(id: OrderId, inst: InstId, side: Side, px: Px, code: i32, msg: RejectMsg, exch_ts: Ts) -> Self {
+        ExecReport {
+            id,
+            inst,
+            side,
+            kind: ExecKind::Rejected,
+            px,
+            qty: 0,
+            leaves: 0,
+            fee: 0.0,
+            fee_base: 0.0,
+            msg,
+            maker: false,
+            code,
+            exch_ts,
+        }
+    }
+
     /// True for the kinds after which the order is no longer open.
     #[inline]
     pub const fn is_final(&self) -> bool {

@@ -201,7 +201,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
     /// units.
     #[inline]
     pub fn fee(&self, inst: InstId, px: Px, qty: Qty, maker: bool) -> f64 {
-        fee(&self.instruments[inst as usize], &self.fees, px, qty, maker)
+        self.fees.of(&self.instruments[inst as usize], px, qty, maker)
     }
 
     /// Applies a market event at engine time `ts`, appending fill reports to `out`.
@@ -273,21 +273,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
 
     fn reject(&mut self, n: &NewOrder, code: i32, out: &mut Vec<ExecReport>) {
         self.stats.rejected += 1;
-        out.push(ExecReport {
-            id: n.id,
-            inst: n.inst,
-            side: n.side,
-            kind: ExecKind::Rejected,
-            px: n.px,
-            qty: 0,
-            leaves: 0,
-            fee: 0.0,
-            fee_base: 0.0,
-            msg: reject_text(code),
-            maker: false,
-            code,
-            exch_ts: self.now,
-        });
+        out.push(ExecReport::rejected(n.id, n.inst, n.side, n.px, code, reject_text(code), self.now));
     }
 
     fn new_order(&mut self, n: &NewOrder, out: &mut Vec<ExecReport>) {
@@ -365,21 +351,8 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             None => {
                 // Already filled or cancelled: the venue says unknown order.
                 self.stats.unknown_cancels += 1;
-                out.push(ExecReport {
-                    id,
-                    inst,
-                    side: Side::Buy,
-                    kind: ExecKind::Rejected,
-                    px: 0,
-                    qty: 0,
-                    leaves: 0,
-                    fee: 0.0,
-                    fee_base: 0.0,
-                    msg: reject_text(REJECT_UNKNOWN_ORDER),
-                    maker: false,
-                    code: REJECT_UNKNOWN_ORDER,
-                    exch_ts: self.now,
-                });
+                let text = reject_text(REJECT_UNKNOWN_ORDER);
+                out.push(ExecReport::rejected(id, inst, Side::Buy, 0, REJECT_UNKNOWN_ORDER, text, self.now));
             }
         }
     }
@@ -599,12 +572,6 @@ fn level_qty(book: &Book, side: Side, px: Px) -> Qty {
     0
 }
 
-#[inline]
-fn fee(inst: &Instrument, fees: &Fees, px: Px, qty: Qty, maker: bool) -> f64 {
-    let bps = if maker { fees.maker_bps } else { fees.taker_bps };
-    inst.px_f64(px) * inst.qty_f64(qty) * bps * 1e-4
-}
-
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn make_report(
@@ -618,7 +585,7 @@ fn make_report(
     maker: bool,
     code: i32,
 ) -> ExecReport {
-    let fee = if qty > 0 { fee(&instruments[o.inst as usize], fees, px, qty, maker) } else { 0.0 };
+    let fee = if qty > 0 { fees.of(&instruments[o.inst as usize], px, qty, maker) } else { 0.0 };
     ExecReport {
         id: o.id,
         inst: o.inst,

@@ -351,6 +351,15 @@ pub enum OrderState {
     Done,
 }
 
+/// `type` (and `timeInForce`) of a new order: post-only quotes are `LIMIT_MAKER`.
+fn push_order_type(q: &mut Query, tif: Tif) {
+    match tif {
+        Tif::PostOnly => q.push("type", "LIMIT_MAKER"),
+        Tif::Gtc => q.push("type", "LIMIT").push("timeInForce", "GTC"),
+        Tif::Ioc => q.push("type", "LIMIT").push("timeInForce", "IOC"),
+    };
+}
+
 #[derive(Debug, Clone)]
 struct Tracked {
     inst: InstId,
@@ -369,6 +378,25 @@ struct Tracked {
     next_query: Ts,
     /// When it became final (wall ns).
     done_at: Ts,
+}
+
+impl Tracked {
+    /// A new order about to be sent: live until the venue says otherwise.
+    fn new(n: &NewOrder) -> Self {
+        Tracked {
+            inst: n.inst,
+            side: n.side,
+            px: n.px,
+            qty: n.qty,
+            cum: 0,
+            acked: false,
+            state: OrderState::Live,
+            sent_ms: 0,
+            cancel_wanted: false,
+            next_query: 0,
+            done_at: 0,
+        }
+    }
 }
 
 /// A reject with the venue's message, kept for logging.
@@ -974,8 +1002,7 @@ impl BinanceSpot {
             Some((n, a)) if a == base => n * ins.px_f64(px),
             Some(_) => {
                 self.stats.fee_estimates += 1;
-                let bps = if maker { self.fees.maker_bps } else { self.fees.taker_bps };
-                ins.px_f64(px) * ins.qty_f64(qty) * bps * 1e-4
+                self.fees.of(ins, px, qty, maker)
             }
             None => 0.0,
         }
@@ -1154,46 +1181,13 @@ impl BinanceSpot {
         let Some(ins) = self.instruments.get(n.inst as usize).cloned() else {
             self.stats.rejects += 1;
             self.rejects_push(n.id, CODE_NOT_SENT, format!("unknown instrument {}", n.inst));
-            out.push(ExecReport {
-                id: n.id,
-                inst: n.inst,
-                side: n.side,
-                kind: ExecKind::Rejected,
-                px: n.px,
-                qty: 0,
-                leaves: 0,
-                fee: 0.0,
-                fee_base: 0.0,
-                msg: RejectMsg::new(),
-                maker: false,
-                code: CODE_NOT_SENT,
-                exch_ts: 0,
-            });
+            out.push(ExecReport::rejected(n.id, n.inst, n.side, n.px, CODE_NOT_SENT, RejectMsg::new(), 0));
             return;
         };
-        self.orders.insert(
-            n.id,
-            Tracked {
-                inst: n.inst,
-                side: n.side,
-                px: n.px,
-                qty: n.qty,
-                cum: 0,
-                acked: false,
-                state: OrderState::Live,
-                sent_ms: 0,
-                cancel_wanted: false,
-                next_query: 0,
-                done_at: 0,
-            },
-        );
+        self.orders.insert(n.id, Tracked::new(n));
         let mut q = Query::new();
         q.push("symbol", &ins.symbol).push("side", side_str(n.side));
-        match n.tif {
-            Tif::PostOnly => q.push("type", "LIMIT_MAKER"),
-            Tif::Gtc => q.push("type", "LIMIT").push("timeInForce", "GTC"),
-            Tif::Ioc => q.push("type", "LIMIT").push("timeInForce", "IOC"),
-        };
+        push_order_type(&mut q, n.tif);
         q.push("quantity", ins.qty_decimal(n.qty))
             .push("price", ins.price_decimal(n.px))
             .push("newClientOrderId", client_order_id(n.id))
@@ -1244,21 +1238,7 @@ impl BinanceSpot {
                 } else {
                     // Not ours to track (pruned or never placed): answer as the
                     // simulator does, so that the core can forget it.
-                    out.push(ExecReport {
-                        id,
-                        inst,
-                        side: Side::Buy,
-                        kind: ExecKind::Rejected,
-                        px: 0,
-                        qty: 0,
-                        leaves: 0,
-                        fee: 0.0,
-                        fee_base: 0.0,
-                        msg: RejectMsg::new(),
-                        maker: false,
-                        code,
-                        exch_ts: wall_ns(),
-                    });
+                    out.push(ExecReport::rejected(id, inst, Side::Buy, 0, code, RejectMsg::new(), wall_ns()));
                     self.stats.rejects += 1;
                     self.rejects_push(id, code, msg);
                 }
@@ -1321,29 +1301,10 @@ impl BinanceSpot {
     /// new order fails it is `Rejected` with its own code (e.g. `-2010`).
     pub fn cancel_replace(&mut self, old: OrderId, new: &NewOrder, out: &mut Vec<ExecReport>) {
         let Some(ins) = self.instruments.get(new.inst as usize).cloned() else { return };
-        self.orders.insert(
-            new.id,
-            Tracked {
-                inst: new.inst,
-                side: new.side,
-                px: new.px,
-                qty: new.qty,
-                cum: 0,
-                acked: false,
-                state: OrderState::Live,
-                sent_ms: 0,
-                cancel_wanted: false,
-                next_query: 0,
-                done_at: 0,
-            },
-        );
+        self.orders.insert(new.id, Tracked::new(new));
         let mut q = Query::new();
         q.push("symbol", &ins.symbol).push("side", side_str(new.side));
-        match new.tif {
-            Tif::PostOnly => q.push("type", "LIMIT_MAKER"),
-            Tif::Gtc => q.push("type", "LIMIT").push("timeInForce", "GTC"),
-            Tif::Ioc => q.push("type", "LIMIT").push("timeInForce", "IOC"),
-        };
+        push_order_type(&mut q, new.tif);
         q.push("cancelReplaceMode", "STOP_ON_FAILURE")
             .push("cancelOrigClientOrderId", client_order_id(old))
             .push("quantity", ins.qty_decimal(new.qty))

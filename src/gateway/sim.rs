@@ -79,13 +79,7 @@ impl SimExchange {
     }
 
     fn report(&self, o: &Resting, kind: ExecKind, px: Px, qty: Qty, maker: bool, code: i32) -> ExecReport {
-        let fee = if qty > 0 {
-            let inst = &self.instruments[o.inst as usize];
-            let bps = if maker { self.fees.maker_bps } else { self.fees.taker_bps };
-            inst.px_f64(px) * inst.qty_f64(qty) * bps * 1e-4
-        } else {
-            0.0
-        };
+        let fee = if qty > 0 { self.fees.of(&self.instruments[o.inst as usize], px, qty, maker) } else { 0.0 };
         ExecReport {
             id: o.id,
             inst: o.inst,

@@ -30,7 +30,7 @@ use statarb::metrics::{write_hgrm, Stage};
 use statarb::report::Summary;
 use statarb::serve;
 use statarb::signal::csv::{filter_csv, CsvOptions};
-use statarb::signal::kalman::KalmanParams;
+use statarb::signal::kalman::{KalmanParams, ObsNoise, Prices};
 use statarb::types::Instrument;
 use statarb::types::NS_PER_SEC;
 
@@ -252,15 +252,39 @@ enum Cmd {
         /// Column of the hedge series x.
         #[arg(long)]
         x: String,
-        /// State noise: Vw = delta / (1 - delta) * I.
+        /// State noise of both states: Vw = delta / (1 - delta) * I.
         #[arg(long, default_value_t = KalmanParams::default().delta)]
         delta: f64,
-        /// Observation noise variance.
+        /// State noise of beta alone (overrides --delta for beta).
+        #[arg(long)]
+        delta_beta: Option<f64>,
+        /// State noise of the intercept alone (overrides --delta for alpha).
+        #[arg(long)]
+        delta_alpha: Option<f64>,
+        /// Observation noise variance, or `adaptive`.
         #[arg(long, default_value_t = KalmanParams::default().ve)]
-        ve: f64,
-        /// Initial state covariance p0 * I.
+        ve: ObsNoise,
+        /// Starting value of an adaptive ve.
+        #[arg(long, default_value_t = KalmanParams::default().ve0)]
+        ve0: f64,
+        /// Half-life of the adaptive ve estimate, rows.
+        #[arg(long, default_value_t = KalmanParams::default().ve_halflife)]
+        ve_halflife: f64,
+        /// Prior variance of beta (and alpha unless --p0-alpha); 0 is Chan's P = 0.
         #[arg(long, default_value_t = KalmanParams::default().p0)]
         p0: f64,
+        /// Prior variance of the intercept.
+        #[arg(long)]
+        p0_alpha: Option<f64>,
+        /// Prices as they are (`levels`) or their logarithms (`log`).
+        #[arg(long, value_enum, default_value_t = PricesArg::Levels)]
+        prices: PricesArg,
+        /// Half-life of the spread's autocorrelation, rows (0: white noise, Chan).
+        #[arg(long, default_value_t = 0.0)]
+        spread_halflife: f64,
+        /// Half-life of the running mean x is centred on, rows (0: no centring).
+        #[arg(long, default_value_t = 0.0)]
+        centre_halflife: f64,
         /// Output CSV (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
@@ -344,8 +368,41 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Kalman { input, y, x, delta, ve, p0, output, skip_bad } => {
-            let params = KalmanParams { delta, ve, p0, ..KalmanParams::default() };
+        Cmd::Kalman {
+            input,
+            y,
+            x,
+            delta,
+            delta_beta,
+            delta_alpha,
+            ve,
+            ve0,
+            ve_halflife,
+            p0,
+            p0_alpha,
+            prices,
+            spread_halflife,
+            centre_halflife,
+            output,
+            skip_bad,
+        } => {
+            let params = KalmanParams {
+                delta,
+                delta_beta,
+                delta_alpha,
+                ve,
+                ve0,
+                ve_halflife,
+                p0,
+                p0_alpha,
+                prices: match prices {
+                    PricesArg::Levels => Prices::Levels,
+                    PricesArg::Log => Prices::Log,
+                },
+                spread_halflife,
+                centre_halflife,
+                ..KalmanParams::default()
+            };
             kalman_cmd(&input, CsvOptions { y, x, params, skip_bad }, output.as_deref())
         }
     }
@@ -998,4 +1055,13 @@ fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<(
     .with_context(|| format!("{}", input.display()))?;
     eprintln!("rows {}, written {}, skipped {}", stats.rows, stats.written, stats.skipped);
     Ok(())
+}
+
+/// `--prices` of `statarb kalman`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PricesArg {
+    /// Prices as they are.
+    Levels,
+    /// Natural logarithms of the prices.
+    Log,
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use statarb::signal::csv::{filter_csv, CsvOptions};
-use statarb::signal::kalman::{Kalman, KalmanParams};
+use statarb::signal::kalman::{Kalman, KalmanParams, ObsNoise};
 
 const REL_TOL: f64 = 1e-9;
 
@@ -36,7 +36,14 @@ struct FixtureParams {
 fn fixture_params() -> (FixtureParams, KalmanParams) {
     let text = std::fs::read_to_string(data("kalman_pykalman.params.json")).expect("read kalman_pykalman.params.json");
     let f: FixtureParams = serde_json::from_str(&text).expect("parse params json");
-    let k = KalmanParams { delta: f.delta, ve: f.ve, p0: f.p0, beta0: f.beta0, alpha0: f.alpha0 };
+    let k = KalmanParams {
+        delta: f.delta,
+        ve: ObsNoise::Fixed(f.ve),
+        p0: f.p0,
+        beta0: f.beta0,
+        alpha0: f.alpha0,
+        ..KalmanParams::default()
+    };
     (f, k)
 }
 

@@ -155,7 +155,7 @@ pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> 
             }
         };
         match kalman.update(x, y) {
-            Some(KalmanOutput { beta, alpha, e, q, z }) => {
+            Some(KalmanOutput { beta, alpha, e, q, z, .. }) => {
                 for v in [beta, alpha, e, q, z] {
                     num.clear();
                     // Writing into a String cannot fail.

@@ -80,6 +80,9 @@ pub struct LegConfig {
     /// The symbol on the market-data venue when it differs (Alpaca: `ETH/USD`).
     #[serde(default)]
     pub feed_symbol: Option<String>,
+    /// This leg's quoting mode, when it differs from `quote.mode`.
+    #[serde(default)]
+    pub mode: Option<QuoteMode>,
 }
 
 impl LegConfig {
@@ -110,11 +113,20 @@ impl LegConfig {
 pub struct SignalConfig {
     /// Kalman update interval in ms of event time (0: every market batch).
     pub sample_ms: u64,
+    /// Refresh-time sampling: a sample due at `t` waits until both legs have data
+    /// with exchange time `>= t`, for at most this many ms of local time (0: sample
+    /// at the first batch end after `t`).
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+fn default_refresh_ms() -> u64 {
+    200
 }
 
 impl Default for SignalConfig {
     fn default() -> Self {
-        SignalConfig { sample_ms: 1_000 }
+        SignalConfig { sample_ms: 1_000, refresh_ms: default_refresh_ms() }
     }
 }
 
@@ -124,13 +136,58 @@ impl Default for SignalConfig {
 pub struct QuoteConfig {
     /// `as` (Avellaneda-Stoikov) or `glft`.
     pub model: QuoteModel,
-    /// Length of the rolling session `T`, seconds.
+    /// `execute` (work each leg toward its target) or `market_make` (two-sided quotes
+    /// around the target); a leg's own `mode` overrides it.
+    #[serde(default)]
+    pub mode: QuoteMode,
+    /// Execution horizon `T`, seconds: starts when the pair's targets change; the A-S
+    /// `T - t` of `execute` legs, and when the remainder is completed.
+    #[serde(default = "default_horizon_secs")]
+    pub horizon_secs: f64,
+    /// What `execute` legs do with the remainder at the horizon (default: `taker`).
+    #[serde(default)]
+    pub complete: Option<Complete>,
+    /// Length of the rolling session `T` of `market_make` legs, seconds.
     pub session_secs: u64,
     /// A resting quote is replaced only when its price moves by at least this many ticks
     /// (or its size changes).
     pub min_replace_ticks: i64,
     /// Half-life of the volatility EWMA, seconds.
     pub sigma_halflife_s: f64,
+}
+
+impl QuoteConfig {
+    /// The completion rule of `execute` legs (`taker` unless configured).
+    pub fn complete(&self) -> Complete {
+        self.complete.unwrap_or(Complete::Taker)
+    }
+}
+
+fn default_horizon_secs() -> f64 {
+    60.0
+}
+
+/// How a leg is quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuoteMode {
+    /// Only the side that moves the position toward the target, sized
+    /// `min(|position - target|, order_qty)`; nothing once at the target.
+    #[default]
+    Execute,
+    /// Both sides around the target, every time (a market maker skewed by the target).
+    MarketMake,
+}
+
+/// What an `execute` leg does with what is left at the end of its horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Complete {
+    /// Cross the spread with IOC limit orders at the far touch.
+    #[default]
+    Taker,
+    /// Keep quoting passively.
+    None,
 }
 
 /// Fees of the simulated venue, in basis points of notional.
@@ -453,6 +510,20 @@ impl Config {
         self.risk.validate().map_err(|e| (format!("risk.{}", e.key), e.msg))?;
         if self.quote.session_secs == 0 {
             return Err(("quote.session_secs".into(), "must be > 0".into()));
+        }
+        if !(self.quote.horizon_secs.is_finite() && self.quote.horizon_secs > 0.0 && self.quote.horizon_secs <= 86_400.0)
+        {
+            return Err(("quote.horizon_secs".into(), "must be in (0, 86400]".into()));
+        }
+        for (name, leg) in [("y", &self.y), ("x", &self.x)] {
+            let mode = leg.mode.unwrap_or(self.quote.mode);
+            if mode == QuoteMode::MarketMake && self.quote.complete == Some(Complete::Taker) {
+                let key = if leg.mode.is_some() { format!("{name}.mode") } else { "quote.mode".into() };
+                return Err((
+                    "quote.complete".into(),
+                    format!("\"taker\" completes an execution; it contradicts {key} = \"market_make\""),
+                ));
+            }
         }
         if self.quote.min_replace_ticks < 1 {
             return Err(("quote.min_replace_ticks".into(), "must be >= 1".into()));

@@ -3,10 +3,33 @@
 //!
 //! ```text
 //! on_market(ev) -> book -> (every sample_ms) Kalman -> z -> pair targets
-//!                       -> per leg: A-S/GLFT quote around the mid, q = (pos - target)/size
+//!                       -> per leg: A-S/GLFT quote, q = (pos - target)/size
 //!                       -> risk check -> order diff -> OrderCmd
-//! on_exec(rep)  -> order state, portfolio -> requote the leg
+//! on_exec(rep)  -> order state, portfolio -> hedge target -> requote both legs
 //! ```
+//!
+//! # Execution
+//!
+//! The signal sets the Y target; the X target is `-beta` times the Y leg's actual
+//! position (`pairs.hedge = "fills"`, [`crate::signal::pairs::Hedge`]) or the planned hedge. Each leg is
+//! quoted in one of two modes ([`QuoteMode`]):
+//!
+//! - `execute` (default): only the side that moves the position toward the target,
+//!   sized `min(|target - position| - pending, order_qty)`, where `pending` is what
+//!   other orders of that side (IOCs in flight, quotes awaiting their cancel) may
+//!   still fill, so the leg can never overshoot its target and the last order is the
+//!   remainder, not a whole quote. Nothing rests once the leg is at its target. The
+//!   price is the A-S/GLFT model price for `q = (position - target) / order_qty` with
+//!   `T - t` the time left on an execution horizon (`quote.horizon_secs`) that starts
+//!   when the pair's targets change (a hedge that follows fills does not restart it).
+//!   The A-S skew `q gamma sigma^2 (T - t)` is largest right after the signal, when the
+//!   spread is widest and a fill is worth most: for a mean-reverting spread the edge
+//!   decays with time, so leaning early is the right shape. At the horizon the rest is
+//!   completed with IOC limit orders at the far touch (`quote.complete = "taker"`), or
+//!   quoted on (`"none"`).
+//! - `market_make`: both sides around the A-S/GLFT reservation price with the same
+//!   `q`, on a rolling session of `quote.session_secs` (the market maker skewed toward
+//!   its target that the engine was before this mode existed).
 //!
 //! Both drivers, live and replay, call the same methods with the same inputs, so a
 //! backtest result is a statement about the code that trades. Time is passed in
@@ -21,7 +44,7 @@
 use arrayvec::ArrayVec;
 
 use crate::book::Book;
-use crate::config::Config;
+use crate::config::{Complete, Config, QuoteMode};
 use crate::event::{ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
 use crate::portfolio::Portfolio;
 use crate::quote::{Quoter, Session, SigmaEstimator};
@@ -76,9 +99,10 @@ struct Order {
     leg: usize,
     side: Side,
     px: Px,
-    qty: Qty,
     leaves: Qty,
     cancel_sent: bool,
+    /// An IOC of an `execute` leg completing at its horizon (never a resting quote).
+    ioc: bool,
 }
 
 /// One leg of the pair.
@@ -93,8 +117,13 @@ struct Leg {
     max_position: Qty,
     /// Local time of the last market event, `Ts::MIN` before the first.
     last_update: Ts,
+    /// Latest exchange time seen, `Ts::MIN` before the first event.
+    last_exch: Ts,
     /// The resting quote per side (`Side::idx`), if any.
     quotes: [Option<OrderId>; 2],
+    mode: QuoteMode,
+    /// Local time the pair's targets last changed: the start of the execution horizon.
+    horizon_start: Ts,
 }
 
 /// The strategy state machine.
@@ -106,7 +135,10 @@ pub struct Core {
     risk: Risk,
     portfolio: Portfolio<2>,
     session: Session,
+    horizon_ns: i64,
+    complete: Complete,
     sample_ns: i64,
+    refresh_ns: i64,
     next_sample: Ts,
     last_signal: Option<KalmanOutput>,
     min_replace_ticks: i64,
@@ -176,7 +208,10 @@ impl Core {
                 order_lots: lc.order_lots(),
                 max_position: lc.max_position_lots(),
                 last_update: Ts::MIN,
+                last_exch: Ts::MIN,
                 quotes: [None, None],
+                mode: lc.mode.unwrap_or(cfg.quote.mode),
+                horizon_start: 0,
             })
         };
         let legs = [leg(&cfg.y)?, leg(&cfg.x)?];
@@ -189,7 +224,10 @@ impl Core {
             risk: Risk::new(cfg.risk),
             portfolio,
             session: Session::new(0, cfg.quote.session_secs as i64 * NS_PER_SEC),
+            horizon_ns: (cfg.quote.horizon_secs * NS_PER_SEC as f64) as i64,
+            complete: cfg.quote.complete(),
             sample_ns: cfg.signal.sample_ms as i64 * NS_PER_MS,
+            refresh_ns: cfg.signal.refresh_ms as i64 * NS_PER_MS,
             next_sample: Ts::MIN,
             last_signal: None,
             min_replace_ticks: cfg.quote.min_replace_ticks,
@@ -215,6 +253,7 @@ impl Core {
             self.stats.bad_events += 1;
         }
         leg.last_update = now;
+        leg.last_exch = leg.last_exch.max(ev.exch_ts);
         if !ev.is_batch_end() || ev.kind.is_trade() {
             return;
         }
@@ -264,7 +303,9 @@ impl Core {
                 self.kill(out);
                 return;
             }
-            self.requote(l, now, out);
+            // A Y fill moves the X target when the hedge follows fills.
+            self.requote(LEG_Y, now, out);
+            self.requote(LEG_X, now, out);
         }
     }
 
@@ -319,6 +360,14 @@ impl Core {
         if now < self.next_sample {
             return false;
         }
+        // Refresh-time sampling (Barndorff-Nielsen, Hansen, Lunde & Shephard 2011,
+        // "Multivariate realised kernels", J. Econometrics 162): both prices must be
+        // from after the sampling time, or a move of one leg that the other has not
+        // shown yet is read as a broken hedge ratio (the Epps effect).
+        let due = self.next_sample;
+        if self.legs.iter().any(|leg| leg.last_exch < due) && now < due.saturating_add(self.refresh_ns) {
+            return false;
+        }
         let (Some(y), Some(x)) = (self.mid(LEG_Y), self.mid(LEG_X)) else {
             return false;
         };
@@ -341,7 +390,14 @@ impl Core {
         }
         let before = self.pairs.targets();
         let (yi, xi) = (&self.legs[LEG_Y].inst, &self.legs[LEG_X].inst);
-        self.pairs.on_signal(sig.z, sig.beta, y, yi, xi) != before
+        let hedge = self.kalman.hedge_ratio(x, y);
+        let changed = self.pairs.on_signal(sig.z, hedge, y, yi, xi) != before;
+        if changed {
+            for leg in &mut self.legs {
+                leg.horizon_start = now;
+            }
+        }
+        changed
     }
 
     /// Recomputes leg `l`'s quotes and diffs them against the resting ones.
@@ -360,40 +416,123 @@ impl Core {
         } else {
             None
         };
-        let top = leg.book.top();
-        let quote = match (reason, top) {
-            (None, Some((bid, ask))) => {
-                let mid = (bid + ask) as f64 * 0.5 * leg.inst.tick_f64();
-                let q = (self.portfolio.position(l).qty - self.target(l)) as f64 / leg.order_lots as f64;
-                let tau = self.session.time_left_s(now);
-                leg.quoter.quote(&leg.inst, mid, q, leg.sigma.sigma(), tau, bid, ask)
-            }
-            _ => None,
-        };
-        let Some(quote) = quote else {
+        let (None, Some((bid, ask))) = (reason, leg.book.top()) else {
             self.risk.count(reason.unwrap_or(Reject::NoMarket));
             self.cancel_leg(l, out);
             return;
         };
-        self.place(l, Side::Buy, quote.bid, top, now, out);
-        self.place(l, Side::Sell, quote.ask, top, now, out);
+        let position = self.portfolio.position(l).qty;
+        let target = self.target(l);
+        let mid = (bid + ask) as f64 * 0.5 * leg.inst.tick_f64();
+        let q = (position - target) as f64 / leg.order_lots as f64;
+        let top = Some((bid, ask));
+        match leg.mode {
+            QuoteMode::MarketMake => {
+                let tau = self.session.time_left_s(now);
+                let Some(quote) = leg.quoter.quote(&leg.inst, mid, q, leg.sigma.sigma(), tau, bid, ask) else {
+                    self.risk.count(Reject::NoMarket);
+                    self.cancel_leg(l, out);
+                    return;
+                };
+                let lots = leg.order_lots;
+                self.place(l, Side::Buy, quote.bid, lots, top, now, out);
+                self.place(l, Side::Sell, quote.ask, lots, top, now, out);
+            }
+            QuoteMode::Execute => self.execute(l, target - position, q, mid, (bid, ask), now, out),
+        }
     }
 
-    /// Keeps, replaces or places the quote on one side of one leg.
+    /// Works leg `l` toward its target, `need = target - position` lots away (see the
+    /// module docs): one passive quote on the side that reduces `|need|`, or IOCs at
+    /// the far touch once the horizon has passed.
     #[inline]
-    fn place(&mut self, l: usize, side: Side, px: Px, top: Option<(Px, Px)>, now: Ts, out: &mut Commands) {
-        let qty = self.legs[l].order_lots;
+    #[allow(clippy::too_many_arguments)]
+    fn execute(&mut self, l: usize, need: Qty, q: f64, mid: f64, top: (Px, Px), now: Ts, out: &mut Commands) {
+        if need == 0 {
+            self.cancel_leg(l, out);
+            return;
+        }
+        let side = if need > 0 { Side::Buy } else { Side::Sell };
+        self.cancel_side(l, side.opposite(), out);
+        let leg = &self.legs[l];
+        let left_ns = self.horizon_ns.saturating_sub(now.saturating_sub(leg.horizon_start));
+        if left_ns <= 0 && self.complete == Complete::Taker {
+            // Completion: pull the passive quote, cross with the rest.
+            self.cancel_side(l, side, out);
+            let leg = &self.legs[l];
+            if self.orders.iter().any(|o| o.leg == l && o.ioc) {
+                return;
+            }
+            let lots = (need.abs() - self.pending(l, side, None)).min(leg.order_lots);
+            if lots > 0 {
+                let px = if side == Side::Buy { top.1 } else { top.0 };
+                self.send(l, side, px, lots, Tif::Ioc, Some(top), now, out);
+            }
+            return;
+        }
+        let tau = left_ns.max(0) as f64 / NS_PER_SEC as f64;
+        let Some(quote) = leg.quoter.quote(&leg.inst, mid, q, leg.sigma.sigma(), tau, top.0, top.1) else {
+            self.risk.count(Reject::NoMarket);
+            self.cancel_leg(l, out);
+            return;
+        };
+        let resting = leg.quotes[side.idx()];
+        let lots = (need.abs() - self.pending(l, side, resting)).min(leg.order_lots);
+        let px = if side == Side::Buy { quote.bid } else { quote.ask };
+        self.place(l, side, px, lots, Some(top), now, out);
+    }
+
+    /// Leaves of leg `l`'s orders on `side` other than `except`: what they may still
+    /// fill (IOCs in flight, quotes whose cancel is not confirmed).
+    #[inline]
+    fn pending(&self, l: usize, side: Side, except: Option<OrderId>) -> Qty {
+        self.orders.iter().filter(|o| o.leg == l && o.side == side && Some(o.id) != except).map(|o| o.leaves).sum()
+    }
+
+    /// Keeps, replaces or places the quote of `qty` lots on one side of one leg; a
+    /// `qty <= 0` only pulls the resting quote.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn place(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, now: Ts, out: &mut Commands) {
+        if qty <= 0 {
+            self.cancel_side(l, side, out);
+            return;
+        }
         let slot = side.idx();
         let resting = self.legs[l].quotes[slot].and_then(|id| self.orders.iter().position(|o| o.id == id));
         if let Some(i) = resting {
             let o = &self.orders[i];
-            if (o.px - px).abs() < self.min_replace_ticks && o.qty == qty {
+            // A partly filled quote is kept; one larger than wanted is replaced.
+            if (o.px - px).abs() < self.min_replace_ticks && o.leaves <= qty {
                 return;
             }
         }
         // Check the replacement before touching the resting quote. Orders on this side,
         // the one about to be cancelled included, count until the venue confirms them
         // gone: it may fill first.
+        let verdict = self.check(l, side, px, qty, top, now);
+        if verdict == Err(Reject::RateLimit) && resting.is_some() {
+            // Out of order rate: a slightly old quote beats none at all.
+            return;
+        }
+        self.cancel_side(l, side, out);
+        if verdict.is_ok() {
+            self.push_new(l, side, px, qty, Tif::PostOnly, out);
+        }
+    }
+
+    /// Sends a new order that is not a resting quote (an IOC), after the risk check.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn send(&mut self, l: usize, side: Side, px: Px, qty: Qty, tif: Tif, top: Option<(Px, Px)>, now: Ts, out: &mut Commands) {
+        if self.check(l, side, px, qty, top, now).is_ok() {
+            self.push_new(l, side, px, qty, tif, out);
+        }
+    }
+
+    /// The pre-trade risk check of a new order on leg `l`.
+    #[inline]
+    fn check(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, now: Ts) -> Result<(), Reject> {
         let leg = &self.legs[l];
         let open_same_side = self.orders.iter().filter(|o| o.leg == l && o.side == side).map(|o| o.leaves).sum();
         let check = OrderCheck {
@@ -409,44 +548,46 @@ impl Core {
             last_update: leg.last_update,
             now,
         };
-        let verdict = self.risk.check(&check);
-        if verdict == Err(Reject::RateLimit) && resting.is_some() {
-            // Out of order rate: a slightly old quote beats none at all.
-            return;
-        }
-        if let Some(i) = resting {
-            let o = &mut self.orders[i];
-            o.cancel_sent = true;
-            let (id, inst) = (o.id, self.legs[l].id);
-            self.emit(OrderCmd::Cancel { id, inst }, out);
-            self.stats.cancels += 1;
-        }
-        self.legs[l].quotes[slot] = None;
-        if verdict.is_err() || self.orders.is_full() || out.remaining_capacity() == 0 {
+        self.risk.check(&check)
+    }
+
+    /// Records and emits a new order that passed the risk check; a resting
+    /// (post-only) order becomes the side's quote.
+    #[inline]
+    fn push_new(&mut self, l: usize, side: Side, px: Px, qty: Qty, tif: Tif, out: &mut Commands) {
+        if self.orders.is_full() || out.remaining_capacity() == 0 {
             return;
         }
         self.next_seq = self.next_seq.wrapping_add(1);
         let id = self.id_prefix | self.next_seq as u64;
         let inst = self.legs[l].id;
-        self.orders.push(Order { id, leg: l, side, px, qty, leaves: qty, cancel_sent: false });
-        self.legs[l].quotes[slot] = Some(id);
-        self.emit(OrderCmd::New(NewOrder { id, inst, side, px, qty, tif: Tif::PostOnly }), out);
+        let ioc = tif == Tif::Ioc;
+        self.orders.push(Order { id, leg: l, side, px, leaves: qty, cancel_sent: false, ioc });
+        if !ioc {
+            self.legs[l].quotes[side.idx()] = Some(id);
+        }
+        self.emit(OrderCmd::New(NewOrder { id, inst, side, px, qty, tif }), out);
         self.stats.orders += 1;
+    }
+
+    /// Cancels the resting quote on one side of one leg, if any.
+    #[inline]
+    fn cancel_side(&mut self, l: usize, side: Side, out: &mut Commands) {
+        if let Some(id) = self.legs[l].quotes[side.idx()].take() {
+            if let Some(o) = self.orders.iter_mut().find(|o| o.id == id) {
+                o.cancel_sent = true;
+            }
+            let inst = self.legs[l].id;
+            self.emit(OrderCmd::Cancel { id, inst }, out);
+            self.stats.cancels += 1;
+        }
     }
 
     /// Cancels the resting quotes of one leg.
     #[inline]
     fn cancel_leg(&mut self, l: usize, out: &mut Commands) {
-        for s in 0..2 {
-            if let Some(id) = self.legs[l].quotes[s].take() {
-                if let Some(o) = self.orders.iter_mut().find(|o| o.id == id) {
-                    o.cancel_sent = true;
-                }
-                let inst = self.legs[l].id;
-                self.emit(OrderCmd::Cancel { id, inst }, out);
-                self.stats.cancels += 1;
-            }
-        }
+        self.cancel_side(l, Side::Buy, out);
+        self.cancel_side(l, Side::Sell, out);
     }
 
     #[inline]
@@ -467,14 +608,21 @@ impl Core {
         }
     }
 
+    /// The target of leg `l` in lots: the pair's Y target, and for X the hedge of
+    /// Y's actual position (or the plan, see [`crate::signal::pairs::Hedge`]).
     #[inline]
     fn target(&self, l: usize) -> Qty {
-        let t = self.pairs.targets();
         if l == LEG_Y {
-            t.y
+            self.pairs.targets().y
         } else {
-            t.x
+            let y_pos = self.portfolio.position(LEG_Y).qty;
+            self.pairs.hedge_target(y_pos, &self.legs[LEG_Y].inst, &self.legs[LEG_X].inst)
         }
+    }
+
+    /// Target of leg `l` in lots (see [`Core::targets`] for the pair's plan).
+    pub fn leg_target(&self, l: usize) -> Qty {
+        self.target(l)
     }
 
     /// Mid of leg `l` in price units, if its book is two-sided.
@@ -572,13 +720,18 @@ mod tests {
         }
     }
 
+    /// The built-in config with both legs market making.
+    fn mm() -> Config {
+        Config::from_toml("extends = \"default\"\n[quote]\nmode = \"market_make\"\n", "mm.toml").unwrap()
+    }
+
     fn news(out: &Commands) -> Vec<NewOrder> {
         out.iter().filter_map(|c| if let OrderCmd::New(n) = c { Some(*n) } else { None }).collect()
     }
 
     #[test]
     fn quotes_both_legs_on_tick_inside_the_band() {
-        let mut core = Core::new(&Config::builtin(), &instruments(), 7).unwrap();
+        let mut core = Core::new(&mm(), &instruments(), 7).unwrap();
         let mut out = Commands::new();
         market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
         let n = news(&out);
@@ -596,7 +749,7 @@ mod tests {
 
     #[test]
     fn small_moves_keep_quotes_large_moves_replace() {
-        let mut core = Core::new(&Config::builtin(), &instruments(), 1).unwrap();
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
         out.clear();
@@ -610,7 +763,7 @@ mod tests {
 
     #[test]
     fn fills_update_position_and_skew_quotes() {
-        let mut core = Core::new(&Config::builtin(), &instruments(), 1).unwrap();
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
         let bid = news(&out).into_iter().find(|o| o.inst == 1 && o.side == Side::Buy).unwrap();
@@ -642,7 +795,7 @@ mod tests {
 
     #[test]
     fn stale_leg_is_pulled_and_kill_cancels_all() {
-        let mut core = Core::new(&Config::builtin(), &instruments(), 1).unwrap();
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
         out.clear();
@@ -675,5 +828,116 @@ mod tests {
         inst[0] = Instrument::new("BTCUSDT", "0.1".parse().unwrap(), "0.00001".parse().unwrap());
         assert!(matches!(Core::new(&Config::builtin(), &inst, 1), Err(CoreError::IncrementMismatch { .. })));
         assert!(matches!(Core::new(&Config::builtin(), &inst[..1], 1), Err(CoreError::UnknownSymbol(_))));
+    }
+
+    fn fill(o: &NewOrder, qty: Qty, leaves: Qty, ts: Ts) -> ExecReport {
+        ExecReport {
+            fee_base: 0.0,
+            msg: crate::event::RejectMsg::new(),
+            id: o.id,
+            inst: o.inst,
+            side: o.side,
+            kind: if leaves == 0 { ExecKind::Fill } else { ExecKind::PartialFill },
+            px: o.px,
+            qty,
+            leaves,
+            fee: 0.0,
+            maker: o.tif == Tif::PostOnly,
+            code: 0,
+            exch_ts: ts,
+        }
+    }
+
+    /// An execute-mode core at a two-sided market, long the spread with a Y target of
+    /// 0.75 ETH (7 500 lots; the quote size is 2 500) and an entry hedge of 0.0445 BTC
+    /// per ETH.
+    fn long_core(horizon_start: Ts) -> Core {
+        let mut core = Core::new(&Config::builtin(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, horizon_start, 6_100_000, 260_000, &mut out);
+        assert!(out.is_empty(), "flat and at target: nothing rests");
+        core.pairs.force(SpreadState::Long, Targets { y: 7_500, x: -3_338 }, 0.0445);
+        for leg in &mut core.legs {
+            leg.horizon_start = horizon_start;
+        }
+        core
+    }
+
+    #[test]
+    fn execute_quotes_only_the_side_toward_the_target() {
+        let t = NS_PER_SEC;
+        let mut core = long_core(t);
+        let mut out = Commands::new();
+        market(&mut core, t + 1, 6_100_000, 260_000, &mut out);
+        let n = news(&out);
+        assert_eq!(n.len(), 1, "Y buys, X has nothing to hedge yet: {out:?}");
+        let (bid, ask) = core.book(LEG_Y).top().unwrap();
+        assert_eq!((n[0].inst, n[0].side, n[0].qty, n[0].tif), (1, Side::Buy, 2_500, Tif::PostOnly));
+        assert!(n[0].px <= bid && n[0].px < ask, "post-only at or behind the touch");
+        assert_eq!(core.leg_target(LEG_X), 0, "the hedge follows fills");
+
+        // A partial fill of the bid: X now hedges what Y holds; the bid is kept.
+        out.clear();
+        core.on_exec(&fill(&n[0], 1_000, 1_500, t + 2), t + 2, &mut out);
+        assert_eq!(core.leg_target(LEG_X), -445, "-0.0445 * 0.1 ETH = -0.00445 BTC");
+        let n2 = news(&out);
+        assert_eq!(n2.len(), 1, "{out:?}");
+        assert_eq!((n2[0].inst, n2[0].side, n2[0].qty), (0, Side::Sell, 445));
+        assert!(!out.iter().any(|c| matches!(c, OrderCmd::Cancel { .. })), "the partly filled bid stays: {out:?}");
+
+        // The rest of the bid fills: the next Y slice is the remainder, never more.
+        out.clear();
+        core.on_exec(&fill(&n[0], 1_500, 0, t + 3), t + 3, &mut out);
+        let y = news(&out).into_iter().find(|o| o.inst == 1).expect("next Y slice");
+        assert_eq!((y.side, y.qty), (Side::Buy, 2_500));
+        out.clear();
+        core.on_exec(&fill(&y, 2_500, 0, t + 4), t + 4, &mut out);
+        let y = news(&out).into_iter().find(|o| o.inst == 1).expect("last Y slice");
+        assert_eq!((y.side, y.qty), (Side::Buy, 2_500));
+        out.clear();
+        core.on_exec(&fill(&y, 2_000, 500, t + 5), t + 5, &mut out);
+        assert_eq!(core.portfolio().position(LEG_Y).qty, 7_000);
+        // 500 lots to go, resting already; with less to do the model bid is lower, so
+        // it may be re-priced, but never for more than the 500 left.
+        assert!(news(&out).iter().all(|o| o.inst != 1 || o.qty == 500), "{out:?}");
+        out.clear();
+        core.on_exec(&fill(&y, 500, 0, t + 6), t + 6, &mut out);
+        assert_eq!(core.portfolio().position(LEG_Y).qty, 7_500);
+        assert!(news(&out).iter().all(|o| o.inst != 1), "at target, Y rests nothing: {out:?}");
+        assert_eq!(core.leg_target(LEG_X), -3_338);
+    }
+
+    #[test]
+    fn execute_completes_with_ioc_at_the_horizon() {
+        let t = NS_PER_SEC;
+        let mut core = long_core(t);
+        let mut out = Commands::new();
+        market(&mut core, t + 1, 6_100_000, 260_000, &mut out);
+        let bid = news(&out)[0];
+        out.clear();
+        let after = t + core.horizon_ns + 1;
+        market(&mut core, after, 6_100_000, 260_000, &mut out);
+        assert!(out.contains(&OrderCmd::Cancel { id: bid.id, inst: 1 }), "the passive bid is pulled: {out:?}");
+        // The cancelled bid may still fill, so nothing more than the target minus it
+        // is crossed: 7 500 - 2 500 = 5 000, in slices of 2 500.
+        let ioc = news(&out);
+        assert_eq!(ioc.len(), 1, "{out:?}");
+        let (_, ask) = core.book(LEG_Y).top().unwrap();
+        assert_eq!((ioc[0].side, ioc[0].qty, ioc[0].tif, ioc[0].px), (Side::Buy, 2_500, Tif::Ioc, ask));
+        // One IOC at a time.
+        out.clear();
+        market(&mut core, after + 1, 6_100_000, 260_000, &mut out);
+        assert!(news(&out).iter().all(|o| o.inst != 1), "{out:?}");
+    }
+
+    #[test]
+    fn market_make_and_taker_completion_contradict() {
+        let text = "extends = \"default\"\n[quote]\nmode = \"market_make\"\ncomplete = \"taker\"\n";
+        let e = Config::from_toml(text, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("quote.complete") && e.contains("quote.mode"), "{e}");
+        let text = "extends = \"default\"\n[x]\nmode = \"market_make\"\n[quote]\ncomplete = \"taker\"\n";
+        let e = Config::from_toml(text, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("quote.complete") && e.contains("x.mode"), "{e}");
+        assert!(Config::from_toml("extends = \"default\"\n[quote]\nmode = \"market_make\"\n", "c.toml").is_ok());
     }
 }

@@ -232,7 +232,7 @@ impl LegParams {
             depth_size_log_sd: 1.3,
             gap_one_prob: 0.26,
             gap_mean_ticks: 39.0,
-            requote_ticks: 500.0,
+            requote_ticks: 1.0,
             churn: 2.0,
             wide_spread_prob: 0.01,
         }
@@ -250,7 +250,7 @@ impl LegParams {
             depth_size_log_sd: 1.05,
             gap_one_prob: 0.43,
             gap_mean_ticks: 3.0,
-            requote_ticks: 22.0,
+            requote_ticks: 2.0,
             churn: 2.0,
             wide_spread_prob: 0.01,
         }
@@ -341,10 +341,18 @@ pub struct GenParams {
     pub break_at: f64,
     /// Relative change of beta at the break, `> -1` (default: -0.08).
     pub break_size: f64,
-    /// Stationary std of the OU spread, USD (default: 0.8).
+    /// Stationary std of the OU spread, USD (default: 1.5).
     pub spread_std: f64,
-    /// Half-life of the OU spread, seconds (default: 30).
+    /// Half-life of the OU spread, seconds (default: 90).
     pub spread_half_life_s: f64,
+    /// Probability per model step that BTC moves, in `(0, 1]`; a move is a normal
+    /// jump of variance `btc_sigma^2 dt / btc_jump_prob`, so the volatility does not
+    /// depend on it (default: 0.12, the share of 100 ms intervals in which the real
+    /// mid changes).
+    pub btc_jump_prob: f64,
+    /// Probability per model step that the spread receives its innovation, in `(0, 1]`,
+    /// scaled like [`Self::btc_jump_prob`] (default: 0.12).
+    pub spread_jump_prob: f64,
     /// Model step and diff-depth period, ns (default: 100 ms).
     pub depth_interval_ns: i64,
     /// Minimum feed latency, ns (default: 1 ms).
@@ -368,7 +376,7 @@ impl Default for GenParams {
     fn default() -> Self {
         GenParams {
             seed: 1,
-            events: 1_000_000,
+            events: 2_000_000,
             start_ts: DEFAULT_START_TS,
             btc_start: 61_000.0,
             btc_sigma: 7.5,
@@ -378,8 +386,10 @@ impl Default for GenParams {
             beta_drift_half_life_s: 1_800.0,
             break_at: 0.6,
             break_size: -0.08,
-            spread_std: 0.8,
-            spread_half_life_s: 30.0,
+            spread_std: 1.5,
+            spread_half_life_s: 90.0,
+            btc_jump_prob: 0.12,
+            spread_jump_prob: 0.12,
             depth_interval_ns: 100 * NS_PER_MS,
             latency_min_ns: NS_PER_MS,
             latency_extra_mean_ns: NS_PER_MS,
@@ -393,7 +403,7 @@ impl Default for GenParams {
 }
 
 impl GenParams {
-    fn checks(&self) -> [(&'static str, f64, bool); 17] {
+    fn checks(&self) -> [(&'static str, f64, bool); 19] {
         let pos = |v: f64| v.is_finite() && v > 0.0;
         let nonneg = |v: f64| v.is_finite() && v >= 0.0;
         let lat_ok = self.latency_min_ns >= 0
@@ -426,6 +436,8 @@ impl GenParams {
             ("latency_max_ns", self.latency_max_ns as f64, lat_ok),
             ("flow_skew", self.flow_skew, (0.0..=0.5).contains(&self.flow_skew)),
             ("truth_interval_ns", self.truth_interval_ns as f64, self.truth_interval_ns > 0),
+            ("btc_jump_prob", self.btc_jump_prob, self.btc_jump_prob > 0.0 && self.btc_jump_prob <= 1.0),
+            ("spread_jump_prob", self.spread_jump_prob, self.spread_jump_prob > 0.0 && self.spread_jump_prob <= 1.0),
         ]
     }
 
@@ -465,6 +477,8 @@ impl GenParams {
             latency_max_ns: if lat_ok { self.latency_max_ns } else { d.latency_max_ns },
             flow_skew: if ok[15] { self.flow_skew } else { d.flow_skew },
             truth_interval_ns: if ok[16] { self.truth_interval_ns } else { d.truth_interval_ns },
+            btc_jump_prob: if ok[17] { self.btc_jump_prob } else { d.btc_jump_prob },
+            spread_jump_prob: if ok[18] { self.spread_jump_prob } else { d.spread_jump_prob },
             btc: self.btc.sanitized(&d.btc, true),
             eth: self.eth.sanitized(&d.eth, false),
         }
@@ -651,6 +665,22 @@ impl Rng {
             k += 1;
         }
         k
+    }
+}
+
+/// A move of standard deviation `sd` per step that happens with probability `p`:
+/// `N(0, sd^2 / p)` with probability `p`, else 0, so its variance is `sd^2` whatever
+/// `p` (a compound Poisson approximation of the Gaussian step; `p = 1` is the
+/// Gaussian step itself).
+#[inline]
+fn jump(rng: &mut Rng, p: f64, sd: f64) -> f64 {
+    if p >= 1.0 {
+        return sd * rng.normal();
+    }
+    if rng.uniform() < p {
+        sd / p.sqrt() * rng.normal()
+    } else {
+        0.0
     }
 }
 
@@ -1135,6 +1165,8 @@ struct Gen {
     beta_x: f64,
     beta: f64,
     btc_sigma: f64,
+    btc_jump_prob: f64,
+    spread_jump_prob: f64,
     spread_phi: f64,
     spread_innov: f64,
     beta_phi: f64,
@@ -1183,6 +1215,8 @@ impl Gen {
             beta_x: 0.0,
             beta: p.beta,
             btc_sigma: p.btc_sigma,
+            btc_jump_prob: p.btc_jump_prob,
+            spread_jump_prob: p.spread_jump_prob,
             spread_phi,
             spread_innov: p.spread_std * (1.0 - spread_phi * spread_phi).max(0.0).sqrt(),
             beta_phi,
@@ -1203,12 +1237,12 @@ impl Gen {
     /// Advances the price model by one step.
     fn advance_model(&mut self, t: Ts) {
         let rng = &mut self.rng;
-        let d_btc = self.btc_sigma * self.sqrt_dt * rng.normal();
+        let d_btc = jump(rng, self.btc_jump_prob, self.btc_sigma * self.sqrt_dt);
         let btc = self.btc + d_btc;
         self.fund += self.beta * (btc - self.btc);
         self.btc = btc;
         self.beta_x = self.beta_phi * self.beta_x + self.beta_innov * rng.normal();
-        self.spread = self.spread_phi * self.spread + self.spread_innov * rng.normal();
+        self.spread = self.spread_phi * self.spread + jump(rng, self.spread_jump_prob, self.spread_innov);
         if self.break_after.is_some_and(|n| self.out.ev.len() >= n) {
             self.break_after = None;
             let (beta_before, alpha_before) = (self.beta, self.alpha());

@@ -93,9 +93,17 @@
 //! ```
 //!
 //! Both terms are non-negative, so `Ve` stays positive without a floor, unlike the
-//! innovation form `E[v^2] - h P- h'` (Mehra 1970), which can go negative. With `Ve`
-//! calibrated, `z` is a score with standard deviation near 1, not a fixed-dollar
-//! threshold. The new `Ve` applies from the next observation.
+//! innovation form `E[v^2] - h P- h'` (Mehra 1970), which can go negative. The new
+//! `Ve` applies from the next observation.
+//!
+//! The spread level's variance is matched the same way: `Q` is the exponentially
+//! weighted mean of `e^2` over the earlier observations (same half-life, weights
+//! normalised to sum to one, the first observation left out as it only meets the
+//! prior; the model value `h P- h' + Ve / (1 - phi^2)` until 30 observations are in),
+//! because `E[e^2] = Q` is what
+//! a calibrated score needs, whatever the spread's true autocorrelation beyond the
+//! AR(1). `z` is then a score with standard deviation near 1, not a fixed-dollar
+//! threshold.
 //!
 //! # Bad input
 //!
@@ -112,6 +120,10 @@
 
 use serde::Deserialize;
 use thiserror::Error;
+
+/// Observations (in weight) before an adaptive filter scores `z` against the observed
+/// spread variance instead of the model's.
+const MIN_LEVEL_WEIGHT: f64 = 30.0;
 
 /// How prices enter the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -372,7 +384,8 @@ pub struct KalmanOutput {
     /// Spread level from the predicted state, `e = y - (beta- * x + alpha-)`: the
     /// spread's deviation from the model before this observation moved it.
     pub e: f64,
-    /// Variance of `e`: `h P- h' + Ve / (1 - phi^2)`.
+    /// Variance of `e`: `h P- h' + Ve / (1 - phi^2)`, or with adaptive `ve` the
+    /// weighted mean of the earlier `e^2`.
     pub q: f64,
     /// Standardised spread `z = e / sqrt(Q)`.
     pub z: f64,
@@ -402,6 +415,9 @@ pub struct Kalman {
     q_a: f64,
     /// Observation noise variance of the spread's innovation (current estimate).
     ve: f64,
+    /// Adaptive only: exponentially weighted sums of `e^2` and of the weights.
+    level_num: f64,
+    level_den: f64,
     adaptive: bool,
     /// EWMA weight of the old `ve`, `2^(-1/ve_halflife)`.
     ve_keep: f64,
@@ -437,6 +453,8 @@ impl Kalman {
             q_b,
             q_a,
             ve: 0.0,
+            level_num: 0.0,
+            level_den: 0.0,
             adaptive: p.ve == ObsNoise::Adaptive,
             ve_keep: (-std::f64::consts::LN_2 / p.ve_halflife).exp(),
             phi,
@@ -493,7 +511,9 @@ impl Kalman {
         // Spread level from the prediction: e = y - h m-, Q = h P- h' + Ve / (1 - phi^2).
         let xc = x - centre;
         let e = y - (self.beta * xc + a);
-        let q = xc * (p_bb * xc + p_ba) + (p_ba * xc + p_aa) + self.ve * self.stationary;
+        let q_model = xc * (p_bb * xc + p_ba) + (p_ba * xc + p_aa) + self.ve * self.stationary;
+        let level_var = self.level_num / self.level_den;
+        let q = if self.adaptive && self.level_den >= MIN_LEVEL_WEIGHT && level_var > 0.0 { level_var } else { q_model };
 
         // The observation that corrects the state: the level, or the quasi-difference.
         let (h_b, h_a, obs, r) = if self.started && self.phi > 0.0 {
@@ -540,6 +560,13 @@ impl Kalman {
             let ve = self.ve_keep * self.ve + (1.0 - self.ve_keep) * (eps * eps + hph);
             if ve.is_finite() && ve > 0.0 {
                 self.ve = ve;
+            }
+            if self.started {
+                let num = self.ve_keep * self.level_num + e * e;
+                if num.is_finite() {
+                    self.level_num = num;
+                    self.level_den = self.ve_keep * self.level_den + 1.0;
+                }
             }
         }
 
@@ -635,6 +662,8 @@ impl Kalman {
         self.p_aa = p.p0_alpha.unwrap_or(p.p0);
         self.started = false;
         self.ve = p.initial_ve();
+        self.level_num = 0.0;
+        self.level_den = 0.0;
         self.centre = 0.0;
         self.last_x = 0.0;
         self.last_y = 0.0;

@@ -36,6 +36,22 @@ pub struct PairsParams {
     /// Signal samples to ignore while the filter converges.
     #[serde(default)]
     pub warmup: u32,
+    /// How the X target is set (default: `fills`).
+    #[serde(default)]
+    pub hedge: Hedge,
+}
+
+/// Where the X leg's target comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hedge {
+    /// `-beta` times the Y leg's actual position, rounded to lots, with beta taken at
+    /// entry: the hedge follows the Y fills, so the unhedged notional stays small
+    /// while Y is being worked, and nothing is hedged that was not bought.
+    #[default]
+    Fills,
+    /// The planned `-beta N` from entry, whatever Y has filled.
+    Plan,
 }
 
 /// Invalid pair parameters; the message names the key.
@@ -102,6 +118,8 @@ pub struct Pairs {
     params: PairsParams,
     state: SpreadState,
     targets: Targets,
+    /// Hedge ratio (units of X per unit of Y) at the last entry.
+    entry_hedge: f64,
     samples: u32,
     entries: u64,
     stops: u64,
@@ -110,7 +128,15 @@ pub struct Pairs {
 impl Pairs {
     /// A flat pair. `params` must have passed [`PairsParams::validate`].
     pub fn new(params: PairsParams) -> Self {
-        Pairs { params, state: SpreadState::Flat, targets: Targets::default(), samples: 0, entries: 0, stops: 0 }
+        Pairs {
+            params,
+            state: SpreadState::Flat,
+            targets: Targets::default(),
+            entry_hedge: 0.0,
+            samples: 0,
+            entries: 0,
+            stops: 0,
+        }
     }
 
     /// Feeds one signal sample: `z`, the hedge ratio `beta`, and the legs' prices in
@@ -145,7 +171,10 @@ impl Pairs {
                 SpreadState::Flat | SpreadState::Stopped => Targets::default(),
             };
             match next {
-                SpreadState::Long | SpreadState::Short => self.entries += 1,
+                SpreadState::Long | SpreadState::Short => {
+                    self.entries += 1;
+                    self.entry_hedge = beta;
+                }
                 SpreadState::Stopped => self.stops += 1,
                 SpreadState::Flat => {}
             }
@@ -162,6 +191,23 @@ impl Pairs {
         Targets { y: (sign as i64) * y_lots, x: -(sign as i64) * x_lots }
     }
 
+    /// The X target for a Y position of `y_pos` lots under [`Hedge::Fills`]:
+    /// `-hedge * y_units`, rounded to the nearest lot of X, `hedge` the ratio at entry
+    /// (so beta's later drift does not churn the hedge). Under [`Hedge::Plan`], the
+    /// planned target.
+    #[inline]
+    pub fn hedge_target(&self, y_pos: Qty, y: &Instrument, x: &Instrument) -> Qty {
+        match self.params.hedge {
+            Hedge::Plan => self.targets.x,
+            Hedge::Fills => {
+                if y_pos == 0 {
+                    return 0;
+                }
+                x.qty_to_lots(-self.entry_hedge * y.qty_f64(y_pos), Round::Nearest).unwrap_or(self.targets.x)
+            }
+        }
+    }
+
     /// Current spread position.
     #[inline]
     pub fn state(&self) -> SpreadState {
@@ -172,6 +218,15 @@ impl Pairs {
     #[inline]
     pub fn targets(&self) -> Targets {
         self.targets
+    }
+
+    /// Puts the pair in `state` with `targets` and entry hedge ratio `hedge`, as an
+    /// entry would (tests of the layers above).
+    #[cfg(test)]
+    pub(crate) fn force(&mut self, state: SpreadState, targets: Targets, hedge: f64) {
+        self.state = state;
+        self.targets = targets;
+        self.entry_hedge = hedge;
     }
 
     /// Forces flat targets (kill switch, session end).
@@ -203,7 +258,7 @@ mod tests {
     }
 
     fn params() -> PairsParams {
-        PairsParams { entry_z: 2.0, exit_z: 0.5, stop_z: Some(4.0), notional: 10_000.0, warmup: 0 }
+        PairsParams { entry_z: 2.0, exit_z: 0.5, stop_z: Some(4.0), notional: 10_000.0, warmup: 0, hedge: Hedge::Plan }
     }
 
     #[test]

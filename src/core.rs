@@ -371,6 +371,12 @@ impl Core {
         let (Some(y), Some(x)) = (self.mid(LEG_Y), self.mid(LEG_X)) else {
             return false;
         };
+        // The books hold positive prices only; this keeps a NaN or zero mid (a broken
+        // tick conversion, say) from ever reaching the filter.
+        if !(x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite()) {
+            self.stats.signals_skipped += 1;
+            return false;
+        }
         if self.legs.iter().any(|leg| self.risk.is_stale(leg.last_update, now)) {
             return false;
         }

@@ -4,6 +4,8 @@
 //! `subscription`, then arrays of quotes and trades) -> `AlpacaFeed` (mio + tungstenite
 //! client on the caller's thread) -> books and the strategy core.
 
+mod common;
+
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver};
@@ -11,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use statarb::book::Book;
-use statarb::config::{Config, FeedClock, FeedConfig, Venue};
+use statarb::config::{FeedClock, FeedConfig, Venue};
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, MarketEvent, OrderCmd};
 use statarb::feed::gen::{self, GenParams};
@@ -277,7 +279,7 @@ fn the_core_quotes_from_alpaca_tops_and_never_inside_out() {
     let cfg = feed_config(port, "STATARB_TEST_ALPACA_KEY_3", "STATARB_TEST_ALPACA_SECRET_3");
     let mut feed = AlpacaFeed::new(&cfg, &insts, None).unwrap();
     // The core trades the configured (Binance-named) legs; ids are shared by position.
-    let config = Config::builtin();
+    let config = common::market_make_config();
     let mut core = Core::new(&config, &ds.instruments, 1).unwrap();
     let mut venue = SimExchange::new(ds.instruments.clone(), config.fees);
     let mut books = [Book::default(), Book::default()];

@@ -19,8 +19,9 @@ static GLOBAL: common::Counting = common::Counting;
 /// Events of the data set used here: about 13 minutes of market time.
 const EVENTS: usize = 200_000;
 
-/// The pinned digest of the built-in configuration over the built-in data set with
-/// `EVENTS` events (`GenParams { events: 200_000, ..default }`, `Config::builtin()`,
+/// The pinned digest of the market-making configuration (`config/market_make.toml`:
+/// both legs quote both sides, so the machinery sees thousands of orders) over the
+/// built-in data set with `EVENTS` events (`GenParams { events: 200_000, ..default }`,
 /// `BacktestConfig::default()`, session id 1).
 ///
 /// Any change in behaviour of the generator, the Core or the backtester changes it. If
@@ -33,8 +34,13 @@ fn data() -> gen::Dataset {
     gen::generate(&gen::GenParams { events: EVENTS, ..gen::GenParams::default() })
 }
 
+/// The built-in configuration over the whole built-in data set (what `statarb
+/// replay` runs), session id 1: the demonstration of the strategy. Same procedure as
+/// [`PINNED_DIGEST`].
+const PINNED_DEFAULT_DIGEST: &str = "b2e34b6d28643002";
+
 fn run(ds: &gen::Dataset, bt: &BacktestConfig) -> Outcome {
-    let cfg = Config::builtin();
+    let cfg = common::market_make_config();
     let core = Core::new(&cfg, &ds.instruments, 1).expect("core");
     Backtest::new(&cfg, bt).expect("valid backtest config").run(core, &ds.instruments, &ds.events)
 }
@@ -55,8 +61,32 @@ fn pinned_digest() {
     );
     println!("{:?}", out.matching);
     println!("{:?}", out.replay);
-    assert!(out.trace.fills.len() > 10, "the built-in run trades");
+    assert!(out.trace.fills.len() > 10, "the market-making run trades");
     assert_eq!(out.digest_hex(), PINNED_DIGEST, "behaviour changed: see PINNED_DIGEST's docs");
+}
+
+/// `statarb replay` with no arguments: the built-in strategy on the built-in data earns
+/// what its signal finds, after fees.
+#[test]
+fn pinned_default_digest_and_the_default_run_earns() {
+    let cfg = Config::builtin();
+    let ds = gen::generate(&gen::GenParams::default());
+    let core = Core::new(&cfg, &ds.instruments, 1).expect("core");
+    let out = Backtest::new(&cfg, &cfg.backtest).expect("valid").run(core, &ds.instruments, &ds.events);
+    let r = statarb::backtest::stats::Report::from_trace(&out.trace);
+    println!(
+        "digest {} | entries {} | fills {} | gross {:?} fees {:?} net {:?}",
+        out.digest_hex(),
+        out.core.entries(),
+        out.trace.fills.len(),
+        r.pnl_gross,
+        r.fees,
+        r.pnl_net
+    );
+    assert!(out.core.entries() >= 5, "{} entries", out.core.entries());
+    assert!(r.pnl_gross.is_some_and(|p| p > 0.0), "gross {:?}", r.pnl_gross);
+    assert!(r.pnl_net.is_some_and(|p| p > 0.0), "net {:?}", r.pnl_net);
+    assert_eq!(out.digest_hex(), PINNED_DEFAULT_DIGEST, "behaviour changed: see PINNED_DIGEST's docs");
 }
 
 #[test]
@@ -78,7 +108,7 @@ fn two_runs_are_identical() {
     assert_eq!(a.replay, b.replay);
     assert_eq!(a.trace.samples.len(), b.trace.samples.len());
     // The same configured backtest run twice: its random streams restart each run.
-    let cfg = Config::builtin();
+    let cfg = common::market_make_config();
     let once = Backtest::new(&cfg, &bt).unwrap();
     let digests: Vec<u64> = (0..2)
         .map(|_| once.run(Core::new(&cfg, &ds.instruments, 1).unwrap(), &ds.instruments, &ds.events).digest)
@@ -122,7 +152,7 @@ fn fills_never_arrive_before_the_order_and_its_latencies() {
 fn fees_are_bps_of_notional_and_reach_the_portfolio() {
     let ds = data();
     let out = run(&ds, &BacktestConfig::default());
-    let fees = Config::builtin().fees;
+    let fees = common::market_make_config().fees;
     let mut total = 0.0;
     for f in &out.trace.fills {
         let bps = if f.maker { fees.maker_bps } else { fees.taker_bps };
@@ -189,7 +219,7 @@ fn progress_is_reported() {
 
 #[test]
 fn empty_and_foreign_data_do_not_panic() {
-    let cfg = Config::builtin();
+    let cfg = common::market_make_config();
     let ds = data();
     let bt = Backtest::new(&cfg, &BacktestConfig::default()).unwrap();
     let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
@@ -238,7 +268,7 @@ fn recorded_entry_latency_series_is_applied() {
 #[test]
 fn no_allocation_per_event() {
     let ds = data();
-    let cfg = Config::builtin();
+    let cfg = common::market_make_config();
     let bt = Backtest::new(&cfg, &BacktestConfig::default()).unwrap();
     let run_counted = |events: &[MarketEvent]| {
         let core = Core::new(&cfg, &ds.instruments, 1).unwrap();

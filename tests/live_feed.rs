@@ -10,6 +10,8 @@
 //!   happened, and the core never sends a quote for a leg whose book is unsynced or
 //!   crossed, or on the wrong side of the market.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,7 +223,7 @@ fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration, config: &C
 fn sequence_gaps_resync_the_book() {
     let faults = Faults { gap_every: Some(500), ..Faults::default() };
     let (feed, _core, orders) =
-        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(8), &Config::builtin());
+        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(8), &common::market_make_config());
     let gaps: u64 = (0..2).map(|i| feed.sync(i).stats().gaps).sum();
     let syncs: u64 = (0..2).map(|i| feed.sync(i).stats().syncs).sum();
     assert!(gaps >= 2, "gaps {gaps}");
@@ -233,7 +235,7 @@ fn sequence_gaps_resync_the_book() {
 fn dropped_connections_reconnect_and_resync() {
     let faults = Faults { drop_every: Some(3_000), ..Faults::default() };
     let (feed, _core, orders) =
-        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &Config::builtin());
+        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &common::market_make_config());
     let ws = feed.ws().stats();
     assert!(ws.reconnects >= 2, "{ws:?}");
     let syncs: u64 = (0..2).map(|i| feed.sync(i).stats().syncs).sum();
@@ -244,7 +246,7 @@ fn dropped_connections_reconnect_and_resync() {
 #[test]
 fn malformed_frames_are_counted_and_skipped() {
     let faults = Faults { malformed_every: Some(100), ..Faults::default() };
-    let (feed, core, _) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &Config::builtin());
+    let (feed, core, _) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &common::market_make_config());
     assert!(feed.stats().parse_errors > 10, "{:?}", feed.stats());
     assert!(core.stats().events > 10_000);
 }
@@ -256,7 +258,8 @@ fn stalls_pull_quotes_and_the_feed_carries_on() {
     // them (counted as `Stale`), and quoting resumes when data flows again. (The
     // exchange clock would not see a stall: no messages, no time.)
     let faults = Faults { stall_every: Some(5_000), stall_ms: 600, ..Faults::default() };
-    let config = Config::from_toml("extends = \"default\"\n[risk]\nstale_ms = 200\n", "<test>").unwrap();
+    let text = format!("extends = \"default\"\n[risk]\nstale_ms = 200\n{}", common::market_make_tables());
+    let config = Config::from_toml(&text, "<test>").unwrap();
     let (feed, core, orders) = run_with_faults(faults, FeedClock::Wall, Duration::from_secs(5), &config);
     assert_eq!(feed.stats().parse_errors, 0);
     assert!(orders > 0 && core.stats().events > 10_000, "{:?}", core.stats());

@@ -6,6 +6,8 @@
 //! SIGINT and checks that every order was cancelled, that the engine's positions equal
 //! the mock's balance changes, and that the keys appear nowhere in the output.
 
+mod common;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -67,9 +69,10 @@ secret_env = "STATARB_E2E_SECRET"
 orders_per_10s = 1000000
 orders_per_day = 100000000
 weight_per_minute = 100000000
-"#,
+{mm}"#,
         rest = mock.rest_url(),
         wsapi = mock.ws_url(),
+        mm = common::market_make_tables(),
     );
     let cfg_path = dir.path().join("e2e.toml");
     std::fs::write(&cfg_path, config).unwrap();
@@ -162,7 +165,8 @@ fn paper_venue_fills_from_the_matching_engine() {
     std::fs::write(
         &cfg_path,
         format!(
-            "extends = \"default\"\n[feed]\nvenue = \"binance\"\nws_url = \"ws://{ws}/stream\"\nrest_url = \"http://{ws}\"\nend_on_close = true\nclock = \"exchange\"\n[gateway]\nvenue = \"paper\"\n"
+            "extends = \"default\"\n[feed]\nvenue = \"binance\"\nws_url = \"ws://{ws}/stream\"\nrest_url = \"http://{ws}\"\nend_on_close = true\nclock = \"exchange\"\n[gateway]\nvenue = \"paper\"\n{}",
+            common::market_make_tables()
         ),
     )
     .unwrap();

@@ -169,7 +169,8 @@ fn binance_format_ids_and_snapshot() {
         }
         let (_, body) = http_get(h.ws_addr(), &format!("/api/v3/depth?symbol={}&limit=3", sym.to_lowercase()));
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["bids"].as_array().unwrap().len(), 3);
+        // At most `limit` levels (the end of the data may cut a diff and leave fewer).
+        assert_eq!(v["bids"].as_array().unwrap().len(), bids.len().min(3));
     }
     assert_eq!(http_get(h.ws_addr(), "/api/v3/depth?symbol=NOPE").0, 400);
     assert_eq!(http_get(h.http_addr().unwrap(), "/api/v3/depth").0, 400);

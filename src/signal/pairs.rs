@@ -309,6 +309,25 @@ mod tests {
     }
 
     #[test]
+    fn hedge_follows_the_fills_with_the_entry_ratio() {
+        let (y, x) = legs();
+        let mut p = Pairs::new(PairsParams { hedge: Hedge::Fills, ..params() });
+        p.on_signal(-2.1, 0.04, 2500.0, &y, &x);
+        assert_eq!(p.targets(), Targets { y: 40_000, x: -16_000 }, "the plan is still sized");
+        // 1 ETH filled (10 000 lots): hedge 0.04 BTC = 4 000 lots, whatever beta does now.
+        assert_eq!(p.hedge_target(10_000, &y, &x), -4_000);
+        p.on_signal(-1.0, 0.05, 2400.0, &y, &x);
+        assert_eq!(p.hedge_target(10_000, &y, &x), -4_000);
+        assert_eq!(p.hedge_target(0, &y, &x), 0, "nothing bought, nothing hedged");
+        // Rounds to the nearest lot: 0.04 * 0.0015 ETH = 0.00006 BTC = 6 lots; 0.04 *
+        // 0.0001 ETH = 0.4 lots -> 0.
+        assert_eq!(p.hedge_target(15, &y, &x), -6);
+        assert_eq!(p.hedge_target(1, &y, &x), 0);
+        let plan = Pairs::new(params());
+        assert_eq!(plan.hedge_target(10_000, &y, &x), 0, "plan: the flat pair's planned target");
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let e = PairsParams { exit_z: 3.0, ..params() }.validate().unwrap_err();
         assert!(e.to_string().starts_with("pairs.exit_z"), "{e}");

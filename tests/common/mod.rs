@@ -1,9 +1,13 @@
-//! Test support shared by the integration tests: a counting global allocator.
+//! Test support shared by the integration tests: a counting global allocator, and the
+//! market-making configuration for tests of the machinery.
 //!
 //! Each test crate that proves "no allocation" installs [`Counting`] with
 //! `#[global_allocator]` and wraps the code under test in [`counted`]. Only allocations
 //! on the calling thread while counting is on are counted, so helper threads (servers,
 //! writers) do not disturb the measurement.
+
+// Each test crate uses only part of this module.
+#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -56,4 +60,19 @@ pub fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let r = f();
     COUNTING.with(|c| c.set(false));
     (r, COUNT.with(|n| n.get()))
+}
+
+/// `config/market_make.toml` without its `extends` line, to append to a test's own
+/// overlay of the built-in config: the busiest configuration (both legs quote both
+/// sides all the time), for tests of the machinery rather than of the strategy.
+pub fn market_make_tables() -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/market_make.toml"))
+        .expect("config/market_make.toml");
+    text.lines().filter(|l| !l.starts_with("extends")).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+/// The built-in config with [`market_make_tables`] over it.
+pub fn market_make_config() -> statarb::config::Config {
+    let text = format!("extends = \"default\"\n{}", market_make_tables());
+    statarb::config::Config::from_toml(&text, "config/market_make.toml").expect("market_make.toml is valid")
 }

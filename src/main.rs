@@ -49,7 +49,8 @@ struct Cli {
 enum Cmd {
     /// Backtest: replay data through the Core and the L2 matching engine with feed and
     /// order latency and queue position, single-threaded and deterministic; prints the
-    /// report and the digest, writes report.json and SVG plots with --out.
+    /// report and the digest; with --out writes report.json, fills.csv, trades.csv,
+    /// signal.csv and SVG plots.
     Replay {
         /// Configuration file (default: the built-in config/default.toml).
         #[arg(long)]
@@ -64,7 +65,7 @@ enum Cmd {
         /// Events in the built-in data set.
         #[arg(long, default_value_t = gen::GenParams::default().events)]
         events: usize,
-        /// Directory for report.json, fills.csv and the plots.
+        /// Directory for report.json, fills.csv, trades.csv, signal.csv and the plots.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -203,7 +204,8 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         inputs: Vec<PathBuf>,
     },
-    /// Generate the built-in data set into a binary event file.
+    /// Generate the built-in data set into a binary event file, and/or its true hedge
+    /// ratio and intercept as CSV.
     Gen {
         /// Seed.
         #[arg(long, default_value_t = gen::GenParams::default().seed)]
@@ -211,9 +213,13 @@ enum Cmd {
         /// Number of events.
         #[arg(long, default_value_t = gen::GenParams::default().events)]
         events: usize,
-        /// Output file.
+        /// Output event file.
+        #[arg(long, required_unless_present = "truth")]
+        out: Option<PathBuf>,
+        /// Output CSV of the generator's truth, `ts_ns,beta,alpha`, one row per truth
+        /// sample (1 s of exchange time).
         #[arg(long)]
-        out: PathBuf,
+        truth: Option<PathBuf>,
     },
     /// The Avellaneda-Stoikov (2008) Monte Carlo: the inventory strategy against the
     /// symmetric one quoting the same spread (s0=100, T=1, sigma=2, dt=0.005, k=1.5,
@@ -315,7 +321,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             replay_cmd(&cfg, &data, seed, events, out.as_deref())
         }
         Cmd::Sweep { grid, shard, data, events, out } => sweep_cmd(&grid, shard, &data, events, out.as_deref()),
-        Cmd::Gen { seed, events, out } => gen_cmd(seed, events, &out),
+        Cmd::Gen { seed, events, out, truth } => gen_cmd(seed, events, out.as_deref(), truth.as_deref()),
         Cmd::Import { config, out, format, symbol, book, max_bad, inputs } => {
             let cfg = load_config(config.as_deref())?;
             let opts = statarb::import::ImportOptions { format, symbol, recording_book: book };
@@ -801,11 +807,21 @@ fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
 /// The data of a backtest: the built-in set, or files (event files read directly,
 /// anything else through the importers with the config's legs), merged by time.
 fn load_data(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
+    load_data_with_truth(cfg, data, seed, events).map(|(i, e, _)| (i, e))
+}
+
+/// [`load_data`], with the generator's truth when the data is the built-in set.
+fn load_data_with_truth(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
     if data.is_empty() {
         let t = std::time::Instant::now();
-        let ds = gen::generate(&gen_params(seed, events)?);
+        let (ds, truth) = gen::generate_with_truth(&gen_params(seed, events)?);
         eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
-        return Ok((ds.instruments, ds.events));
+        return Ok((ds.instruments, ds.events, Some(truth)));
     }
     let mut sources = Vec::with_capacity(data.len());
     let mut others = Vec::new();
@@ -835,11 +851,11 @@ fn load_data(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result
     if events.is_empty() {
         bail!("the data has no events");
     }
-    Ok((instruments, events))
+    Ok((instruments, events, None))
 }
 
 fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
-    let (instruments, events) = load_data(cfg, data, seed, events)?;
+    let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let core = Core::new(cfg, &instruments, session_id)?;
     let bt = Backtest::new(cfg, &cfg.backtest)?;
@@ -894,16 +910,27 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
         let path = dir.join("report.json");
         std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
-        let fills = dir.join("fills.csv");
-        let mut w = csv::Writer::from_path(&fills).with_context(|| format!("writing {}", fills.display()))?;
-        for f in &outcome.trace.fills {
-            w.serialize(f)?;
-        }
-        w.flush()?;
-        let plots = statarb::backtest::plot::write_plots(&outcome.trace, dir)?;
-        eprintln!("wrote {}, {} and {} plots in {}", path.display(), fills.display(), plots.len(), dir.display());
+        let trace = &outcome.trace;
+        let csvs = write_replay_csvs(trace, dir)?;
+        // The truth is in the generator's exchange time; only the built-in data has one.
+        let truth = truth.map(|t| statarb::backtest::plot::Truth {
+            beta: t.samples.iter().map(|s| (s.ts, s.beta)).collect(),
+            break_ts: t.beta_break.map(|b| b.ts),
+        });
+        let plots = statarb::backtest::plot::write_plots(trace, dir, truth.as_ref())?;
+        eprintln!("wrote {}, {} and {} plots in {}", path.display(), csvs.join(", "), plots.len(), dir.display());
     }
     Ok(())
+}
+
+/// Writes `fills.csv`, `trades.csv` and `signal.csv` of a replay into `dir`; returns
+/// their names.
+fn write_replay_csvs(trace: &statarb::backtest::trace::Trace, dir: &Path) -> Result<[&'static str; 3]> {
+    use statarb::backtest::{stats, trace as tr};
+    tr::write_csv(&dir.join("fills.csv"), &tr::FILLS_HEADER, &trace.fills)?;
+    tr::write_csv(&dir.join("trades.csv"), &stats::TRADES_HEADER, &stats::round_trips(trace))?;
+    tr::write_csv(&dir.join("signal.csv"), &tr::SIGNAL_HEADER, &trace.signals)?;
+    Ok(["fills.csv", "trades.csv", "signal.csv"])
 }
 
 fn sweep_cmd(
@@ -1032,13 +1059,26 @@ fn import_cmd(
     Ok(())
 }
 
-fn gen_cmd(seed: u64, events: usize, out: &Path) -> Result<()> {
-    let ds = gen::generate(&gen_params(seed, events)?);
-    let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut w = BufWriter::new(f);
-    evfile::write(&mut w, &ds.instruments, &ds.events)?;
-    w.flush()?;
-    eprintln!("wrote {} events to {}", ds.events.len(), out.display());
+fn gen_cmd(seed: u64, events: usize, out: Option<&Path>, truth_out: Option<&Path>) -> Result<()> {
+    let (ds, truth) = gen::generate_with_truth(&gen_params(seed, events)?);
+    if let Some(out) = out {
+        let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut w = BufWriter::new(f);
+        evfile::write(&mut w, &ds.instruments, &ds.events)?;
+        w.flush()?;
+        eprintln!("wrote {} events to {}", ds.events.len(), out.display());
+    }
+    if let Some(path) = truth_out {
+        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut w = csv::Writer::from_writer(BufWriter::new(f));
+        w.write_record(["ts_ns", "beta", "alpha"])?;
+        for s in &truth.samples {
+            w.write_record([s.ts.to_string(), s.beta.to_string(), s.alpha.to_string()])?;
+        }
+        w.flush().with_context(|| format!("writing {}", path.display()))?;
+        let at = truth.beta_break.map_or_else(|| "not reached".to_string(), |b| format!("at {} ns", b.ts));
+        eprintln!("wrote {} truth samples to {} (beta break {at})", truth.samples.len(), path.display());
+    }
     Ok(())
 }
 

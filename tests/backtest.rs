@@ -282,3 +282,70 @@ fn no_allocation_per_event() {
     assert!(full < 200, "{full} allocations");
     assert!(full - half.min(full) < 50, "{half} -> {full}");
 }
+
+#[test]
+fn trades_and_signal_csvs_match_the_core_and_the_attribution_adds_up() {
+    use statarb::backtest::stats::{round_trips, Report, TRADES_HEADER};
+    use statarb::backtest::trace::{write_csv, SIGNAL_HEADER};
+    let ds = data();
+    let out = run(&ds, &BacktestConfig::default());
+    let trace = &out.trace;
+    let dir = tempfile::tempdir().unwrap();
+    let trips = round_trips(trace);
+    write_csv(&dir.path().join("trades.csv"), &TRADES_HEADER, &trips).unwrap();
+    write_csv(&dir.path().join("signal.csv"), &SIGNAL_HEADER, &trace.signals).unwrap();
+    let read = |name: &str| -> (String, usize) {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let mut lines = text.lines();
+        (lines.next().unwrap_or_default().to_string(), lines.count())
+    };
+    let (header, rows) = read("signal.csv");
+    assert_eq!(header, "ts_ns,mid_y,mid_x,beta,alpha,e,q,z,state,target_y,target_x");
+    assert_eq!(rows as u64, out.core.stats().signals, "one row per accepted Kalman update");
+    let (header, rows) = read("trades.csv");
+    assert!(
+        header.starts_with("side,entry_time,entry_ns,exit_time,exit_ns,exit_reason,entry_z,entry_beta"),
+        "{header}"
+    );
+    assert!(out.core.entries() > 0, "the built-in run enters the spread");
+    assert_eq!(rows as u64, out.core.entries(), "one row per entry");
+    for t in &trips {
+        assert!(t.entry_ns <= t.exit_ns && t.exit_ns <= t.settle_ns, "{t:?}");
+        assert!(t.gross_pnl.is_finite() && t.shortfall_y.is_finite() && t.shortfall_x.is_finite(), "{t:?}");
+    }
+
+    // Without a kill, the targets change only at signals: the paper portfolio rebuilt
+    // from signal.csv alone gives the report's signal PnL.
+    let r = Report::from_trace(trace);
+    assert!(!out.core.risk().killed());
+    let end = trace.end.mid;
+    let (mut prev, mut paper) = ([0.0; 2], 0.0);
+    for s in &trace.signals {
+        let (t, m) = ([s.target_y, s.target_x], [s.mid_y, s.mid_x]);
+        for l in 0..2 {
+            paper += (t[l] - prev[l]) * (end[l] - m[l]);
+        }
+        prev = t;
+    }
+    let signal = r.pnl_signal.expect("finite signal PnL");
+    assert!((signal - paper).abs() < 1e-9, "{signal} vs {paper}");
+    let (gross, exec) = (r.pnl_gross.unwrap(), r.pnl_execution.unwrap());
+    assert!((signal + exec - gross).abs() < 1e-9);
+    assert!((r.execution_fill_edge + r.execution_tracking.unwrap() - exec).abs() < 1e-9);
+    assert_eq!(r.signal_entries, out.core.entries());
+    println!("{r}");
+
+    // The hedge error, updated at every Core call, bounds the samples' and its time
+    // average is close to theirs (the samples are equally spaced).
+    let h: Vec<f64> = trace
+        .samples
+        .iter()
+        .filter(|s| s.mid.iter().all(|m| m.is_finite()))
+        .map(|s| (s.position[0] * s.mid[0] + s.position[1] * s.mid[1]).abs())
+        .collect();
+    let sample_max = h.iter().fold(0.0f64, |a, &b| a.max(b));
+    let sample_mean = h.iter().sum::<f64>() / h.len() as f64;
+    let mean = r.hedge_error_mean.unwrap();
+    assert!(sample_max <= r.hedge_error_max + 1e-9, "{sample_max} > {}", r.hedge_error_max);
+    assert!((mean - sample_mean).abs() <= 0.1 * sample_mean + 1.0, "{mean} vs {sample_mean}");
+}

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `statarb` binary: the backtester (report, plots, digest),
 //! sweeps and their shards, the importer, the A-S simulation, the latency harness and
-//! its summary file, the data generator round trip, the kalman command, and clear
+//! its summary file, the data generator round trip and its truth file, the kalman command, and clear
 //! errors on bad input.
 
 use std::path::Path;
@@ -101,9 +101,14 @@ fn replay_reports_plots_and_digests_deterministically() {
     for key in ["pnl_net", "pnl_gross", "fees", "sharpe", "max_drawdown", "fills", "orders", "fill_ratio"] {
         assert!(r["report"].get(key).is_some(), "report.json lacks {key}");
     }
-    for f in ["equity.svg", "prices.svg", "signal.svg", "inventory.svg", "fills.csv"] {
+    for f in ["equity.svg", "prices.svg", "signal.svg", "inventory.svg", "fills.csv", "trades.csv", "signal.csv"] {
         assert!(out.join(f).exists(), "{f} not written");
     }
+    for key in ["pnl_signal", "pnl_execution", "hedge_error_mean", "signal_entries", "trades_by_exit"] {
+        assert!(r["report"].get(key).is_some(), "report.json lacks {key}");
+    }
+    let signal_svg = std::fs::read_to_string(out.join("signal.svg")).unwrap();
+    assert!(signal_svg.contains("true beta"), "generated data: the true beta is drawn");
     // Not a terminal: no progress bar on stdout.
     assert!(!text.contains("eta"), "{text}");
 }
@@ -281,4 +286,34 @@ fn kalman_command_names_the_bad_line_and_column_or_skips_it() {
     let o = statarb(&["kalman", "--input", input.to_str().unwrap(), "--y", "nope", "--x", "a"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
+
+#[test]
+fn gen_writes_the_truth_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.csv");
+    let o = statarb(&["gen", "--events", "50000", "--truth", truth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&truth).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ts_ns,beta,alpha"));
+    let rows: Vec<(i64, f64, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 3, "{l}");
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    assert!(rows.len() > 60, "{} rows", rows.len());
+    for w in rows.windows(2) {
+        assert_eq!(w[1].0 - w[0].0, 1_000_000_000, "one sample per second");
+    }
+    assert!(rows.iter().all(|r| r.1 > 0.0 && r.1 < 1.0 && r.2.is_finite()), "ETH per BTC is a small positive beta");
+    // With --out too: the event file is written as before.
+    let evt = dir.path().join("d.evt");
+    let o = statarb(&["gen", "--events", "1000", "--out", evt.to_str().unwrap(), "--truth", truth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(evt.exists());
+    // Neither output: a usage error.
+    assert!(!statarb(&["gen", "--events", "1000"]).status.success());
 }

@@ -1,10 +1,16 @@
 //! SVG plots of a backtest [`Trace`], drawn with `plotters` (SVG backend only).
 //!
-//! Four files: `equity.svg` (net and gross PnL), `prices.svg` (each leg's mid in its
+//! Four files: `equity.svg` (net and gross PnL, and the signal PnL of
+//! [`super::stats::signal_pnl`] marked at each sample's mids), `prices.svg` (each leg's mid in its
 //! own panel, in price units), `signal.svg` (hedge ratio beta; z-score with the entry
 //! and exit thresholds) and `inventory.svg` (position and target, one panel per leg).
 //! The time axis is seconds from the first sample, or hours for runs of two hours and
-//! more.
+//! more. Given the generator's [`Truth`], `signal.svg` also draws the true beta and a
+//! vertical marker at the break on both panels.
+//!
+//! Tick labels carry as many decimals as the axis needs to tell its ticks apart
+//! ([`tick_decimals`]): a beta around 0.0434 that moves by 0.001 is labelled
+//! `0.0430, 0.0435, ...`, not `0.04` five times.
 //!
 //! Text: the crate enables no font backend of plotters (no `ttf`, no `ab_glyph`), so
 //! plotters lays text out with its "naive" font metrics (a width estimate per
@@ -25,7 +31,16 @@ use plotters::prelude::*;
 use thiserror::Error;
 
 use super::trace::Trace;
-use crate::types::NS_PER_SEC;
+use crate::types::{Ts, NS_PER_SEC};
+
+/// The true hedge ratio of a generated data set, drawn over the estimate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Truth {
+    /// `(time, beta)` samples in time order (exchange time of the generator).
+    pub beta: Vec<(Ts, f64)>,
+    /// Time of the structural break of beta, if the data reaches it.
+    pub break_ts: Option<Ts>,
+}
 
 /// Most points drawn per series (per panel line).
 pub const MAX_POINTS: usize = 2000;
@@ -86,12 +101,47 @@ struct HLine {
     y: f64,
 }
 
+/// A vertical marker across a panel, at `x` on the time axis.
+struct VLine {
+    label: String,
+    color: RGBColor,
+    x: f64,
+}
+
 /// One chart: a caption, an y axis description, lines and reference lines.
 struct Panel {
     caption: String,
     y_desc: String,
     lines: Vec<Line>,
     hlines: Vec<HLine>,
+    vlines: Vec<VLine>,
+}
+
+/// Decimals that tell apart the tick labels of an axis spanning `lo..hi`. plotters
+/// (`compute_f64_key_points`, at most 11 labels on an y axis) puts its ticks on the
+/// smallest step of the form 1, 2 or 5 times a power of ten that gives at most 11 of
+/// them, so the step is at least `(hi - lo) / 11` rounded up to that form; a step
+/// `c * 10^k` needs `max(0, -k)` decimals. At most 12; 2 for an empty or non-finite
+/// span.
+fn tick_decimals(lo: f64, hi: f64) -> usize {
+    let raw = (hi - lo) / 11.0;
+    if !(raw.is_finite() && raw > 0.0) {
+        return 2;
+    }
+    let p = 10f64.powf(raw.log10().floor());
+    let m = raw / p;
+    let step = p * if m <= 1.0 {
+        1.0
+    } else if m <= 2.0 {
+        2.0
+    } else if m <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    // The nudge keeps an exact power of ten computed a hair low from asking for one
+    // more decimal.
+    (-(step.log10() + 1e-6).floor()).clamp(0.0, 12.0) as usize
 }
 
 /// Splits `(t, y)` into runs of finite values, downsampled to at most `max_points`
@@ -158,6 +208,33 @@ fn padded(range: Option<(f64, f64)>) -> (f64, f64) {
     }
 }
 
+/// The signal PnL at each sample: the paper portfolio that jumps to the targets of
+/// [`Trace::decisions`] at their mids (decisions before the sample's time; a sample
+/// holds the state just before it), marked at the sample's mids:
+/// `sum_legs T(t) m(t) - sum_{k: t_k < t} dT_k m_k`. At the last sample this is
+/// [`super::stats::Report::pnl_signal`]. `NaN` where a leg with a target has no mid.
+fn signal_equity(trace: &Trace) -> Vec<f64> {
+    let d = &trace.decisions;
+    let (mut k, mut target, mut cash) = (0, [0.0f64; 2], [0.0f64; 2]);
+    trace
+        .samples
+        .iter()
+        .map(|s| {
+            while k < d.len() && d[k].ts < s.ts {
+                for l in 0..2 {
+                    let dt = d[k].target[l] - target[l];
+                    if dt != 0.0 {
+                        cash[l] -= dt * d[k].mid[l];
+                    }
+                }
+                target = d[k].target;
+                k += 1;
+            }
+            (0..2).map(|l| if target[l] == 0.0 { cash[l] } else { target[l] * s.mid[l] + cash[l] }).sum()
+        })
+        .collect()
+}
+
 /// Merges two optional ranges.
 fn union(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> Option<(f64, f64)> {
     match (a, b) {
@@ -177,6 +254,9 @@ fn draw_panel(
     let range =
         panel.lines.iter().map(Line::y_range).chain(panel.hlines.iter().map(|h| Some((h.y, h.y)))).fold(None, union);
     let (y0, y1) = padded(range);
+    let (dx, dy) = (tick_decimals(0.0, x_max), tick_decimals(y0, y1));
+    let x_fmt = move |v: &f64| format!("{v:.dx$}");
+    let y_fmt = move |v: &f64| format!("{v:.dy$}");
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.caption, ("sans-serif", 20))
         .margin(10)
@@ -188,6 +268,8 @@ fn draw_panel(
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(&panel.y_desc)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
         .light_line_style(WHITE)
         .draw()
         .map_err(|e| e.to_string())?;
@@ -220,6 +302,16 @@ fn draw_panel(
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
         }
     }
+    for v in &panel.vlines {
+        let color = v.color;
+        let series = chart
+            .draw_series(DashedLineSeries::new(vec![(v.x, y0), (v.x, y1)], 6, 4, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
+        labelled = true;
+        series
+            .label(v.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
     if labelled {
         chart
             .configure_series_labels()
@@ -246,8 +338,8 @@ fn figure(path: &Path, panels: &[Panel], x_desc: &str, x_max: f64) -> Result<(),
 
 /// Writes `equity.svg`, `prices.svg`, `signal.svg` and `inventory.svg` into `dir`
 /// (created if missing) and returns their paths. See the module docs for what each
-/// shows.
-pub fn write_plots(trace: &Trace, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+/// shows; `truth`, for generated data, adds the true beta and its break.
+pub fn write_plots(trace: &Trace, dir: &Path, truth: Option<&Truth>) -> Result<Vec<PathBuf>, PlotError> {
     let samples = &trace.samples;
     let (first, last) = match (samples.first(), samples.last()) {
         (Some(f), Some(l)) => (f.ts, l.ts),
@@ -269,8 +361,10 @@ pub fn write_plots(trace: &Trace, dir: &Path) -> Result<Vec<PathBuf>, PlotError>
         lines: vec![
             Line::new("net (after fees)", BLUE, &t, &col(&|s| s.net_pnl)),
             Line::new("gross (before fees)", RED, &t, &col(&|s| s.gross_pnl)),
+            Line::new("signal (targets at the mids, no costs)", RGBColor(0, 140, 0), &t, &signal_equity(trace)),
         ],
         hlines: vec![],
+        vlines: vec![],
     }];
     let prices: Vec<Panel> = legs
         .iter()
@@ -279,6 +373,7 @@ pub fn write_plots(trace: &Trace, dir: &Path) -> Result<Vec<PathBuf>, PlotError>
             y_desc: "price".into(),
             lines: vec![Line::new(format!("{sym} mid"), BLUE, &t, &col(&|s| s.mid[leg]))],
             hlines: vec![],
+            vlines: vec![],
         })
         .collect();
     let mut z_lines = Vec::new();
@@ -289,18 +384,32 @@ pub fn write_plots(trace: &Trace, dir: &Path) -> Result<Vec<PathBuf>, PlotError>
             }
         }
     }
+    let x_of = |ts: Ts| (ts - first) as f64 / NS_PER_SEC as f64 / unit;
+    let mut beta_lines = vec![Line::new("beta (Kalman)", BLUE, &t, &col(&|s| s.beta))];
+    let mut breaks = Vec::new();
+    if let Some(truth) = truth {
+        let (tt, tb): (Vec<f64>, Vec<f64>) = truth.beta.iter().map(|&(ts, b)| (x_of(ts), b)).unzip();
+        beta_lines.push(Line::new("true beta", RED, &tt, &tb));
+        if let Some(b) = truth.break_ts.map(x_of).filter(|x| (0.0..=x_max).contains(x)) {
+            breaks.push(b);
+        }
+    }
+    let break_marks =
+        || -> Vec<VLine> { breaks.iter().map(|&x| VLine { label: "beta break".into(), color: MAGENTA, x }).collect() };
     let signal = [
         Panel {
             caption: format!("Hedge ratio beta ({y_sym} = alpha + beta * {x_sym})"),
             y_desc: "beta".into(),
-            lines: vec![Line::new("beta", BLUE, &t, &col(&|s| s.beta))],
+            lines: beta_lines,
             hlines: vec![],
+            vlines: break_marks(),
         },
         Panel {
             caption: "z-score with entry and exit thresholds".into(),
             y_desc: "z".into(),
             lines: vec![Line::new("z", BLACK, &t, &col(&|s| s.z))],
             hlines: z_lines,
+            vlines: break_marks(),
         },
     ];
     let inventory: Vec<Panel> = legs
@@ -313,6 +422,7 @@ pub fn write_plots(trace: &Trace, dir: &Path) -> Result<Vec<PathBuf>, PlotError>
                 Line::new("position", BLUE, &t, &col(&|s| s.position[leg])),
             ],
             hlines: vec![],
+            vlines: vec![],
         })
         .collect();
 
@@ -371,7 +481,15 @@ mod tests {
     fn writes_four_small_svgs_with_lines_and_text() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("plots");
-        let paths = write_plots(&synthetic(100_000), &out).unwrap();
+        let trace = synthetic(100_000);
+        let first = trace.samples[0].ts;
+        let truth = Truth {
+            beta: (0..10_000)
+                .map(|i| (first + i * NS_PER_SEC, 0.0434 + if i < 6_000 { 0.0 } else { -0.003 }))
+                .collect(),
+            break_ts: Some(first + 6_000 * NS_PER_SEC),
+        };
+        let paths = write_plots(&trace, &out, Some(&truth)).unwrap();
         let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
         assert_eq!(names, ["equity.svg", "prices.svg", "signal.svg", "inventory.svg"]);
         for p in &paths {
@@ -383,10 +501,11 @@ mod tests {
             assert!(svg.len() < 400_000, "{p:?}: {} bytes", svg.len());
         }
         let signal = std::fs::read_to_string(&paths[2]).unwrap();
-        for label in ["entry z", "exit z", "beta", "time from start (h)"] {
+        for label in ["entry z", "exit z", "beta (Kalman)", "true beta", "beta break", "time from start (h)"] {
             assert!(signal.contains(label), "{label}");
         }
         assert!(std::fs::read_to_string(&paths[1]).unwrap().contains("ETHUSDT (y leg) mid"));
+        assert!(std::fs::read_to_string(&paths[0]).unwrap().contains("signal (targets at the mids"));
     }
 
     #[test]
@@ -395,10 +514,59 @@ mod tests {
         let mut t = synthetic(1);
         t.samples[0].beta = f64::NAN;
         t.entry_z = f64::NAN;
-        let paths = write_plots(&t, dir.path()).unwrap();
+        let paths = write_plots(&t, dir.path(), None).unwrap();
         assert_eq!(paths.len(), 4);
         assert!(std::fs::read_to_string(&paths[0]).unwrap().contains("time from start (s)"));
-        assert!(matches!(write_plots(&Trace::default(), dir.path()), Err(PlotError::NoSamples)));
+        assert!(matches!(write_plots(&Trace::default(), dir.path(), None), Err(PlotError::NoSamples)));
+        // A break outside the plotted span draws no marker.
+        let truth = Truth { beta: vec![], break_ts: Some(t.samples[0].ts - NS_PER_SEC) };
+        let paths = write_plots(&t, dir.path(), Some(&truth)).unwrap();
+        assert!(!std::fs::read_to_string(&paths[2]).unwrap().contains("beta break"));
+    }
+
+    /// Enough decimals to tell the ticks apart, and no more than the step needs.
+    #[test]
+    fn tick_labels_resolve_the_step() {
+        // Beta 0.0425 ..= 0.0445: ticks every 0.0002, 4 decimals.
+        assert_eq!(tick_decimals(0.0425, 0.0445), 4);
+        // z from -5.5 to 5.5: every 1, whole numbers; -3 to 3 too (0.5 gives 13 ticks).
+        assert_eq!(tick_decimals(-5.5, 5.5), 0);
+        assert_eq!(tick_decimals(-3.0, 3.0), 0);
+        // 0 to 1: every 0.1.
+        assert_eq!(tick_decimals(0.0, 1.0), 1);
+        assert_eq!(tick_decimals(0.0, 0.001), 4);
+        // BTC from 60 000 to 62 000: no decimals.
+        assert_eq!(tick_decimals(60_000.0, 62_000.0), 0);
+        assert_eq!(tick_decimals(1.0, 1.0), 2);
+        assert_eq!(tick_decimals(0.0, f64::NAN), 2);
+        assert_eq!(tick_decimals(0.0, 1e-300), 12);
+    }
+
+    /// Long 1 y / short 2 x at [100, 50] at 10 s, flat at [104, 51] at 20 s: the samples
+    /// at 5, 15 (mids [102, 50.5]) and 25 s give 0, `2 - 1 = 1`, and `4 - 2 = 2`.
+    #[test]
+    fn signal_equity_marks_the_paper_portfolio() {
+        use crate::backtest::trace::{Decision, Spread};
+        let d = |ts: i64, state, target, mid| Decision {
+            ts: ts * NS_PER_SEC,
+            fills_before: 0,
+            signal: true,
+            state,
+            killed: false,
+            z: 0.0,
+            beta: 2.0,
+            target,
+            mid,
+            position: [0.0; 2],
+        };
+        let mut t = synthetic(3);
+        for (s, (ts, mid)) in t.samples.iter_mut().zip([(5, [99.0, 49.0]), (15, [102.0, 50.5]), (25, [110.0, 60.0])]) {
+            s.ts = ts * NS_PER_SEC;
+            s.mid = mid;
+        }
+        t.decisions =
+            vec![d(10, Spread::Long, [1.0, -2.0], [100.0, 50.0]), d(20, Spread::Flat, [0.0, 0.0], [104.0, 51.0])];
+        assert_eq!(signal_equity(&t), vec![0.0, 1.0, 2.0]);
     }
 
     #[test]

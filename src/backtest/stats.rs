@@ -15,12 +15,45 @@
 //!   value (mids and PnL are `NaN` while a book is one-sided); fills with a leg index
 //!   out of range or a non-finite price, size or fee are skipped and counted in
 //!   [`Report::invalid_fills`].
+//!
+//! # PnL attribution
+//!
+//! With fills `i` (side `s_i = +1` buy / `-1` sell, size `q_i`, price `p_i`, the leg's
+//! mid `m_i` when the Core received it), target changes `k` (the change `dT_k` of a
+//! leg's target, the leg's mid `m_k` then) and the mids `M` at the end, per leg:
+//!
+//! ```text
+//! gross     = sum_i s_i q_i (M - p_i)                      realized + marked at M
+//! signal    = sum_k dT_k (M - m_k)                         the targets, traded at the mids
+//! execution = gross - signal
+//!           = sum_i s_i q_i (m_i - p_i)                    fill edge (spread vs the mid)
+//!           + [sum_i s_i q_i (M - m_i) - sum_k dT_k (M - m_k)]
+//!                                                          tracking: (position - target)
+//!                                                          carried through mid moves
+//! net       = signal + execution - fees
+//! ```
+//!
+//! The split of the execution line is exact (an identity); the report computes the
+//! fill edge from the fills and the tracking term as `execution - fill edge`.
+//!
+//! Market making: a Core that quotes both sides around its target (`quote.mode =
+//! "market_make"`) also fills orders it does not need; their PnL is part of the
+//! execution line. The part that can be told apart without a model of the position
+//! the Core would have held otherwise is the edge of the fills that moved the position
+//! away from its target ([`FillRecord::toward_target`] false): reported as
+//! [`Report::edge_away_from_target`]. The inventory those fills leave is carried in
+//! the tracking term, with the rest of the distance to the target.
+//!
+//! # Round trips of the signal
+//!
+//! [`round_trips`] cuts the run into pair trades (`trades.csv`), one per entry of the
+//! spread state into long or short (see [`RoundTrip`]).
 
 use std::fmt;
 
 use serde::Serialize;
 
-use super::trace::{FillRecord, Trace};
+use super::trace::{Decision, FillRecord, Spread, Trace, UtcMs};
 use crate::types::{Ts, NS_PER_SEC};
 
 /// Seconds in the 365-day year used to annualise the Sharpe ratio (crypto trades
@@ -53,6 +86,42 @@ pub struct Report {
     pub fees: Option<f64>,
     /// `pnl_gross - fees` at that same sample (quote asset).
     pub pnl_net: Option<f64>,
+    /// Signal PnL: a paper portfolio that jumps to the Core's targets at the mids
+    /// whenever they change, no costs, marked at the end mids: `sum_legs sum_k dT_k
+    /// (M - m_k)` (see the module docs). Every change counts, also one the Core makes
+    /// between signals (a kill; a hedge target that follows the other leg's fills).
+    /// `None` if not finite (no mid at the end for a leg with a target).
+    pub pnl_signal: Option<f64>,
+    /// Execution PnL, `pnl_gross - pnl_signal`: what trading the targets through the
+    /// book gained (positive) or cost (negative) against trading them at the mids.
+    /// Includes the market-making residue (see the module docs).
+    pub pnl_execution: Option<f64>,
+    /// The fill edge, `sum_i s_i q_i (m_i - p_i)` over the fills with a mid: the spread
+    /// earned (maker) or paid (taker) against the mid when the Core received the fill.
+    pub execution_fill_edge: f64,
+    /// `pnl_execution - execution_fill_edge`: the PnL of the distance between position
+    /// and target through the mid moves (lagging, overshooting or leftover inventory).
+    pub execution_tracking: Option<f64>,
+    /// Fills that moved their leg's position away from its target.
+    pub fills_away_from_target: u64,
+    /// The fill edge of those fills: the identifiable market-making part of the
+    /// execution line (quote asset).
+    pub edge_away_from_target: f64,
+    /// Implementation shortfall per leg, summed over the round trips (see
+    /// [`RoundTrip::shortfall_y`]); positive is a cost.
+    pub shortfall: [f64; 2],
+    /// Time-weighted mean of the unhedged notional `|q_y m_y + q_x m_x|` (quote asset)
+    /// over the run ([`super::trace::HedgeTrack`]: updated after every report and at
+    /// the end of every exchange message). `None` for a run over no time.
+    pub hedge_error_mean: Option<f64>,
+    /// Largest unhedged notional (quote asset).
+    pub hedge_error_max: f64,
+    /// Accepted Kalman updates ([`Trace::signals`]).
+    pub signals: u64,
+    /// Entries of the spread state into long or short: the rows of `trades.csv`.
+    pub signal_entries: u64,
+    /// Those round trips by exit reason.
+    pub trades_by_exit: ExitCounts,
     /// Annualised Sharpe ratio of net PnL: with `d_i = net_i - net_{i-1}` the changes
     /// between consecutive samples (both finite), `mean(d) / sd(d) * sqrt(n_year)`, `sd`
     /// the sample standard deviation (divisor `n - 1`) and `n_year` =
@@ -86,8 +155,10 @@ pub struct Report {
     pub rejects: u64,
     /// Cancels confirmed by the matching engine.
     pub cancels: u64,
-    /// Pair round trips: times the pair went from flat (both legs' positions zero) to
-    /// not flat and back to flat. Positions are rebuilt from the fills, starting flat.
+    /// Pair round trips of the positions: times the pair went from flat (both legs'
+    /// positions zero) to not flat and back to flat. Positions are rebuilt from the
+    /// fills, starting flat. (The round trips of the signal are
+    /// [`Report::signal_entries`].)
     pub round_trips: u64,
     /// Round trips per leg: times that leg's position went from zero to non-zero and
     /// back to zero (a sign flip without passing through zero does not end one).
@@ -178,6 +249,357 @@ fn max_drawdown(points: &[(usize, f64)]) -> (f64, Option<(usize, usize)>) {
         }
     }
     (best, at)
+}
+
+/// Why a round trip ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitReason {
+    /// The spread went from long or short to flat (z reverted), or straight to the
+    /// other side.
+    Exit,
+    /// The spread was stopped out.
+    Stop,
+    /// The kill switch tripped and flattened the targets.
+    Kill,
+    /// The data ended with the spread open.
+    End,
+}
+
+/// Round trips by exit reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExitCounts {
+    /// [`ExitReason::Exit`].
+    pub exit: u64,
+    /// [`ExitReason::Stop`].
+    pub stop: u64,
+    /// [`ExitReason::Kill`].
+    pub kill: u64,
+    /// [`ExitReason::End`].
+    pub end: u64,
+}
+
+/// Header of `trades.csv`: the field names of [`RoundTrip`], in order.
+pub const TRADES_HEADER: [&str; 24] = [
+    "side",
+    "entry_time",
+    "entry_ns",
+    "exit_time",
+    "exit_ns",
+    "exit_reason",
+    "entry_z",
+    "entry_beta",
+    "exit_z",
+    "exit_beta",
+    "target_y",
+    "target_x",
+    "reach_y_s",
+    "reach_x_s",
+    "fills_y",
+    "fills_x",
+    "fees_y",
+    "fees_x",
+    "gross_pnl",
+    "net_pnl",
+    "shortfall_y",
+    "shortfall_x",
+    "settle_time",
+    "settle_ns",
+];
+
+/// One pair round trip of the signal: a row of `trades.csv`.
+///
+/// It opens at the entry decision (spread state into long or short), exits at the
+/// decision that leaves that state (reason `exit`, `stop` or `kill`) or at the end of
+/// the data (`end`), and settles, which closes its PnL window, at the first moment
+/// after the exit at which both legs' positions equal their targets (flat), or at the
+/// next entry, or at the end of the run, whichever comes first. So the unwinding after
+/// the exit signal belongs to the trade.
+///
+/// PnL over the window `[entry, settle]`, per leg with position `q`, mid `m`, and the
+/// fills `i` inside the window (after the entry decision, up to the settlement):
+/// `gross = q(settle) m(settle) - q(entry) m(entry) - sum_i s_i q_i p_i`: the change of
+/// the position's value at the mids plus the cash flows. Positions left over from
+/// before the entry are valued at the entry mids, so the windows of consecutive trades
+/// add up without double counting. `net = gross - fees` of the same fills.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RoundTrip {
+    /// Long or short the spread.
+    pub side: Spread,
+    /// Entry decision time, UTC.
+    pub entry_time: UtcMs,
+    /// Entry decision time, ns.
+    pub entry_ns: Ts,
+    /// Exit decision time (or the end of the data), UTC.
+    pub exit_time: UtcMs,
+    /// Exit time, ns.
+    pub exit_ns: Ts,
+    /// Why it ended.
+    pub exit_reason: ExitReason,
+    /// z at the entry decision.
+    pub entry_z: f64,
+    /// beta at the entry decision.
+    pub entry_beta: f64,
+    /// z at the exit (the last signal's, for `kill` and `end`).
+    pub exit_z: f64,
+    /// beta at the exit.
+    pub exit_beta: f64,
+    /// Y target set at entry, base units.
+    pub target_y: f64,
+    /// X target set at entry, base units.
+    pub target_x: f64,
+    /// Seconds from the entry decision until the Y position first equalled its target
+    /// (the one in force); empty if it did not before the exit.
+    pub reach_y_s: Option<f64>,
+    /// The same for X.
+    pub reach_x_s: Option<f64>,
+    /// Y fills in the window.
+    pub fills_y: u64,
+    /// X fills in the window.
+    pub fills_x: u64,
+    /// Y fees in the window, quote asset.
+    pub fees_y: f64,
+    /// X fees in the window, quote asset.
+    pub fees_x: f64,
+    /// Gross PnL over the window (see above), quote asset.
+    pub gross_pnl: f64,
+    /// `gross_pnl - fees_y - fees_x`.
+    pub net_pnl: f64,
+    /// Implementation shortfall of the Y leg: `sum_i s_i (p_i - m_sig,i) q_i` over
+    /// the Y fills in the window, `m_sig,i` the Y mid at the decision that set the
+    /// target fill `i` worked towards ([`FillRecord::signal_mid`]: the entry's mid while
+    /// entering, the exit's while unwinding). Positive is a cost against trading at
+    /// the signal's mid; fills without such a mid are left out.
+    pub shortfall_y: f64,
+    /// The same for X.
+    pub shortfall_x: f64,
+    /// End of the PnL window, UTC.
+    pub settle_time: UtcMs,
+    /// End of the PnL window, ns.
+    pub settle_ns: Ts,
+}
+
+/// A round trip being built by [`round_trips`].
+#[derive(Debug, Clone, Copy)]
+struct OpenTrip {
+    row: RoundTrip,
+    exited: bool,
+    /// Positions and mids at entry.
+    q0: [f64; 2],
+    m0: [f64; 2],
+    /// Positions and targets now.
+    pos: [f64; 2],
+    target: [f64; 2],
+    /// `-sum s_i q_i p_i` per leg.
+    cash: [f64; 2],
+    reach_ts: [Option<Ts>; 2],
+}
+
+/// `q * m`, 0 for a flat leg whatever its mark.
+#[inline]
+fn value(q: f64, m: f64) -> f64 {
+    if q == 0.0 {
+        0.0
+    } else {
+        q * m
+    }
+}
+
+impl OpenTrip {
+    fn new(d: &Decision) -> OpenTrip {
+        let mut t = OpenTrip {
+            row: RoundTrip {
+                side: d.state,
+                entry_time: UtcMs(d.ts),
+                entry_ns: d.ts,
+                exit_time: UtcMs(d.ts),
+                exit_ns: d.ts,
+                exit_reason: ExitReason::End,
+                entry_z: d.z,
+                entry_beta: d.beta,
+                exit_z: f64::NAN,
+                exit_beta: f64::NAN,
+                target_y: d.target[0],
+                target_x: d.target[1],
+                reach_y_s: None,
+                reach_x_s: None,
+                fills_y: 0,
+                fills_x: 0,
+                fees_y: 0.0,
+                fees_x: 0.0,
+                gross_pnl: 0.0,
+                net_pnl: 0.0,
+                shortfall_y: 0.0,
+                shortfall_x: 0.0,
+                settle_time: UtcMs(d.ts),
+                settle_ns: d.ts,
+            },
+            exited: false,
+            q0: d.position,
+            m0: d.mid,
+            pos: d.position,
+            target: d.target,
+            cash: [0.0; 2],
+            reach_ts: [None; 2],
+        };
+        t.check_reach(d.ts);
+        t
+    }
+
+    /// Before the exit: marks the legs whose position equals their target at `ts`.
+    fn check_reach(&mut self, ts: Ts) {
+        if self.exited {
+            return;
+        }
+        for l in 0..2 {
+            if self.reach_ts[l].is_none() && self.pos[l] == self.target[l] {
+                self.reach_ts[l] = Some(ts);
+            }
+        }
+    }
+
+    fn exit(&mut self, ts: Ts, z: f64, beta: f64, reason: ExitReason) {
+        self.exited = true;
+        self.row.exit_time = UtcMs(ts);
+        self.row.exit_ns = ts;
+        self.row.exit_z = z;
+        self.row.exit_beta = beta;
+        self.row.exit_reason = reason;
+    }
+
+    /// After the exit, both legs at their targets.
+    fn settled(&self) -> bool {
+        self.exited && self.pos == self.target
+    }
+
+    /// Takes a fill inside the window.
+    fn fill(&mut self, f: &FillRecord) {
+        let s = f.side.sign() as f64;
+        let l = f.leg;
+        self.cash[l] -= s * f.qty * f.px;
+        let shortfall = f.signal_mid.map_or(0.0, |m| s * (f.px - m) * f.qty);
+        if l == 0 {
+            self.row.fills_y += 1;
+            self.row.fees_y += f.fee;
+            self.row.shortfall_y += shortfall;
+        } else {
+            self.row.fills_x += 1;
+            self.row.fees_x += f.fee;
+            self.row.shortfall_x += shortfall;
+        }
+        self.pos[l] = f.position;
+        self.check_reach(f.ts);
+    }
+
+    /// The finished row, its window closing at `ts` with positions `q` at mids `m`.
+    fn close(mut self, ts: Ts, q: [f64; 2], m: [f64; 2]) -> RoundTrip {
+        let r = &mut self.row;
+        r.settle_time = UtcMs(ts);
+        r.settle_ns = ts;
+        r.gross_pnl = (0..2).map(|l| value(q[l], m[l]) - value(self.q0[l], self.m0[l]) + self.cash[l]).sum();
+        r.net_pnl = r.gross_pnl - r.fees_y - r.fees_x;
+        let reach = |t: Option<Ts>| t.filter(|&t| t <= r.exit_ns).map(|t| secs(t, r.entry_ns));
+        r.reach_y_s = reach(self.reach_ts[0]);
+        r.reach_x_s = reach(self.reach_ts[1]);
+        self.row
+    }
+}
+
+/// Feeds `fills` to the open trip, closing it when it settles.
+fn trip_fills(fills: &[FillRecord], open: &mut Option<OpenTrip>, mid: &mut [f64; 2], out: &mut Vec<RoundTrip>) {
+    for f in fills.iter().filter(|f| fill_ok(f)) {
+        if let Some(m) = f.mid.filter(|m| m.is_finite()) {
+            mid[f.leg] = m;
+        }
+        if let Some(t) = open.as_mut() {
+            t.fill(f);
+            if t.settled() {
+                let (q, m) = (t.pos, *mid);
+                out.extend(open.take().map(|t| t.close(f.ts, q, m)));
+            }
+        }
+    }
+}
+
+/// The round trips of the signal in a trace, in order (see [`RoundTrip`] for the
+/// definitions). A pure function of [`Trace::decisions`], [`Trace::fills`],
+/// [`Trace::signals`] (the last one gives z and beta at the end) and [`Trace::end`].
+pub fn round_trips(trace: &Trace) -> Vec<RoundTrip> {
+    let fills = &trace.fills;
+    let mut out = Vec::new();
+    let mut open: Option<OpenTrip> = None;
+    let mut mid = [f64::NAN; 2];
+    let (mut prev_state, mut prev_killed) = (Spread::Flat, false);
+    let mut next = 0;
+    for d in &trace.decisions {
+        let upto = d.fills_before.clamp(next, fills.len());
+        trip_fills(&fills[next..upto], &mut open, &mut mid, &mut out);
+        next = upto;
+        for (m, &dm) in mid.iter_mut().zip(&d.mid) {
+            if dm.is_finite() {
+                *m = dm;
+            }
+        }
+        let killed_now = d.killed && !prev_killed;
+        let left = prev_state.is_open() && d.state != prev_state;
+        if let Some(t) = open.as_mut() {
+            t.pos = d.position;
+            t.target = d.target;
+            if !t.exited && (left || killed_now) {
+                let reason = if killed_now {
+                    ExitReason::Kill
+                } else if d.state == Spread::Stopped {
+                    ExitReason::Stop
+                } else {
+                    ExitReason::Exit
+                };
+                t.exit(d.ts, d.z, d.beta, reason);
+            }
+            t.check_reach(d.ts);
+        }
+        if d.state.is_open() && d.state != prev_state && !d.killed {
+            if let Some(mut t) = open.take() {
+                if !t.exited {
+                    t.exit(d.ts, d.z, d.beta, ExitReason::Exit);
+                }
+                out.push(t.close(d.ts, d.position, mid));
+            }
+            open = Some(OpenTrip::new(d));
+        } else if open.as_ref().is_some_and(OpenTrip::settled) {
+            out.extend(open.take().map(|t| t.close(d.ts, d.position, mid)));
+        }
+        prev_state = d.state;
+        prev_killed = d.killed;
+    }
+    trip_fills(&fills[next.min(fills.len())..], &mut open, &mut mid, &mut out);
+    if let Some(mut t) = open {
+        if !t.exited {
+            let (z, beta) = trace.signals.last().map_or((f64::NAN, f64::NAN), |s| (s.z, s.beta));
+            t.exit(trace.end.data_end_ts.max(t.row.entry_ns), z, beta, ExitReason::End);
+        }
+        let end = trace.end;
+        let m = [0, 1].map(|l| if end.mid[l].is_finite() { end.mid[l] } else { mid[l] });
+        out.push(t.close(end.ts.max(t.row.entry_ns), end.position, m));
+    }
+    out
+}
+
+/// Signal PnL of the decisions' target path, marked at `end_mid`: `sum_legs sum_k
+/// (T_k - T_{k-1}) (M - m_k)`, `T_{-1} = 0` (the Core starts flat). `None` if not
+/// finite.
+pub fn signal_pnl(decisions: &[Decision], end_mid: [f64; 2]) -> Option<f64> {
+    let mut prev = [0.0; 2];
+    let mut pnl = 0.0;
+    for d in decisions {
+        for l in 0..2 {
+            let dt = d.target[l] - prev[l];
+            if dt != 0.0 {
+                pnl += dt * (end_mid[l] - d.mid[l]);
+            }
+        }
+        prev = d.target;
+    }
+    pnl.is_finite().then_some(pnl)
 }
 
 impl Report {
@@ -283,15 +705,59 @@ impl Report {
         }
         let inventory_mean_abs = [0, 1].map(|leg| if inv_n[leg] > 0 { inv_sum[leg] / inv_n[leg] as f64 } else { 0.0 });
 
+        // Attribution.
+        let pnl_gross = last_pnl.map(|s| s.gross_pnl);
+        let pnl_signal = signal_pnl(&trace.decisions, trace.end.mid);
+        let pnl_execution = match (pnl_gross, pnl_signal) {
+            (Some(g), Some(s)) => Some(g - s),
+            _ => None,
+        };
+        let mut fill_edge = 0.0;
+        let mut edge_away = 0.0;
+        let mut fills_away = 0u64;
+        for f in trace.fills.iter().filter(|f| fill_ok(f)) {
+            let edge = f.mid.map_or(0.0, |m| f.side.sign() as f64 * (m - f.px) * f.qty);
+            fill_edge += edge;
+            if !f.toward_target {
+                fills_away += 1;
+                edge_away += edge;
+            }
+        }
+        let trips = self::round_trips(trace);
+        let mut by_exit = ExitCounts::default();
+        let mut shortfall = [0.0; 2];
+        for t in &trips {
+            match t.exit_reason {
+                ExitReason::Exit => by_exit.exit += 1,
+                ExitReason::Stop => by_exit.stop += 1,
+                ExitReason::Kill => by_exit.kill += 1,
+                ExitReason::End => by_exit.end += 1,
+            }
+            shortfall[0] += t.shortfall_y;
+            shortfall[1] += t.shortfall_x;
+        }
+
         let ratio = |num: f64, den: f64| if den > 0.0 { Some(num / den) } else { None };
         Report {
             symbols: trace.symbols.clone(),
             samples: samples.len(),
             duration_s,
             sample_interval_s,
-            pnl_gross: last_pnl.map(|s| s.gross_pnl),
+            pnl_gross,
             fees: last_pnl.map(|s| s.fees),
             pnl_net: last_pnl.map(|s| s.net_pnl),
+            pnl_signal,
+            pnl_execution,
+            execution_fill_edge: fill_edge,
+            execution_tracking: pnl_execution.map(|e| e - fill_edge),
+            fills_away_from_target: fills_away,
+            edge_away_from_target: edge_away,
+            shortfall,
+            hedge_error_mean: trace.hedge.mean(),
+            hedge_error_max: trace.hedge.max,
+            signals: trace.signals.len() as u64,
+            signal_entries: trips.len() as u64,
+            trades_by_exit: by_exit,
             sharpe,
             samples_per_year,
             max_drawdown: max_dd,
@@ -340,6 +806,42 @@ impl fmt::Display for Report {
         writeln!(f, "pnl net         {:>14}", opt(self.pnl_net, 2))?;
         writeln!(
             f,
+            "pnl signal      {:>14}   (the targets traded at the mids when they change, no costs)",
+            opt(self.pnl_signal, 2)
+        )?;
+        writeln!(
+            f,
+            "execution       {:>14}   (gross - signal) = fill edge {:.2} + tracking {}",
+            opt(self.pnl_execution, 2),
+            self.execution_fill_edge,
+            opt(self.execution_tracking, 2)
+        )?;
+        writeln!(
+            f,
+            "away fills      {:>14}   fills away from the target, edge {:.2} (market making, in execution)",
+            self.fills_away_from_target, self.edge_away_from_target
+        )?;
+        writeln!(
+            f,
+            "shortfall       {:>14.2}   vs the signal's mids ({y} {:.2}, {x} {:.2}; + is a cost)",
+            self.shortfall[0] + self.shortfall[1],
+            self.shortfall[0],
+            self.shortfall[1]
+        )?;
+        writeln!(
+            f,
+            "hedge error     {:>14}   |q_y m_y + q_x m_x| time-weighted mean, max {:.2} (quote asset)",
+            opt(self.hedge_error_mean, 2),
+            self.hedge_error_max
+        )?;
+        let e = &self.trades_by_exit;
+        writeln!(
+            f,
+            "signal trades   {:>14}   round trips of the spread from {} signals, ended by exit {}, stop {}, kill {}, end {}",
+            self.signal_entries, self.signals, e.exit, e.stop, e.kill, e.end
+        )?;
+        writeln!(
+            f,
             "sharpe          {:>14}   (net-PnL changes per {} s sample, x sqrt({} samples per 365-day year))",
             opt(self.sharpe, 2),
             interval,
@@ -374,7 +876,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "round trips     {:>14}   pair ({y} {}, {x} {})",
+            "round trips     {:>14}   positions flat to flat ({y} {}, {x} {})",
             self.round_trips, self.round_trips_per_leg[0], self.round_trips_per_leg[1]
         )?;
         for (leg, sym) in self.symbols.iter().enumerate() {
@@ -415,7 +917,21 @@ mod tests {
     }
 
     fn fill(leg: usize, side: Side, px: f64, qty: f64, maker: bool, wait_ms: i64) -> FillRecord {
-        FillRecord { ts: 0, leg, side, px, qty, fee: 0.01, maker, queue_wait_ns: wait_ms * 1_000_000 }
+        FillRecord {
+            ts: 0,
+            leg,
+            side,
+            px,
+            qty,
+            fee: 0.01,
+            maker,
+            queue_wait_ns: wait_ms * 1_000_000,
+            mid: None,
+            position: 0.0,
+            target: 0.0,
+            signal_mid: None,
+            toward_target: true,
+        }
     }
 
     fn trace(samples: Vec<Sample>, fills: Vec<FillRecord>, orders: u64) -> Trace {
@@ -429,6 +945,7 @@ mod tests {
             orders,
             rejects: 1,
             cancels: 2,
+            ..Trace::default()
         }
     }
 
@@ -617,6 +1134,246 @@ mod tests {
             assert!(b.len() >= 30 && b[15] == b' ' && b[29] != b' ', "{line}");
         }
         println!("{text}");
+    }
+
+    /// A decision at `ts` s.
+    fn decision(
+        ts: i64,
+        fills_before: usize,
+        state: Spread,
+        target: [f64; 2],
+        mid: [f64; 2],
+        position: [f64; 2],
+    ) -> Decision {
+        Decision {
+            ts: ts * NS_PER_SEC,
+            fills_before,
+            signal: true,
+            state,
+            killed: false,
+            z: ts as f64,
+            beta: 2.0,
+            target,
+            mid,
+            position,
+        }
+    }
+
+    /// A fill at `ts` s with fee 0.1.
+    #[allow(clippy::too_many_arguments)]
+    fn leg_fill(
+        ts: i64,
+        leg: usize,
+        side: Side,
+        px: f64,
+        qty: f64,
+        mid: f64,
+        position: f64,
+        target: f64,
+        signal_mid: f64,
+    ) -> FillRecord {
+        FillRecord {
+            ts: ts * NS_PER_SEC,
+            fee: 0.1,
+            mid: Some(mid),
+            position,
+            target,
+            signal_mid: Some(signal_mid),
+            toward_target: true,
+            ..fill(leg, side, px, qty, true, 0)
+        }
+    }
+
+    /// Three trades of the signal over hand-made decisions and fills (times in s, y leg
+    /// first, x second; every fill pays 0.1):
+    ///
+    /// | t | event | positions |
+    /// |---|---|---|
+    /// | 10 | long: targets [1, -2], mids [100, 50] | |
+    /// | 11 | y buy 1 @ 99 (mid 100.5) | [1, 0] |
+    /// | 12 | x sell 2 @ 51 (mid 50.5) | [1, -2] |
+    /// | 20 | flat (exit): targets 0, mids [104, 51] | |
+    /// | 21 | y sell 1 @ 104.5 (mid 104) | [0, -2] |
+    /// | 23 | x buy 2 @ 51.5 (mid 51): settled | [0, 0] |
+    /// | 30 | short: [-1, 2], mids [103, 52] | |
+    /// | 31 | y sell 1 @ 103 (mid 103) | [-1, 0] |
+    /// | 40 | stopped: targets 0, mids [106, 53] | |
+    /// | 41 | y buy 1 @ 106 (mid 106): settled | [0, 0] |
+    /// | 45 | y buy 0.5 @ 104 (mid 104.2), away from target 0 | [0.5, 0] |
+    /// | 47 | y sell 0.5 @ 104.4 (mid 104.2) | [0, 0] |
+    /// | 50 | stopped -> flat, no target change | |
+    /// | 60 | long: [1, -2], mids [100, 50] | |
+    /// | 70 / 71 | end of data / of the run, mids [101, 49] | [0, 0] |
+    fn three_trades() -> Trace {
+        use Side::{Buy, Sell};
+        let fills = vec![
+            leg_fill(11, 0, Buy, 99.0, 1.0, 100.5, 1.0, 1.0, 100.0),
+            leg_fill(12, 1, Sell, 51.0, 2.0, 50.5, -2.0, -2.0, 50.0),
+            leg_fill(21, 0, Sell, 104.5, 1.0, 104.0, 0.0, 0.0, 104.0),
+            leg_fill(23, 1, Buy, 51.5, 2.0, 51.0, 0.0, 0.0, 51.0),
+            leg_fill(31, 0, Sell, 103.0, 1.0, 103.0, -1.0, -1.0, 103.0),
+            leg_fill(41, 0, Buy, 106.0, 1.0, 106.0, 0.0, 0.0, 106.0),
+            FillRecord { toward_target: false, ..leg_fill(45, 0, Buy, 104.0, 0.5, 104.2, 0.5, 0.0, 106.0) },
+            leg_fill(47, 0, Sell, 104.4, 0.5, 104.2, 0.0, 0.0, 106.0),
+        ];
+        let decisions = vec![
+            decision(10, 0, Spread::Long, [1.0, -2.0], [100.0, 50.0], [0.0, 0.0]),
+            decision(20, 2, Spread::Flat, [0.0, 0.0], [104.0, 51.0], [1.0, -2.0]),
+            decision(30, 4, Spread::Short, [-1.0, 2.0], [103.0, 52.0], [0.0, 0.0]),
+            decision(40, 5, Spread::Stopped, [0.0, 0.0], [106.0, 53.0], [-1.0, 0.0]),
+            decision(50, 8, Spread::Flat, [0.0, 0.0], [104.2, 52.0], [0.0, 0.0]),
+            decision(60, 8, Spread::Long, [1.0, -2.0], [100.0, 50.0], [0.0, 0.0]),
+        ];
+        let last_signal = crate::backtest::trace::SignalRecord {
+            ts_ns: 69 * NS_PER_SEC,
+            mid_y: 101.0,
+            mid_x: 49.0,
+            beta: 2.1,
+            alpha: 0.0,
+            e: -1.0,
+            q: 1.0,
+            z: -1.0,
+            state: Spread::Long,
+            target_y: 1.0,
+            target_x: -2.0,
+        };
+        // Realized gross: y cash -99 + 104.5 + 103 - 106 - 52 + 52.2 = 2.7, x cash
+        // 102 - 103 = -1, flat at the end: 1.7. Fees 8 x 0.1.
+        let end = Sample { ts: 71 * NS_PER_SEC, gross_pnl: 1.7, fees: 0.8, net_pnl: 0.9, ..sample(0, 0.0, [0.0; 2]) };
+        Trace {
+            samples: vec![sample(0, 0.0, [0.0; 2]), end],
+            fills,
+            decisions,
+            signals: vec![last_signal],
+            end: crate::backtest::trace::EndState {
+                data_end_ts: 70 * NS_PER_SEC,
+                ts: 71 * NS_PER_SEC,
+                mid: [101.0, 49.0],
+                position: [0.0, 0.0],
+            },
+            ..trace(vec![], vec![], 8)
+        }
+    }
+
+    /// Round trips of [`three_trades`]:
+    /// 1. long 10 s -> exit 20 s, settled 23 s. Reach: y at 11 s (1 s), x at 12 s (2 s).
+    ///    Cash y -99 + 104.5 = 5.5, x 102 - 103 = -1: gross 4.5, fees 0.4, net 4.1.
+    ///    Shortfall y: +1 (99 - 100) 1 - 1 (104.5 - 104) 1 = -1.5; x: -1 (51 - 50) 2 +
+    ///    1 (51.5 - 51) 2 = -1.
+    /// 2. short 30 s -> stop 40 s, settled 41 s. y reaches -1 after 1 s, x never.
+    ///    Cash y 103 - 106 = -3, fees 0.2: net -3.2; shortfall 0 (fills at the mids).
+    /// 3. long 60 s -> end at 70 s (z -1, beta 2.1 of the last signal), window to 71 s:
+    ///    no fills, PnL 0, targets never reached.
+    ///
+    /// The fills at 45 s and 47 s are outside every window.
+    #[test]
+    fn round_trips_of_a_hand_made_trace() {
+        let t = round_trips(&three_trades());
+        assert_eq!(t.len(), 3);
+        let (a, b, c) = (&t[0], &t[1], &t[2]);
+        assert_eq!((a.side, a.exit_reason), (Spread::Long, ExitReason::Exit));
+        assert_eq!((a.entry_ns, a.exit_ns, a.settle_ns), (10 * NS_PER_SEC, 20 * NS_PER_SEC, 23 * NS_PER_SEC));
+        assert_eq!((a.entry_z, a.exit_z, a.entry_beta), (10.0, 20.0, 2.0));
+        assert_eq!((a.target_y, a.target_x), (1.0, -2.0));
+        assert_eq!((a.reach_y_s, a.reach_x_s), (Some(1.0), Some(2.0)));
+        assert_eq!((a.fills_y, a.fills_x), (2, 2));
+        assert!(close(a.fees_y, 0.2) && close(a.fees_x, 0.2));
+        assert!(close(a.gross_pnl, 4.5) && close(a.net_pnl, 4.1), "{a:?}");
+        assert!(close(a.shortfall_y, -1.5) && close(a.shortfall_x, -1.0), "{a:?}");
+
+        assert_eq!((b.side, b.exit_reason), (Spread::Short, ExitReason::Stop));
+        assert_eq!((b.exit_ns, b.settle_ns), (40 * NS_PER_SEC, 41 * NS_PER_SEC));
+        assert_eq!((b.reach_y_s, b.reach_x_s), (Some(1.0), None));
+        assert_eq!((b.fills_y, b.fills_x), (2, 0));
+        assert!(close(b.gross_pnl, -3.0) && close(b.net_pnl, -3.2), "{b:?}");
+        assert_eq!((b.shortfall_y, b.shortfall_x), (0.0, 0.0));
+
+        assert_eq!((c.side, c.exit_reason), (Spread::Long, ExitReason::End));
+        assert_eq!((c.exit_ns, c.settle_ns), (70 * NS_PER_SEC, 71 * NS_PER_SEC));
+        assert_eq!((c.exit_z, c.exit_beta), (-1.0, 2.1));
+        assert_eq!((c.reach_y_s, c.reach_x_s, c.fills_y, c.gross_pnl), (None, None, 0, 0.0));
+        assert_eq!(c.entry_time.to_string(), "1970-01-01T00:01:00.000Z");
+    }
+
+    /// The paper portfolio of [`three_trades`], marked at [101, 49]:
+    /// `sum dT (M - m)` = 3 (long at [100, 50]) - 1 (flat at [104, 51]) - 4 (short at
+    /// [103, 52]) + 3 (stopped at [106, 53]) + 3 (long at [100, 50]) = 4; by trades:
+    /// +4 - 2, -3 + 2, +1 + 2. Gross 1.7: execution -2.3. Fill edge `s (m - p) q`:
+    /// 1.5 + 1 + 0.5 - 1 + 0 + 0 + 0.1 + 0.1 = 2.2, tracking -4.5; one fill away from
+    /// its target, edge 0.1.
+    #[test]
+    fn attribution_of_a_hand_made_trace() {
+        let tr = three_trades();
+        assert!(close(signal_pnl(&tr.decisions, tr.end.mid).unwrap(), 4.0));
+        let r = Report::from_trace(&tr);
+        assert!(close(r.pnl_signal.unwrap(), 4.0), "{r:?}");
+        assert!(close(r.pnl_execution.unwrap(), -2.3));
+        assert!(close(r.execution_fill_edge, 2.2));
+        assert!(close(r.execution_tracking.unwrap(), -4.5));
+        assert_eq!(r.fills_away_from_target, 1);
+        assert!(close(r.edge_away_from_target, 0.1));
+        assert!(close(r.shortfall[0], -1.5) && close(r.shortfall[1], -1.0));
+        assert_eq!((r.signals, r.signal_entries), (1, 3));
+        assert_eq!(r.trades_by_exit, ExitCounts { exit: 1, stop: 1, kill: 0, end: 1 });
+        // The tracking term by its own formula, `sum s q (M - m_i) - signal`:
+        // 0.5 + 3 + 3 - 4 + 2 - 5 - 1.6 + 1.6 - 4.
+        assert!(close(r.execution_tracking.unwrap(), 0.5 + 3.0 + 3.0 - 4.0 + 2.0 - 5.0 - 1.6 + 1.6 - 4.0));
+        // No mid at the end for a leg with a target: no signal PnL.
+        assert_eq!(signal_pnl(&tr.decisions, [f64::NAN, 49.0]), None);
+        let text = r.to_string();
+        for key in ["pnl signal", "execution", "away fills", "shortfall", "hedge error", "signal trades"] {
+            assert!(text.contains(key), "{key} missing:\n{text}");
+        }
+    }
+
+    /// Long at 0 s, straight to short at 5 s (an exit and an entry), kill at 6 s with
+    /// the y leg still short 1 at 100: the kill ends the trade, whose window runs to the
+    /// end of the run (never flat), valued at the end mid 90: gross `-1 * 90 + 100 =
+    /// 10`. A trace without fills or decisions has no trades.
+    #[test]
+    fn flip_and_kill() {
+        let mut tr = trace(vec![], vec![leg_fill(5, 0, Side::Sell, 100.0, 1.0, 100.0, -1.0, -1.0, 100.0)], 1);
+        tr.decisions = vec![
+            decision(0, 0, Spread::Long, [1.0, -2.0], [100.0, 50.0], [0.0, 0.0]),
+            decision(5, 0, Spread::Short, [-1.0, 2.0], [100.0, 50.0], [0.0, 0.0]),
+            Decision { killed: true, ..decision(6, 1, Spread::Flat, [0.0, 0.0], [100.0, 50.0], [-1.0, 0.0]) },
+        ];
+        tr.end = crate::backtest::trace::EndState {
+            data_end_ts: 9 * NS_PER_SEC,
+            ts: 10 * NS_PER_SEC,
+            mid: [90.0, 50.0],
+            position: [-1.0, 0.0],
+        };
+        let t = round_trips(&tr);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].exit_reason, t[0].exit_ns, t[0].settle_ns, t[0].gross_pnl),
+            (ExitReason::Exit, 5 * NS_PER_SEC, 5 * NS_PER_SEC, 0.0)
+        );
+        assert_eq!((t[1].side, t[1].exit_reason, t[1].exit_ns), (Spread::Short, ExitReason::Kill, 6 * NS_PER_SEC));
+        assert_eq!(t[1].settle_ns, 10 * NS_PER_SEC);
+        assert!(close(t[1].gross_pnl, 10.0), "{:?}", t[1]);
+        assert_eq!(t[1].fills_y, 1);
+        assert!(round_trips(&Trace::default()).is_empty());
+    }
+
+    /// `TRADES_HEADER` names the fields of [`RoundTrip`] as serde writes them.
+    #[test]
+    fn trades_header_matches_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("trades.csv");
+        crate::backtest::trace::write_csv(&p, &TRADES_HEADER, &round_trips(&three_trades())).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], TRADES_HEADER.join(","));
+        assert_eq!(lines.len(), 4);
+        assert!(
+            lines[1]
+                .starts_with("long,1970-01-01T00:00:10.000Z,10000000000,1970-01-01T00:00:20.000Z,20000000000,exit,"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[3].contains(",end,") && lines[3].contains(",,,0,0,"), "{}", lines[3]);
     }
 
     proptest! {

@@ -29,7 +29,8 @@ use statarb::live::{self, MarketSource, Pacing, Pinning, RunOptions, SliceSource
 use statarb::metrics::{write_hgrm, Stage};
 use statarb::report::Summary;
 use statarb::serve;
-use statarb::signal::csv::{filter_csv, CsvOptions};
+use statarb::signal::csv::{filter_csv, read_xy, CsvOptions};
+use statarb::signal::fit::{fit, FitOptions, FitResult, DEFAULT_BURN};
 use statarb::signal::kalman::{KalmanParams, ObsNoise, Prices};
 use statarb::types::Instrument;
 use statarb::types::NS_PER_SEC;
@@ -248,6 +249,7 @@ enum Cmd {
         out: Option<PathBuf>,
     },
     /// Run the Kalman hedge-ratio filter over a CSV: every row out with beta, alpha, e, q, z.
+    /// With --fit: estimate its noise parameters by maximum likelihood instead.
     Kalman {
         /// Input CSV with a header.
         #[arg(long)]
@@ -297,6 +299,42 @@ enum Cmd {
         /// Skip and count malformed rows instead of failing on the first.
         #[arg(long)]
         skip_bad: bool,
+        /// Instead of filtering, estimate delta_beta, delta_alpha and a fixed ve by
+        /// maximum likelihood (the other flags are the start and the held settings);
+        /// print the estimates and a [kalman] snippet.
+        #[arg(long, conflicts_with = "output")]
+        fit: bool,
+        /// With --fit: rows filtered but left out of the likelihood.
+        #[arg(long, requires = "fit", default_value_t = DEFAULT_BURN)]
+        burn: usize,
+        /// With --fit: estimate the spread half-life too (else held at --spread-halflife).
+        #[arg(long, requires = "fit")]
+        fit_halflife: bool,
+    },
+    /// Estimate the Kalman noise parameters (delta_beta, delta_alpha, a fixed ve, and
+    /// with --fit-halflife the spread half-life) by maximum likelihood on the pair as the
+    /// Core samples it from the data; the config's [kalman] is the start and holds the
+    /// rest. Prints the estimates and a [kalman] snippet.
+    Fit {
+        /// Configuration file (default: the built-in config/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data files, as for `replay`; default: the built-in set.
+        #[arg(long, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Seed of the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().seed)]
+        seed: u64,
+        /// Events in the built-in data set.
+        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        events: usize,
+        /// Samples filtered but left out of the likelihood (default: the config's
+        /// pairs.warmup, at least 10).
+        #[arg(long)]
+        burn: Option<usize>,
+        /// Estimate the spread half-life too (else held at kalman.spread_halflife).
+        #[arg(long)]
+        fit_halflife: bool,
     },
 }
 
@@ -391,6 +429,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             centre_halflife,
             output,
             skip_bad,
+            fit,
+            burn,
+            fit_halflife,
         } => {
             let params = KalmanParams {
                 delta,
@@ -409,7 +450,16 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 centre_halflife,
                 ..KalmanParams::default()
             };
-            kalman_cmd(&input, CsvOptions { y, x, params, skip_bad }, output.as_deref())
+            let opts = CsvOptions { y, x, params, skip_bad };
+            if fit {
+                kalman_fit_cmd(&input, &opts, FitOptions { burn, fit_halflife, ..FitOptions::default() })
+            } else {
+                kalman_cmd(&input, opts, output.as_deref())
+            }
+        }
+        Cmd::Fit { config, data, seed, events, burn, fit_halflife } => {
+            let cfg = load_config(config.as_deref())?;
+            fit_cmd(&cfg, &data, seed, events, burn, fit_halflife)
         }
     }
 }
@@ -1095,6 +1145,71 @@ fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<(
     .with_context(|| format!("{}", input.display()))?;
     eprintln!("rows {}, written {}, skipped {}", stats.rows, stats.written, stats.skipped);
     Ok(())
+}
+
+/// `statarb kalman --fit`: the `x`, `y` columns of the CSV, fitted from `opts.params`.
+fn kalman_fit_cmd(input: &Path, opts: &CsvOptions, fit_opts: FitOptions) -> Result<()> {
+    opts.params.validate()?;
+    let name = input.display().to_string();
+    let r = BufReader::new(File::open(input).with_context(|| format!("opening {name}"))?);
+    let (pairs, stats) = read_xy(r, &opts.y, &opts.x, opts.skip_bad).with_context(|| name.clone())?;
+    eprintln!("{name}: rows {}, read {}, skipped {}", stats.rows, stats.written, stats.skipped);
+    let r = fit(&pairs, &opts.params, &fit_opts).with_context(|| name.clone())?;
+    print_fit(&r);
+    Ok(())
+}
+
+/// `statarb fit`: the data through a `Core` built from `cfg` (no venue: its orders
+/// are dropped), taking `(mid x, mid y)` whenever the Core fed its filter (an update
+/// accepted or skipped), then the fit from `cfg.kalman`.
+fn fit_cmd(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+    burn: Option<usize>,
+    fit_halflife: bool,
+) -> Result<()> {
+    let source = if data.is_empty() {
+        format!("the built-in data set (seed {seed}, {events} events)")
+    } else {
+        data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let (instruments, events) = load_data(cfg, data, seed, events)?;
+    let mut core = Core::new(cfg, &instruments, 0).with_context(|| source.clone())?;
+    let mut out = statarb::core::Commands::new();
+    let mut fed = 0;
+    let mut samples = Vec::new();
+    for ev in &events {
+        out.clear();
+        core.on_market(ev, ev.local_ts, &mut out);
+        let st = core.stats();
+        if st.signals + st.signals_skipped > fed {
+            fed = st.signals + st.signals_skipped;
+            if let (Some(x), Some(y)) = (core.mid(statarb::core::LEG_X), core.mid(statarb::core::LEG_Y)) {
+                samples.push((x, y));
+            }
+        }
+    }
+    eprintln!(
+        "{source}: {} events, {} samples of ({}, {}) every {} ms",
+        events.len(),
+        samples.len(),
+        cfg.x.symbol,
+        cfg.y.symbol,
+        cfg.signal.sample_ms
+    );
+    let burn = burn.unwrap_or((cfg.pairs.warmup as usize).max(DEFAULT_BURN));
+    let r = fit(&samples, &cfg.kalman, &FitOptions { burn, fit_halflife, ..FitOptions::default() })
+        .with_context(|| source.clone())?;
+    print_fit(&r);
+    Ok(())
+}
+
+/// The estimates, a blank line, and the `[kalman]` snippet, on stdout.
+fn print_fit(r: &FitResult) {
+    println!("{r}");
+    print!("{}", r.to_toml());
 }
 
 /// `--prices` of `statarb kalman`.

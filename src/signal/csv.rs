@@ -18,6 +18,9 @@
 //! - A row the filter rejects although its numbers are finite (its `Q` is not positive
 //!   and finite, or the correction would break the covariance) is written with the five
 //!   output fields empty and counted.
+//!
+//! [`read_xy`] reads the same two columns, with the same handling of bad rows, into
+//! memory for `statarb kalman --fit` ([`crate::signal::fit`]).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -114,14 +117,8 @@ pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> 
 
     let mut rec = rdr.byte_headers()?.clone();
     let width = rec.len();
-    let find = |name: &str| {
-        rec.iter().position(|h| h == name.as_bytes()).ok_or_else(|| CsvError::MissingColumn {
-            column: name.to_owned(),
-            available: rec.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect::<Vec<_>>().join(", "),
-        })
-    };
-    let yi = find(&opts.y)?;
-    let xi = find(&opts.x)?;
+    let yi = column(&rec, &opts.y)?;
+    let xi = column(&rec, &opts.x)?;
     for name in OUTPUT_COLUMNS {
         rec.push_field(name.as_bytes());
     }
@@ -175,6 +172,52 @@ pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> 
     }
     wtr.flush()?;
     Ok(stats)
+}
+
+/// Reads the `x` and `y` columns of `input` into pairs `(x, y)`, in row order, with
+/// the header and the bad-row rules of [`filter_csv`]; in the stats, `written` counts
+/// the pairs returned and `skipped` the rows dropped under `skip_bad`.
+pub fn read_xy<R: Read>(input: R, y: &str, x: &str, skip_bad: bool) -> Result<(Vec<(f64, f64)>, CsvStats), CsvError> {
+    let mut rdr = ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
+    let mut rec = rdr.byte_headers()?.clone();
+    let width = rec.len();
+    let yi = column(&rec, y)?;
+    let xi = column(&rec, x)?;
+    let mut stats = CsvStats::default();
+    let mut pairs = Vec::new();
+    while rdr.read_byte_record(&mut rec)? {
+        stats.rows += 1;
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.len() != width {
+            if skip_bad {
+                stats.skipped += 1;
+                continue;
+            }
+            return Err(CsvError::Ragged { line, expected: width, found: rec.len() });
+        }
+        match (parse(&rec[yi]), parse(&rec[xi])) {
+            (Some(yv), Some(xv)) => pairs.push((xv, yv)),
+            _ if skip_bad => stats.skipped += 1,
+            (yv, _) => {
+                let (i, name) = if yv.is_none() { (yi, y) } else { (xi, x) };
+                return Err(CsvError::BadValue {
+                    line,
+                    column: name.to_owned(),
+                    value: String::from_utf8_lossy(&rec[i]).into_owned(),
+                });
+            }
+        }
+    }
+    stats.written = pairs.len() as u64;
+    Ok((pairs, stats))
+}
+
+/// Index of the header field `name`.
+fn column(header: &csv::ByteRecord, name: &str) -> Result<usize, CsvError> {
+    header.iter().position(|h| h == name.as_bytes()).ok_or_else(|| CsvError::MissingColumn {
+        column: name.to_owned(),
+        available: header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// A field as a finite `f64`; surrounding ASCII whitespace is ignored.
@@ -327,6 +370,21 @@ mod tests {
         let (out, stats) = run("a,b,c\n1,2,3\n4,5\n", &opts(true)).expect("skipped");
         assert_eq!(out.lines().count(), 2);
         assert_eq!(stats, CsvStats { rows: 2, written: 1, skipped: 1 });
+    }
+
+    #[test]
+    fn read_xy_reads_the_pairs_with_the_same_rules() {
+        let input = "date,a,note,b\n1,10,x,21\n2,11.5,,23.25\n";
+        let (pairs, stats) = read_xy(input.as_bytes(), "b", "a", false).expect("ok");
+        assert_eq!(pairs, [(10.0, 21.0), (11.5, 23.25)]);
+        assert_eq!(stats, CsvStats { rows: 2, written: 2, skipped: 0 });
+        let bad = "a,b\n10,21\nx,22\n1,2,3\n12,25\n";
+        let err = read_xy(bad.as_bytes(), "b", "a", false).expect_err("bad a");
+        assert_eq!(err.to_string(), "line 3: column `a`: `x` is not a finite number");
+        let (pairs, stats) = read_xy(bad.as_bytes(), "b", "a", true).expect("skipped");
+        assert_eq!(pairs, [(10.0, 21.0), (12.0, 25.0)]);
+        assert_eq!(stats, CsvStats { rows: 4, written: 2, skipped: 2 });
+        assert!(matches!(read_xy("a,c\n".as_bytes(), "b", "a", false), Err(CsvError::MissingColumn { .. })));
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! derived from it.
 
 pub mod csv;
+pub mod fit;
 pub mod kalman;
 pub mod pairs;

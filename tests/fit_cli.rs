@@ -92,14 +92,14 @@ fn kalman_fit_errors_name_the_file_and_the_counts() {
 
 #[test]
 fn fit_samples_the_built_in_data_as_the_core_does() {
-    // 200,000 events are about 13 minutes of market time: ~780 one-second samples.
-    let o = statarb(&["fit", "--events", "200000"]);
+    // 400,000 events are about 27 minutes of market time: ~1,640 one-second samples.
+    let o = statarb(&["fit", "--events", "400000"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(value(&out, "log-likelihood").is_finite(), "{out}");
-    assert!(out.contains("after a burn-in of 300"), "the config's warm-up: {out}");
+    assert!(out.contains("after a burn-in of 600"), "the config's warm-up: {out}");
     let samples = value(&out, "samples");
-    assert!((400.0..1000.0).contains(&samples), "{out}");
+    assert!((700.0..1400.0).contains(&samples), "{out}");
     assert!(stderr(&o).contains("samples of (BTCUSDT, ETHUSDT) every 1000 ms"), "{}", stderr(&o));
     snippet(&out);
 
@@ -107,5 +107,5 @@ fn fit_samples_the_built_in_data_as_the_core_does() {
     let o = statarb(&["fit", "--events", "20000"]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("the built-in data set (seed") && e.contains("need at least 310 (burn 300)"), "{e}");
+    assert!(e.contains("the built-in data set (seed") && e.contains("need at least 610 (burn 600)"), "{e}");
 }

@@ -385,7 +385,27 @@ pub fn write_plots(trace: &Trace, dir: &Path, truth: Option<&Truth>) -> Result<V
         }
     }
     let x_of = |ts: Ts| (ts - first) as f64 / NS_PER_SEC as f64 / unit;
-    let mut beta_lines = vec![Line::new("beta (Kalman)", BLUE, &t, &col(&|s| s.beta))];
+    // The filter starts from its prior, far from any hedge ratio: an axis scaled to
+    // that transient would flatten the whole run. The axis spans the 1st to 99th
+    // percentile of the estimate (and the truth), and values outside are drawn at the
+    // edge.
+    let betas = col(&|s| s.beta);
+    let mut sorted: Vec<f64> = betas.iter().copied().filter(|b| b.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mut beta_range = (!sorted.is_empty()).then(|| (sorted[sorted.len() / 100], sorted[sorted.len() * 99 / 100]));
+    if let Some(truth) = truth {
+        for &(_, b) in &truth.beta {
+            beta_range = union(beta_range, Some((b, b)));
+        }
+    }
+    let clipped: Vec<f64> = match beta_range {
+        Some((lo, hi)) => {
+            let pad = 0.1 * (hi - lo).max(hi.abs() * 1e-3);
+            betas.iter().map(|b| b.clamp(lo - pad, hi + pad)).collect()
+        }
+        None => betas,
+    };
+    let mut beta_lines = vec![Line::new("beta (Kalman)", BLUE, &t, &clipped)];
     let mut breaks = Vec::new();
     if let Some(truth) = truth {
         let (tt, tb): (Vec<f64>, Vec<f64>) = truth.beta.iter().map(|&(ts, b)| (x_of(ts), b)).unzip();

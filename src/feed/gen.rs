@@ -62,7 +62,7 @@
 //! for 20 minutes (`n = 1200`) `6.05e-4`, 1.5 % of the post-break beta (0.0397). A
 //! filter can do no better than that from 20 minutes after a break, and to forget the
 //! old beta it must discount older data, which costs some of it; the default filter
-//! comes back within 3 % (and stays there on average) 298 to 983 s after the break on
+//! comes back within 3 % (and stays there on average) 298 to 982 s after the break on
 //! seeds 1 to 5, and 20 minutes after it is within 1.3 to 1.4 % on average, about the
 //! standard error (`tests/signal_tracking.rs`, README).
 //!

@@ -511,6 +511,9 @@ impl Config {
         if self.quote.session_secs == 0 {
             return Err(("quote.session_secs".into(), "must be > 0".into()));
         }
+        if self.signal.refresh_ms > 60_000 {
+            return Err(("signal.refresh_ms".into(), format!("must be <= 60000, got {}", self.signal.refresh_ms)));
+        }
         if !(self.quote.horizon_secs.is_finite() && self.quote.horizon_secs > 0.0 && self.quote.horizon_secs <= 86_400.0)
         {
             return Err(("quote.horizon_secs".into(), "must be in (0, 86400]".into()));
@@ -659,6 +662,20 @@ mod tests {
         let text = DEFAULT_TOML.replacen("order_qty = \"", "order_qty = \"0.000001", 1);
         let e = Config::from_toml(&text, "my.toml").unwrap_err().to_string();
         assert!(e.contains("order_qty"), "{e}");
+    }
+
+    #[test]
+    fn durations_of_the_signal_and_the_horizon_are_bounded() {
+        for (table, key, value) in [
+            ("signal", "refresh_ms", "9223372036854775807"),
+            ("quote", "horizon_secs", "nan"),
+            ("quote", "horizon_secs", "-1.0"),
+            ("quote", "horizon_secs", "1e300"),
+        ] {
+            let text = format!("extends = \"default\"\n[{table}]\n{key} = {value}\n");
+            let e = Config::from_toml(&text, "d.toml").unwrap_err().to_string();
+            assert!(e.contains(&format!("{table}.{key}")), "{e}");
+        }
     }
 
     #[test]

@@ -227,6 +227,7 @@ impl Core {
             horizon_ns: (cfg.quote.horizon_secs * NS_PER_SEC as f64) as i64,
             complete: cfg.quote.complete(),
             sample_ns: cfg.signal.sample_ms as i64 * NS_PER_MS,
+            // Validated <= 60 s, so the product fits an i64.
             refresh_ns: cfg.signal.refresh_ms as i64 * NS_PER_MS,
             next_sample: Ts::MIN,
             last_signal: None,

@@ -53,19 +53,8 @@ enum Cmd {
     /// report and the digest; with --out writes report.json, fills.csv, trades.csv,
     /// signal.csv and SVG plots.
     Replay {
-        /// Configuration file (default: the built-in config/default.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data files: event files (from `gen` or `import`), or anything `import` reads
-        /// (converted on the fly); several are merged by time. Default: the built-in set.
-        #[arg(long, num_args = 1..)]
-        data: Vec<PathBuf>,
-        /// Seed of the built-in data set.
-        #[arg(long, default_value_t = gen::GenParams::default().seed)]
-        seed: u64,
-        /// Events in the built-in data set.
-        #[arg(long, default_value_t = gen::GenParams::default().events)]
-        events: usize,
+        #[command(flatten)]
+        input: DataArgs,
         /// Directory for report.json, fills.csv, trades.csv, signal.csv and the plots.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -316,18 +305,8 @@ enum Cmd {
     /// Core samples it from the data; the config's [kalman] is the start and holds the
     /// rest. Prints the estimates and a [kalman] snippet.
     Fit {
-        /// Configuration file (default: the built-in config/default.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data files, as for `replay`; default: the built-in set.
-        #[arg(long, num_args = 1..)]
-        data: Vec<PathBuf>,
-        /// Seed of the built-in data set.
-        #[arg(long, default_value_t = gen::GenParams::default().seed)]
-        seed: u64,
-        /// Events in the built-in data set.
-        #[arg(long, default_value_t = gen::GenParams::default().events)]
-        events: usize,
+        #[command(flatten)]
+        input: DataArgs,
         /// Samples filtered but left out of the likelihood (default: the config's
         /// pairs.warmup, at least 10).
         #[arg(long)]
@@ -336,6 +315,24 @@ enum Cmd {
         #[arg(long)]
         fit_halflife: bool,
     },
+}
+
+/// The configuration and the data of `replay` and `fit`.
+#[derive(Debug, clap::Args)]
+struct DataArgs {
+    /// Configuration file (default: the built-in config/default.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data files: event files (from `gen` or `import`), or anything `import` reads
+    /// (converted on the fly); several are merged by time. Default: the built-in set.
+    #[arg(long, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Seed of the built-in data set.
+    #[arg(long, default_value_t = gen::GenParams::default().seed)]
+    seed: u64,
+    /// Events in the built-in data set.
+    #[arg(long, default_value_t = gen::GenParams::default().events)]
+    events: usize,
 }
 
 fn main() -> ExitCode {
@@ -354,7 +351,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Latency { config, data, seed, events, out, pace } => {
             latency_cmd(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
         }
-        Cmd::Replay { config, data, seed, events, out } => {
+        Cmd::Replay { input: DataArgs { config, data, seed, events }, out } => {
             let cfg = load_config(config.as_deref())?;
             replay_cmd(&cfg, &data, seed, events, out.as_deref())
         }
@@ -457,7 +454,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 kalman_cmd(&input, opts, output.as_deref())
             }
         }
-        Cmd::Fit { config, data, seed, events, burn, fit_halflife } => {
+        Cmd::Fit { input: DataArgs { config, data, seed, events }, burn, fit_halflife } => {
             let cfg = load_config(config.as_deref())?;
             fit_cmd(&cfg, &data, seed, events, burn, fit_halflife)
         }

@@ -42,6 +42,15 @@ pub enum ConfigError {
         /// TOML's error, with line, column and key (shown in the message).
         error: toml::de::Error,
     },
+    /// The file is longer than [`MAX_CONFIG_BYTES`] (a config is a page of TOML; an
+    /// endless file such as `/dev/zero` must not be read into memory).
+    #[error("{file}: longer than {max} bytes; not a config file")]
+    TooLarge {
+        /// The file.
+        file: String,
+        /// The limit.
+        max: u64,
+    },
     /// A key has a value out of range.
     #[error("{file}: {key}: {msg}")]
     Invalid {
@@ -367,6 +376,9 @@ pub struct RecordConfig {
     /// Rotate after this many seconds.
     #[serde(default = "default_rotate_secs")]
     pub rotate_secs: u64,
+    /// The buffer pool between the hot thread and the writer (`[record.pool]`).
+    #[serde(default)]
+    pub pool: crate::feed::record::PoolConfig,
 }
 
 impl RecordConfig {
@@ -377,6 +389,7 @@ impl RecordConfig {
             prefix: default_record_prefix(),
             rotate_mb: default_rotate_mb(),
             rotate_secs: default_rotate_secs(),
+            pool: Default::default(),
         }
     }
 }
@@ -440,7 +453,11 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io { file: file.clone(), error })?;
+        let text = match read_bounded(path, MAX_CONFIG_BYTES) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Err(ConfigError::TooLarge { file, max: MAX_CONFIG_BYTES }),
+            Err(error) => return Err(ConfigError::Io { file, error }),
+        };
         Config::from_toml(&text, &file)
     }
 
@@ -511,9 +528,7 @@ impl Config {
         if self.quote.session_secs == 0 {
             return Err(("quote.session_secs".into(), "must be > 0".into()));
         }
-        if self.signal.refresh_ms > 60_000 {
-            return Err(("signal.refresh_ms".into(), format!("must be <= 60000, got {}", self.signal.refresh_ms)));
-        }
+        self.check_durations()?;
         if !(self.quote.horizon_secs.is_finite() && self.quote.horizon_secs > 0.0 && self.quote.horizon_secs <= 86_400.0)
         {
             return Err(("quote.horizon_secs".into(), "must be in (0, 86400]".into()));
@@ -534,8 +549,11 @@ impl Config {
         if !(self.quote.sigma_halflife_s.is_finite() && self.quote.sigma_halflife_s > 0.0) {
             return Err(("quote.sigma_halflife_s".into(), "must be > 0".into()));
         }
-        if !(self.fees.maker_bps.is_finite() && self.fees.taker_bps.is_finite()) {
-            return Err(("fees".into(), "must be finite".into()));
+        for (key, bps) in [("fees.maker_bps", self.fees.maker_bps), ("fees.taker_bps", self.fees.taker_bps)] {
+            // A rebate of more than 1 % or a fee of more than 10 % is no venue's: a typo.
+            if !(bps.is_finite() && (-100.0..=1_000.0).contains(&bps)) {
+                return Err((key.into(), format!("must be in [-100, 1000] bps, got {bps}")));
+            }
         }
         if let Some(f) = &self.feed {
             let scheme_ok = f.ws_url.starts_with("ws://") || f.ws_url.starts_with("wss://");
@@ -572,12 +590,61 @@ impl Config {
             if r.dir.is_empty() || r.rotate_mb == 0 || r.rotate_secs == 0 {
                 return Err(("record".into(), "dir must be set and rotate_mb, rotate_secs > 0".into()));
             }
+            if r.rotate_mb > MAX_ROTATE_MB {
+                return Err(("record.rotate_mb".into(), format!("must be <= {MAX_ROTATE_MB} (1 TiB)")));
+            }
+            r.pool.validate().map_err(|e| ("record.pool".to_string(), e.to_string()))?;
         }
         if self.risk.max_open_orders > crate::core::MAX_ORDERS {
             return Err(("risk.max_open_orders".into(), format!("must be <= {}", crate::core::MAX_ORDERS)));
         }
         if !(16..=1 << 24).contains(&self.live.ring_capacity) {
             return Err(("live.ring_capacity".into(), "must be in 16..=16777216".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Longest config or grid file read: 1 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a UTF-8 text file of at most `max` bytes; `Ok(None)` if it is longer. Reads at
+/// most `max + 1` bytes whatever the file is (a FIFO, `/dev/zero`).
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_string(&mut text)?;
+    Ok((text.len() as u64 <= max).then_some(text))
+}
+
+/// Largest `record.rotate_mb`: 1 TiB, so that the byte count (`rotate_mb << 20`) fits.
+pub const MAX_ROTATE_MB: u64 = 1 << 20;
+
+/// One day in milliseconds.
+const DAY_MS: u64 = 86_400_000;
+
+impl Config {
+    /// Range-checks every duration key the config itself holds, so that each one's
+    /// conversion to nanoseconds (`types::ms_to_ns`, `types::secs_to_ns`) cannot
+    /// fail downstream: a value that would wrap (a `stale_ms` of 9.3e12 gave zero
+    /// orders; one of 1.8e13 behaved like 0.45 ms) is a config error naming its key.
+    /// `risk.stale_ms` and the backtester's intervals are checked by their own
+    /// modules' `validate`.
+    fn check_durations(&self) -> Result<(), (String, String)> {
+        let mut keys: Vec<(&str, u64, u64)> = vec![
+            // (key, value in its unit, largest value in that unit)
+            ("signal.sample_ms", self.signal.sample_ms, DAY_MS),
+            ("signal.refresh_ms", self.signal.refresh_ms, 60_000),
+            ("quote.session_secs", self.quote.session_secs, 365 * 86_400),
+            ("gateway.cancel_timeout_ms", self.gateway.cancel_timeout_ms, 3_600_000),
+        ];
+        if let Some(r) = &self.record {
+            keys.push(("record.rotate_secs", r.rotate_secs, 30 * 86_400));
+        }
+        for (key, value, max) in keys {
+            if value > max {
+                return Err((key.into(), format!("must be <= {max}, got {value}")));
+            }
         }
         Ok(())
     }
@@ -668,6 +735,14 @@ mod tests {
     fn durations_of_the_signal_and_the_horizon_are_bounded() {
         for (table, key, value) in [
             ("signal", "refresh_ms", "9223372036854775807"),
+            // The values that wrapped into nanoseconds before they were bounded.
+            ("signal", "sample_ms", "18446744073710"),
+            ("quote", "session_secs", "9300000000"),
+            ("risk", "stale_ms", "9300000000000"),
+            ("risk", "stale_ms", "18446744073710"),
+            ("gateway", "cancel_timeout_ms", "9223372036854775807"),
+            ("fees", "maker_bps", "-100000"),
+            ("fees", "taker_bps", "1e9"),
             ("quote", "horizon_secs", "nan"),
             ("quote", "horizon_secs", "-1.0"),
             ("quote", "horizon_secs", "1e300"),
@@ -676,6 +751,22 @@ mod tests {
             let e = Config::from_toml(&text, "d.toml").unwrap_err().to_string();
             assert!(e.contains(&format!("{table}.{key}")), "{e}");
         }
+    }
+
+    #[test]
+    fn recorder_rotation_is_bounded() {
+        for (key, value) in [("rotate_mb", "9223372036854775807"), ("rotate_secs", "9223372036854775807")] {
+            let text = format!("extends = \"default\"\n[record]\ndir = \"rec\"\n{key} = {value}\n");
+            let e = Config::from_toml(&text, "r.toml").unwrap_err().to_string();
+            assert!(e.contains(&format!("record.{key}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_without_reading_it_all() {
+        let e = Config::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(e, ConfigError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().starts_with("/dev/zero: longer than 1048576 bytes"), "{e}");
     }
 
     #[test]

@@ -47,11 +47,11 @@ use crate::book::Book;
 use crate::config::{Complete, Config, QuoteMode};
 use crate::event::{ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
 use crate::portfolio::Portfolio;
-use crate::quote::{Quoter, Session, SigmaEstimator};
+use crate::quote::{QuoteError, Quoter, Session, SigmaEstimator};
 use crate::risk::{OrderCheck, Reject, Risk};
 use crate::signal::kalman::{Kalman, KalmanOutput};
 use crate::signal::pairs::{Pairs, SpreadState, Targets};
-use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS, NS_PER_SEC};
+use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, ms_to_ns, secs_to_ns, NS_PER_SEC};
 
 /// Index of the Y (dependent) leg.
 pub const LEG_Y: usize = 0;
@@ -126,6 +126,11 @@ struct Leg {
     horizon_start: Ts,
 }
 
+/// A checked duration conversion's result, or the error naming `key`.
+fn duration_ns(key: &'static str, ns: Option<Ts>) -> Result<Ts, CoreError> {
+    ns.ok_or(CoreError::Duration { key })
+}
+
 /// The strategy state machine.
 #[derive(Debug, Clone)]
 pub struct Core {
@@ -175,6 +180,15 @@ pub enum CoreError {
     /// A component refused its parameters.
     #[error("{0}")]
     Params(String),
+    /// The quote model or its session refused its parameters.
+    #[error(transparent)]
+    Quote(#[from] QuoteError),
+    /// A configured duration does not fit nanoseconds in an `i64`.
+    #[error("{key}: the duration does not fit 64-bit nanoseconds")]
+    Duration {
+        /// The config key.
+        key: &'static str,
+    },
 }
 
 impl Core {
@@ -203,8 +217,8 @@ impl Core {
                 id: id as InstId,
                 inst,
                 book: Book::default(),
-                sigma: SigmaEstimator::new(qp.sigma0, cfg.quote.sigma_halflife_s, NS_PER_SEC),
-                quoter: Quoter::new(cfg.quote.model, qp).map_err(|e| CoreError::Params(e.to_string()))?,
+                sigma: SigmaEstimator::new(qp.sigma0, cfg.quote.sigma_halflife_s, NS_PER_SEC)?,
+                quoter: Quoter::new(cfg.quote.model, qp)?,
                 order_lots: lc.order_lots(),
                 max_position: lc.max_position_lots(),
                 last_update: Ts::MIN,
@@ -223,12 +237,12 @@ impl Core {
             pairs: Pairs::new(cfg.pairs),
             risk: Risk::new(cfg.risk),
             portfolio,
-            session: Session::new(0, cfg.quote.session_secs as i64 * NS_PER_SEC),
+            session: Session::new(0, duration_ns("quote.session_secs", secs_to_ns(cfg.quote.session_secs))?)?,
+            // Validated in (0, 86400] s.
             horizon_ns: (cfg.quote.horizon_secs * NS_PER_SEC as f64) as i64,
             complete: cfg.quote.complete(),
-            sample_ns: cfg.signal.sample_ms as i64 * NS_PER_MS,
-            // Validated <= 60 s, so the product fits an i64.
-            refresh_ns: cfg.signal.refresh_ms as i64 * NS_PER_MS,
+            sample_ns: duration_ns("signal.sample_ms", ms_to_ns(cfg.signal.sample_ms))?,
+            refresh_ns: duration_ns("signal.refresh_ms", ms_to_ns(cfg.signal.refresh_ms))?,
             next_sample: Ts::MIN,
             last_signal: None,
             min_replace_ticks: cfg.quote.min_replace_ticks,

@@ -13,7 +13,11 @@
 //! reads for a network source; none for an in-memory one). Time stamps come from
 //! `Instant::now()`, a vDSO read of `CLOCK_MONOTONIC`, not a system call. Every command
 //! is delivered: a full ring is waited out by spinning (and counted), never dropped.
+//! The gateway never waits on the report ring (it queues overflow off the ring, see
+//! `Outbox`), so the two rings cannot deadlock: whatever their capacities, the
+//! gateway keeps popping commands, and the hot thread's push completes.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -289,6 +293,11 @@ impl<S: MarketSource> HotLoop<S> {
     pub fn sync(&mut self, handled: &AtomicU64) {
         loop {
             while handled.load(Ordering::Acquire) < self.outlet.sent {
+                // The gateway publishes `handled` once its reports are in the ring; a
+                // full ring must be drained for that to happen.
+                if self.from_gateway.is_full() {
+                    self.drain_reports();
+                }
                 std::hint::spin_loop();
             }
             if self.from_gateway.is_empty() {
@@ -349,6 +358,9 @@ pub struct GatewayStats {
     pub unconfirmed_at_stop: u64,
     /// True if the shutdown wait for cancel confirmations timed out.
     pub stop_timed_out: bool,
+    /// Most reports waiting for room in the report ring at once (see `Outbox`): 0
+    /// unless the hot thread fell a whole ring behind.
+    pub backlog_peak: u64,
 }
 
 /// An idle gateway polls its venue ([`Exchange::poll`]) every this many empty ring
@@ -356,24 +368,65 @@ pub struct GatewayStats {
 /// clock source has no vDSO path, so neither happens on every spin.
 const VENUE_POLL_EVERY: u32 = 256;
 
-/// Pushes `reports` into the back ring, yielding while it is full: never drops.
-fn push_reports(tx: &mut Producer<ExecReport>, reports: &mut Vec<ExecReport>) -> u64 {
-    let n = reports.len() as u64;
-    for rep in reports.drain(..) {
-        let mut rep = rep;
-        while let Err(Full(back)) = tx.push(rep) {
-            rep = back;
+/// The gateway's end of the report ring, with an overflow queue.
+///
+/// The gateway never waits for room in the report ring: a report that does not fit goes
+/// to `backlog` (the gateway thread may allocate) and moves into the ring as the hot
+/// thread frees slots. Waiting instead would deadlock: with the command ring full too,
+/// the hot thread spins in its own push and never drains reports, while the gateway
+/// waits and never pops commands. With the backlog the gateway always goes on popping,
+/// so the hot thread's push always completes. The backlog is bounded in practice by the
+/// reports of the commands one full command ring holds; its high-water mark is
+/// [`GatewayStats::backlog_peak`].
+struct Outbox {
+    tx: Producer<ExecReport>,
+    backlog: VecDeque<ExecReport>,
+    peak: usize,
+}
+
+impl Outbox {
+    /// Queues every report in `reports` (emptying it), in order; returns how many.
+    fn push(&mut self, reports: &mut Vec<ExecReport>) -> u64 {
+        let n = reports.len() as u64;
+        self.flush();
+        for rep in reports.drain(..) {
+            if !self.backlog.is_empty() {
+                self.backlog.push_back(rep);
+            } else if let Err(Full(rep)) = self.tx.push(rep) {
+                self.backlog.push_back(rep);
+            }
+        }
+        self.peak = self.peak.max(self.backlog.len());
+        n
+    }
+
+    /// Moves backlog into the ring while it has room; true when nothing is left over.
+    fn flush(&mut self) -> bool {
+        while let Some(rep) = self.backlog.pop_front() {
+            if let Err(Full(rep)) = self.tx.push(rep) {
+                self.backlog.push_front(rep);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until the backlog is in the ring (at stop, when the hot thread drains).
+    fn flush_all(&mut self) {
+        while !self.flush() {
+            if self.tx.is_abandoned() {
+                return;
+            }
             std::thread::yield_now();
         }
     }
-    n
 }
 
 /// The gateway thread's loop: pops commands and market events until [`ToGateway::Stop`],
-/// hands them to the exchange, and pushes its reports back. After each message and its
-/// reports, `handled` counts it (for [`Pacing::Lockstep`]). While idle it polls the
-/// venue every [`VENUE_POLL_EVERY`] empty polls for reports of its own (fills from a user data
-/// stream), spins, and yields the CPU after a run of empty polls.
+/// hands them to the exchange, and pushes its reports back. `handled` counts the
+/// messages whose reports are all in the ring (for [`Pacing::Lockstep`]). While idle it
+/// polls the venue every [`VENUE_POLL_EVERY`] empty polls for reports of its own (fills
+/// from a user data stream), spins, and yields the CPU after a run of empty polls.
 ///
 /// On `Stop` (sent after the core's final cancel-all) it keeps polling until the venue
 /// has nothing in flight ([`Exchange::in_flight`]), then asks the venue for open
@@ -382,19 +435,26 @@ fn push_reports(tx: &mut Producer<ExecReport>, reports: &mut Vec<ExecReport>) ->
 pub fn gateway_loop<E: Exchange>(
     exchange: &mut E,
     mut rx: Consumer<ToGateway>,
-    mut tx: Producer<ExecReport>,
+    tx: Producer<ExecReport>,
     handled: &AtomicU64,
     clock: impl Fn() -> Ts,
     cancel_timeout: Duration,
 ) -> GatewayStats {
     let mut stats = GatewayStats::default();
     let mut reports = Vec::with_capacity(256);
+    let mut out = Outbox { tx, backlog: VecDeque::with_capacity(256), peak: 0 };
+    // Messages handled, and how many of them `handled` shows.
+    let (mut done, mut published) = (0u64, 0u64);
     let mut idle = 0u32;
     loop {
+        if published < done && out.flush() {
+            handled.store(done, Ordering::Release);
+            published = done;
+        }
         let Some(msg) = rx.pop() else {
             if idle % VENUE_POLL_EVERY == VENUE_POLL_EVERY - 1 {
                 exchange.poll(clock(), &mut reports);
-                let n = push_reports(&mut tx, &mut reports);
+                let n = out.push(&mut reports);
                 stats.polled_reports += n;
                 stats.reports += n;
             }
@@ -420,10 +480,13 @@ pub fn gateway_loop<E: Exchange>(
             }
             ToGateway::Stop => true,
         };
-        stats.reports += push_reports(&mut tx, &mut reports);
-        handled.fetch_add(1, Ordering::Release);
+        stats.reports += out.push(&mut reports);
+        done += 1;
         if stop {
-            settle_at_stop(exchange, &mut tx, &mut reports, &clock, cancel_timeout, &mut stats);
+            settle_at_stop(exchange, &mut out, &mut reports, &clock, cancel_timeout, &mut stats);
+            out.flush_all();
+            handled.store(done, Ordering::Release);
+            stats.backlog_peak = out.peak as u64;
             return stats;
         }
     }
@@ -432,7 +495,7 @@ pub fn gateway_loop<E: Exchange>(
 /// The shutdown wait of [`gateway_loop`].
 fn settle_at_stop<E: Exchange>(
     exchange: &mut E,
-    tx: &mut Producer<ExecReport>,
+    out: &mut Outbox,
     reports: &mut Vec<ExecReport>,
     clock: &impl Fn() -> Ts,
     timeout: Duration,
@@ -443,7 +506,7 @@ fn settle_at_stop<E: Exchange>(
     loop {
         while exchange.in_flight() > 0 && Instant::now() < deadline {
             exchange.poll(clock(), reports);
-            stats.reports += push_reports(tx, reports);
+            stats.reports += out.push(reports);
             std::thread::sleep(Duration::from_millis(1));
         }
         let open = match exchange.open_orders() {
@@ -461,7 +524,7 @@ fn settle_at_stop<E: Exchange>(
         }
         recancelled = true;
         exchange.on_order(&OrderCmd::CancelAll, clock(), reports);
-        stats.reports += push_reports(tx, reports);
+        stats.reports += out.push(reports);
     }
 }
 
@@ -603,4 +666,77 @@ where
     let loop_stats = hl.stats();
     let HotLoop { core, source, latencies, .. } = hl;
     RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange, warnings, elapsed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExecKind, OrderId, RejectMsg};
+    use crate::types::Side;
+    use std::sync::mpsc;
+
+    /// A venue that answers every command with `per_cmd` reports.
+    struct Chatty {
+        per_cmd: usize,
+    }
+
+    impl Exchange for Chatty {
+        fn needs_market(&self) -> bool {
+            false
+        }
+        fn on_order(&mut self, _cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>) {
+            for i in 0..self.per_cmd {
+                out.push(ExecReport::rejected(i as OrderId, 0, Side::Buy, 1, -1, RejectMsg::new(), now));
+            }
+        }
+        fn on_market(&mut self, _ev: &MarketEvent, _out: &mut Vec<ExecReport>) {}
+    }
+
+    /// Both rings are driven to full: the "hot" side pushes 2,000 commands into a ring of
+    /// 4 without reading a report until it is done, and each command makes 8 reports for
+    /// a report ring of 4. Before the gateway queued its overflow off the ring, it waited
+    /// for room in the report ring while the hot side waited for room in the command
+    /// ring, and neither moved.
+    #[test]
+    fn full_rings_in_both_directions_do_not_deadlock() {
+        const COMMANDS: u64 = 2_000;
+        const PER_CMD: usize = 8;
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut to_gw, gw_rx) = ring::<ToGateway>(4);
+            let (gw_tx, mut from_gw) = ring::<ExecReport>(4);
+            let handled = Arc::new(AtomicU64::new(0));
+            let gw_handled = Arc::clone(&handled);
+            let gateway = std::thread::spawn(move || {
+                let mut venue = Chatty { per_cmd: PER_CMD };
+                gateway_loop(&mut venue, gw_rx, gw_tx, &gw_handled, || 0, Duration::from_secs(1))
+            });
+            let mut send = |mut msg: ToGateway| {
+                while let Err(Full(back)) = to_gw.push(msg) {
+                    msg = back;
+                    std::hint::spin_loop();
+                }
+            };
+            for _ in 0..COMMANDS {
+                send(ToGateway::Order(OrderCmd::CancelAll));
+            }
+            send(ToGateway::Stop);
+            let mut reports = 0u64;
+            while !gateway.is_finished() || !from_gw.is_empty() {
+                while let Some(r) = from_gw.pop() {
+                    assert_eq!(r.kind, ExecKind::Rejected);
+                    reports += 1;
+                }
+                std::hint::spin_loop();
+            }
+            let stats = gateway.join().expect("gateway thread");
+            let _ = done_tx.send((reports, stats, handled.load(Ordering::Acquire)));
+        });
+        let (reports, stats, handled) =
+            done_rx.recv_timeout(Duration::from_secs(60)).expect("the two threads deadlocked on full rings");
+        assert_eq!(reports, COMMANDS * PER_CMD as u64, "every report delivered, none dropped");
+        assert_eq!(stats.reports, reports);
+        assert_eq!(handled, COMMANDS + 1);
+        assert!(stats.backlog_peak > 0, "the report ring did overflow into the backlog");
+    }
 }

@@ -388,15 +388,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             } else {
                 serve::Source::Recording(recording)
             };
+            let stop = stop_on_signals()?;
             let handle = serve::spawn(cfg, source)?;
             eprintln!(
                 "serving on ws://{}/stream, snapshots on http://{}/api/v3/depth; Ctrl-C to stop",
                 handle.ws_addr(),
                 handle.http_addr().unwrap_or(handle.ws_addr())
             );
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
+            handle.stop();
+            eprintln!("serve: stopped");
+            Ok(())
         }
         Cmd::AsSim { gamma, paths, seed, sigma, k, a, out } => {
             let p = AsSimParams { gamma, paths, seed, sigma, k, a, ..AsSimParams::default() };
@@ -709,10 +713,7 @@ fn print_reconciliation(
 }
 
 fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     let (cfg, server) = match config {
         Some(p) => (load_config(Some(p))?, None),
         None => {
@@ -783,18 +784,25 @@ fn feed_instruments(cfg: &Config) -> Vec<statarb::types::Instrument> {
         .collect()
 }
 
+/// A flag that SIGINT and SIGTERM set, for a command that runs until stopped: it then
+/// finishes in order (cancels, flushes, reports) and exits 0.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
 fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
     let policy = RotatePolicy { max_bytes: r.rotate_mb << 20, max_age_secs: r.rotate_secs };
-    Ok(Recorder::spawn(&r.dir, &r.prefix, policy)?)
+    Ok(Recorder::spawn_with_pool(&r.dir, &r.prefix, policy, r.pool)?)
 }
 
 fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
     let cfg = load_config(Some(config))?;
     let Some(feed_cfg) = &cfg.feed else { bail!("{}: no [feed] section", config.display()) };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     let dir = out.display().to_string();
     let rc = match &cfg.record {
         Some(r) => RecordConfig { dir, ..r.clone() },
@@ -833,7 +841,12 @@ fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
     let mut opened = false;
     eprintln!("recording {} into {}", ws.config().url, out.display());
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
-        poll.poll(&mut events, Some(std::time::Duration::from_millis(1)))?;
+        match poll.poll(&mut events, Some(std::time::Duration::from_millis(1))) {
+            Ok(()) => {}
+            // A signal arrived during the wait (Ctrl-C): the loop condition sees it.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("polling the feed socket"),
+        }
         for ev in events.iter() {
             ws.on_event(ev);
         }
@@ -867,6 +880,9 @@ fn load_data_with_truth(
     if data.is_empty() {
         let t = std::time::Instant::now();
         let (ds, truth) = gen::generate_with_truth(&gen_params(seed, events)?);
+        if ds.events.is_empty() {
+            bail!("--events {events}: the built-in data set needs at least one event");
+        }
         eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
         return Ok((ds.instruments, ds.events, Some(truth)));
     }

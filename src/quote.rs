@@ -290,17 +290,23 @@ pub struct SigmaEstimator {
 impl SigmaEstimator {
     /// An estimator starting at `sigma0` (price units per sqrt(second)) with the given
     /// half-life in seconds and minimum sampling interval in nanoseconds (e.g.
-    /// [`NS_PER_SEC`]). The config validates these values (`sigma0` through
-    /// [`QuoteParams::validate`]), so a bad one here is a programming error.
+    /// [`NS_PER_SEC`]).
     ///
-    /// # Panics
-    /// If `sigma0` is negative or non-finite, `halflife_s` is not finite and `> 0`, or
-    /// `sample_ns <= 0`.
-    pub fn new(sigma0: f64, halflife_s: f64, sample_ns: i64) -> Self {
-        assert!(sigma0.is_finite() && sigma0 >= 0.0, "sigma0 must be finite and >= 0");
-        assert!(halflife_s.is_finite() && halflife_s > 0.0, "sigma half-life must be > 0");
-        assert!(sample_ns > 0, "sigma sample interval must be > 0");
-        SigmaEstimator {
+    /// # Errors
+    /// [`QuoteError::InvalidParam`] if `sigma0` is negative or non-finite, `halflife_s`
+    /// is not finite and `> 0`, or `sample_ns <= 0`.
+    pub fn new(sigma0: f64, halflife_s: f64, sample_ns: i64) -> Result<Self, QuoteError> {
+        let invalid = |field, requirement, value| Err(QuoteError::InvalidParam { field, requirement, value });
+        if !(sigma0.is_finite() && sigma0 >= 0.0) {
+            return invalid("sigma0", "finite and >= 0", sigma0);
+        }
+        if !(halflife_s.is_finite() && halflife_s > 0.0) {
+            return invalid("sigma_halflife_s", "finite and > 0", halflife_s);
+        }
+        if sample_ns <= 0 {
+            return invalid("sigma sample interval (ns)", "> 0", sample_ns as f64);
+        }
+        Ok(SigmaEstimator {
             decay: std::f64::consts::LN_2 / halflife_s,
             sample_ns,
             var_rate: sigma0 * sigma0,
@@ -308,7 +314,7 @@ impl SigmaEstimator {
             last_ts: 0,
             last_mid: f64::NAN,
             samples: 0,
-        }
+        })
     }
 
     /// Feeds a mid (price units) observed at `ts`. The first valid mid only anchors;
@@ -366,11 +372,17 @@ pub struct Session {
 impl Session {
     /// Sessions of `len_ns` nanoseconds starting at `start_ns`.
     ///
-    /// # Panics
-    /// If `len_ns <= 0` (the config requires `session_secs > 0`).
-    pub fn new(start_ns: Ts, len_ns: i64) -> Self {
-        assert!(len_ns > 0, "session length must be > 0");
-        Session { len_ns, start_ns }
+    /// # Errors
+    /// [`QuoteError::InvalidParam`] naming `quote.session_secs` if `len_ns <= 0`.
+    pub fn new(start_ns: Ts, len_ns: i64) -> Result<Self, QuoteError> {
+        if len_ns <= 0 {
+            return Err(QuoteError::InvalidParam {
+                field: "session_secs",
+                requirement: "> 0 (as nanoseconds)",
+                value: len_ns as f64,
+            });
+        }
+        Ok(Session { len_ns, start_ns })
     }
 
     /// Session start, nanoseconds.
@@ -599,7 +611,7 @@ mod tests {
         for (seed, true_sigma, step_ms) in [(1u64, 0.5, 100i64), (42, 3.0, 250), (7, 0.05, 37)] {
             let mut rng = Normal(0x9E37_79B9_7F4A_7C15 ^ seed);
             // Start wrong by a factor 4 so the test also shows convergence.
-            let mut est = SigmaEstimator::new(4.0 * true_sigma, 300.0, NS_PER_SEC);
+            let mut est = SigmaEstimator::new(4.0 * true_sigma, 300.0, NS_PER_SEC).unwrap();
             let step_ns = step_ms * 1_000_000;
             let sd = true_sigma * (step_ns as f64 / NS_PER_SEC as f64).sqrt();
             let (mut ts, mut mid) = (1_700_000_000 * NS_PER_SEC, 1_000.0);
@@ -617,7 +629,7 @@ mod tests {
 
     #[test]
     fn sigma_sampling_and_guards() {
-        let mut e = SigmaEstimator::new(1.5, 60.0, NS_PER_SEC);
+        let mut e = SigmaEstimator::new(1.5, 60.0, NS_PER_SEC).unwrap();
         assert_eq!(e.sigma(), 1.5);
         e.on_mid(0, 100.0); // anchor
         e.on_mid(NS_PER_SEC / 2, 500.0); // too soon
@@ -632,21 +644,21 @@ mod tests {
         assert!(close(e.sigma(), (w * 2.25 + (1.0 - w) * 2.0).sqrt()));
         assert_eq!(e.samples(), 1);
         for (s0, hl, ns) in [(-1.0, 60.0, 1), (f64::NAN, 60.0, 1), (1.0, 0.0, 1), (1.0, 60.0, 0)] {
-            assert!(std::panic::catch_unwind(|| SigmaEstimator::new(s0, hl, ns)).is_err());
+            assert!(SigmaEstimator::new(s0, hl, ns).is_err());
         }
     }
 
     #[test]
     fn session_rolls() {
-        let s = Session::new(1_000 * NS_PER_SEC, 3_600 * NS_PER_SEC);
+        let s = Session::new(1_000 * NS_PER_SEC, 3_600 * NS_PER_SEC).unwrap();
         assert_eq!(s.time_left_s(0), 3_600.0);
         assert_eq!(s.time_left_s(1_000 * NS_PER_SEC), 3_600.0);
         assert_eq!(s.time_left_s(1_600 * NS_PER_SEC), 3_000.0);
         assert_eq!(s.time_left_s(4_599 * NS_PER_SEC), 1.0);
         assert_eq!(s.time_left_s(4_600 * NS_PER_SEC), 3_600.0); // next session
         assert_eq!(s.time_left_s(4_600 * NS_PER_SEC + 10 * 3_600 * NS_PER_SEC - 1), 1e-9);
-        assert_eq!(Session::new(i64::MIN, 7).time_left_ns(i64::MAX), 6);
-        assert!(std::panic::catch_unwind(|| Session::new(0, 0)).is_err());
+        assert_eq!(Session::new(i64::MIN, 7).unwrap().time_left_ns(i64::MAX), 6);
+        assert!(Session::new(0, 0).is_err());
     }
 
     fn tick_strategy() -> impl Strategy<Value = &'static str> {
@@ -731,7 +743,7 @@ mod tests {
 
         #[test]
         fn session_time_left_in_range(start in -1i64 << 62..1 << 62, len in 1i64..1 << 40, now in any::<i64>()) {
-            let s = Session::new(start, len);
+            let s = Session::new(start, len).unwrap();
             let left = s.time_left_ns(now);
             prop_assert!(left > 0 && left <= len);
             if now >= start {

@@ -71,6 +71,12 @@ impl<T> Consumer<T> {
         self.q.is_empty()
     }
 
+    /// True if the ring is full now (the producer cannot push until this side pops).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.q.is_full()
+    }
+
     /// True once the producer has been dropped.
     pub fn is_abandoned(&self) -> bool {
         Arc::strong_count(&self.q) == 1

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::types::{Instrument, Px, Qty, Side, Ts, NS_PER_MS, NS_PER_SEC};
+use crate::types::{Instrument, Px, Qty, Side, Ts, ms_to_ns, NS_PER_SEC};
 
 /// Limits from config `[risk]` (per-leg position limits live with the legs).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -35,6 +35,10 @@ pub struct RiskParams {
     #[serde(default)]
     pub max_loss: Option<f64>,
 }
+
+/// Largest `stale_ms`: seven days, for daily bars; far inside the range whose
+/// nanoseconds fit an `i64`.
+pub const MAX_STALE_MS: u64 = 7 * 86_400_000;
 
 /// Invalid risk parameters; the message names the key.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -62,6 +66,12 @@ impl RiskParams {
         pos("burst", self.burst as f64)?;
         pos("price_band_bps", self.price_band_bps)?;
         pos("stale_ms", self.stale_ms as f64)?;
+        if self.stale_ms > MAX_STALE_MS {
+            return Err(RiskParamError {
+                key: "stale_ms",
+                msg: format!("must be <= {MAX_STALE_MS} (7 days), got {}", self.stale_ms),
+            });
+        }
         if let Some(l) = self.max_loss {
             pos("max_loss", l)?;
         }
@@ -171,7 +181,9 @@ impl Risk {
         let interval_ns = ((NS_PER_SEC as f64) / params.orders_per_sec).round().max(1.0) as i64;
         Risk {
             params,
-            stale_ns: params.stale_ms as i64 * NS_PER_MS,
+            // Validated <= MAX_STALE_MS; saturating for unvalidated input, so that a
+            // huge value means "never stale" rather than wrapping to almost nothing.
+            stale_ns: ms_to_ns(params.stale_ms).unwrap_or(Ts::MAX),
             interval_ns,
             tolerance_ns: interval_ns.saturating_mul(params.burst.saturating_sub(1) as i64),
             tat: i64::MIN / 2,
@@ -276,6 +288,7 @@ impl Risk {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use crate::types::NS_PER_MS;
 
     fn params() -> RiskParams {
         RiskParams {

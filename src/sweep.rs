@@ -137,6 +137,17 @@ impl std::str::FromStr for Shard {
     }
 }
 
+/// A grid or config file's text, at most [`crate::config::MAX_CONFIG_BYTES`] of it.
+fn read_text(path: &Path) -> Result<String, SweepError> {
+    let file = path.display().to_string();
+    let max = crate::config::MAX_CONFIG_BYTES;
+    match crate::config::read_bounded(path, max) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(SweepError::Invalid { file, msg: format!("longer than {max} bytes; not a grid or config file") }),
+        Err(error) => Err(SweepError::Io { file, error }),
+    }
+}
+
 /// A parsed grid: the keys, their values, and the resolved base table.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -149,7 +160,7 @@ impl Grid {
     /// Reads a grid file; a relative `config` path is taken from the grid's directory.
     pub fn load(path: &Path) -> Result<Grid, SweepError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| SweepError::Io { file: file.clone(), error })?;
+        let text = read_text(path)?;
         Grid::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
     }
 
@@ -160,9 +171,7 @@ impl Grid {
         let (base_text, base_name) = match &g.config {
             Some(p) => {
                 let p = if p.is_absolute() { p.clone() } else { dir.join(p) };
-                let name = p.display().to_string();
-                let text = std::fs::read_to_string(&p).map_err(|error| SweepError::Io { file: name.clone(), error })?;
-                (text, name)
+                (read_text(&p)?, p.display().to_string())
             }
             None => (crate::config::DEFAULT_TOML.to_string(), "<builtin config/default.toml>".to_string()),
         };

@@ -28,6 +28,27 @@ pub const NS_PER_SEC: i64 = 1_000_000_000;
 /// Nanoseconds per millisecond.
 pub const NS_PER_MS: i64 = 1_000_000;
 
+/// `ms` milliseconds in nanoseconds, or `None` if that does not fit a [`Ts`] (beyond
+/// about 292 years). Every configured duration goes through this or [`secs_to_ns`]:
+/// `ms as i64 * NS_PER_MS` wraps silently for `ms >= 2^63 / 10^6` (a `stale_ms` of
+/// 18 446 744 073 710 became 0.45 ms).
+#[inline]
+pub const fn ms_to_ns(ms: u64) -> Option<Ts> {
+    if ms > i64::MAX as u64 {
+        return None;
+    }
+    (ms as i64).checked_mul(NS_PER_MS)
+}
+
+/// `secs` seconds in nanoseconds, or `None` if that does not fit a [`Ts`].
+#[inline]
+pub const fn secs_to_ns(secs: u64) -> Option<Ts> {
+    if secs > i64::MAX as u64 {
+        return None;
+    }
+    (secs as i64).checked_mul(NS_PER_SEC)
+}
+
 /// Order or aggressor side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -343,6 +364,19 @@ fn to_grid(v: f64, inc: f64, round: Round) -> Option<i64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn duration_conversions_refuse_to_wrap() {
+        assert_eq!(ms_to_ns(750), Some(750 * NS_PER_MS));
+        assert_eq!(secs_to_ns(3_600), Some(3_600 * NS_PER_SEC));
+        // The values a hostile config used: each wrapped before.
+        assert_eq!(ms_to_ns(9_300_000_000_000), None);
+        assert_eq!(ms_to_ns(18_446_744_073_710), None);
+        assert_eq!(secs_to_ns(9_300_000_000), None);
+        assert_eq!(ms_to_ns(u64::MAX), None);
+        assert_eq!(ms_to_ns((i64::MAX / NS_PER_MS) as u64), Some(i64::MAX / NS_PER_MS * NS_PER_MS));
+        assert_eq!(ms_to_ns((i64::MAX / NS_PER_MS) as u64 + 1), None);
+    }
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()

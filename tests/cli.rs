@@ -223,6 +223,35 @@ fn bad_config_names_the_file_and_the_key() {
     assert!(stderr(&o).contains("risk.stale_ms"), "{}", stderr(&o));
 }
 
+/// These aborted (exit 134): an empty generated data set indexed at 0, and a session
+/// length that wrapped negative on its way to nanoseconds.
+#[test]
+fn empty_data_and_wrapping_durations_are_errors_not_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("g.toml");
+    std::fs::write(&grid, "[params]\n\"pairs.entry_z\" = [2.0]\n").unwrap();
+    for args in [
+        &["replay", "--events", "0"][..],
+        &["sweep", "--grid", grid.to_str().unwrap(), "--events", "0"][..],
+    ] {
+        let o = statarb(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--events 0"), "{}", stderr(&o));
+    }
+    let path = dir.path().join("d.toml");
+    for (table, key, value, named) in [
+        ("quote", "session_secs", "9300000000", "quote.session_secs"),
+        ("risk", "stale_ms", "9300000000000", "risk.stale_ms"),
+        ("risk", "stale_ms", "18446744073710", "risk.stale_ms"),
+        ("signal", "sample_ms", "18446744073710", "signal.sample_ms"),
+    ] {
+        std::fs::write(&path, format!("extends = \"default\"\n[{table}]\n{key} = {value}\n")).unwrap();
+        let o = statarb(&["replay", "--events", "1000", "--config", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{key} = {value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(named), "{}", stderr(&o));
+    }
+}
+
 #[test]
 fn corrupt_event_file_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();

@@ -94,7 +94,7 @@ fn rotates_by_size_into_valid_files() {
 #[test]
 fn file_is_readable_while_writer_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = PoolConfig { buffers: 256, buffer_bytes: 4096 };
+    let pool = PoolConfig::uniform(256, 4096);
     let (tap, h) = Recorder::spawn_with_pool(dir.path(), "live", RotatePolicy::default(), pool).unwrap();
     for i in 0..100 {
         assert!(tap.record(i, msg(i as usize).as_bytes()));
@@ -119,7 +119,7 @@ fn file_is_readable_while_writer_runs() {
 #[test]
 fn exhausted_pool_drops_and_counts_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = PoolConfig { buffers: 4, buffer_bytes: 256 };
+    let pool = PoolConfig::uniform(4, 256);
     let (tap, h) = Recorder::spawn_with_pool(dir.path(), "ex", RotatePolicy::default(), pool).unwrap();
     let n = 200_000u64;
     let big = vec![b'x'; 300];
@@ -144,7 +144,15 @@ fn exhausted_pool_drops_and_counts_without_blocking() {
     assert!(worst < Duration::from_millis(50), "worst record() call {worst:?}");
     // What was recorded is in order.
     let text = read_gz(&gz_files(dir.path())[0]);
-    let ts: Vec<i64> = text.lines().map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
+    let (gaps, msgs): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.contains("statarb_gap"));
+    let ts: Vec<i64> = msgs.iter().map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
     assert_eq!(ts.len() as u64, ok);
     assert!(ts.windows(2).all(|w| w[0] < w[1]));
+    // Every drop is accounted for by a gap marker in the file.
+    let marked: u64 = gaps
+        .iter()
+        .map(|l| l.rsplit(':').next().unwrap().trim_end_matches('}').parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(marked, s.dropped);
+    assert_eq!(gaps.len() as u64, s.gap_markers);
 }

@@ -382,8 +382,8 @@ fn idle_connections_are_bounded_and_time_out() {
     assert_eq!(h.stats().handshake_timeouts, 4, "{:?}", h.stats());
     // The threads are gone: new connections are served.
     std::thread::sleep(Duration::from_millis(50));
-    let (status, _) = http_get(addr, "/api/v3/depth?symbol=BTCUSDT&limit=5");
-    assert_eq!(status, 200);
+    let (status, body) = http_get(addr, "/api/v3/nothing");
+    assert_eq!((status, body.as_str()), (404, r#"{"code":-1,"msg":"Not found."}"#));
     assert_eq!(h.stats().refused, 1);
     h.stop();
 }

@@ -204,7 +204,10 @@ fn old_snapshots_back_off_instead_of_storming() {
 /// the block is the gateway's too, since they share the per-IP budget.
 #[test]
 fn snapshot_429_blocks_the_shared_budget_capped() {
-    let http = Http::spawn("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 4294967295", r#"{"code":-1003,"msg":"Too much request weight used"}"#);
+    let http = Http::spawn(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 4294967295",
+        r#"{"code":-1003,"msg":"Too much request weight used"}"#,
+    );
     let ws = Ws::spawn(vec![stream_diffs(1_000)]);
     let budget = Arc::new(IpBudget::new(6_000, 300));
     let gateway = RateLimiter::with_budget(&RateLimits::default(), budget.clone());
@@ -225,7 +228,10 @@ fn snapshot_429_blocks_the_shared_budget_capped() {
 /// A short `Retry-After` is honoured and then the feed asks again.
 #[test]
 fn snapshot_429_retry_after_is_honoured() {
-    let http = Http::spawn("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1", r#"{"code":-1003,"msg":"Too much request weight used"}"#);
+    let http = Http::spawn(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1",
+        r#"{"code":-1003,"msg":"Too much request weight used"}"#,
+    );
     let ws = Ws::spawn(vec![stream_diffs(1_000)]);
     let mut feed = BinanceFeed::new(&feed_config(ws.addr, http.addr, false), &btc(), None).unwrap();
     run_for(&mut feed, Duration::from_secs(3));
@@ -257,7 +263,8 @@ fn snapshot_weight_is_counted_against_the_budget() {
 /// is disconnected, not when connection 2 opens.
 #[test]
 fn books_clear_when_the_connection_drops() {
-    let http = Http::spawn("HTTP/1.1 200 OK", r#"{"lastUpdateId":1005,"bids":[["99.00","1"]],"asks":[["102.00","1"]]}"#);
+    let http =
+        Http::spawn("HTTP/1.1 200 OK", r#"{"lastUpdateId":1005,"bids":[["99.00","1"]],"asks":[["102.00","1"]]}"#);
     let first: Script = Box::new(|mut ws, _| {
         for u in 1_001..1_100 {
             ws.send(Message::text(depth(u))).unwrap();

@@ -299,7 +299,18 @@ impl BinanceFeed {
             }
         }
         let BinanceFeed {
-            ws, poll, parser, syncs, levels, stats, snapshot_due, snapshot_out, snapshot_failures, tap, clock, ..
+            ws,
+            poll,
+            parser,
+            syncs,
+            levels,
+            stats,
+            snapshot_due,
+            snapshot_out,
+            snapshot_failures,
+            tap,
+            clock,
+            ..
         } = self;
         let mut push = |ev: MarketEvent| {
             stats.events += 1;

@@ -929,7 +929,12 @@ impl BinanceSpot {
         let skew = server.saturating_sub(mid_ms);
         if skew.unsigned_abs() > self.cfg.max_clock_skew_ms {
             self.stats.clock_rejects += 1;
-            return Err(GatewayError::ClockSkew { path, server_ms: server, skew_ms: skew, max_ms: self.cfg.max_clock_skew_ms });
+            return Err(GatewayError::ClockSkew {
+                path,
+                server_ms: server,
+                skew_ms: skew,
+                max_ms: self.cfg.max_clock_skew_ms,
+            });
         }
         self.offset_ms = skew;
         self.stats.time_syncs += 1;

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use crate::ratelimit::{Limit, RateLimited};
 use crate::ratelimit::{IpBudget, SlidingWindow, DEFAULT_RETRY_AFTER_CAP_S};
+pub use crate::ratelimit::{Limit, RateLimited};
 use crate::types::{Ts, NS_PER_MS, NS_PER_SEC};
 
 /// The limits to enforce, from config `[gateway.limits]`. Set them at or below the

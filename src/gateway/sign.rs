@@ -329,7 +329,9 @@ mod tests {
         assert!(!r.contains(key) && !r.contains(&sig) && !r.contains("pqia91ma"), "{r}");
         assert!(r.contains("signature=<redacted>") && r.ends_with("bare <redacted>."), "{r}");
         // Ordinary venue texts pass unchanged.
-        for t in ["Signature for this request is not valid.", "Timestamp for this request is outside of the recvWindow."] {
+        for t in
+            ["Signature for this request is not valid.", "Timestamp for this request is outside of the recvWindow."]
+        {
             assert_eq!(c.redact(t), t);
         }
         assert_eq!(Credentials::new("", "s").redact("x"), "x");

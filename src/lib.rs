@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mock;
 pub mod portfolio;
 pub mod quote;
+pub mod ratelimit;
 pub mod report;
 pub mod ring;
 pub mod risk;

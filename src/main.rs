@@ -27,6 +27,7 @@ use statarb::gateway::sim::SimExchange;
 use statarb::gateway::Exchange;
 use statarb::live::{self, MarketSource, Pacing, Pinning, RunOptions, SliceSource};
 use statarb::metrics::{write_hgrm, Stage};
+use statarb::ratelimit::IpBudget;
 use statarb::report::Summary;
 use statarb::serve;
 use statarb::signal::csv::{filter_csv, read_xy, CsvOptions};
@@ -382,6 +383,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 http_bind: Some(SocketAddr::from(([127, 0, 0, 1], http_port))),
                 pacing: pace,
                 faults: serve::Faults { drop_every, gap_every, malformed_every, stall_every, stall_ms },
+                ..serve::ServeConfig::default()
             };
             let source = if recording.is_empty() {
                 serve::Source::Generated(Arc::new(gen::generate(&gen_params(seed, events)?)))
@@ -583,7 +585,9 @@ struct LiveResult {
     latencies: statarb::metrics::Latencies,
 }
 
-/// Runs the engine on `source` with the configured venue behind the gateway thread.
+/// Runs the engine on `source` with the configured venue behind the gateway thread;
+/// a Binance gateway draws request weight from `budget`, the per-IP budget the feed's
+/// snapshots also draw from.
 fn run_live<S: live::MarketSource + Send + FeedReport>(
     cfg: &Config,
     core: Core,
@@ -591,6 +595,7 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
     session_id: u32,
     opts: &RunOptions,
     stop: &AtomicBool,
+    budget: &Arc<IpBudget>,
 ) -> Result<LiveResult> {
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
     match cfg.gateway.venue {
@@ -615,6 +620,7 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
         }
         GatewayVenue::Binance => {
             let mut venue = BinanceSpot::new(cfg.gateway.binance.clone(), instruments.clone(), cfg.fees)?;
+            venue.share_budget(Arc::clone(budget));
             venue.start().context("starting the Binance gateway")?;
             // Before the first quote: leftover orders of earlier sessions are cancelled,
             // and the balances are the baseline the session's positions are counted from.
@@ -746,12 +752,16 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
         lockstep: false,
         cancel_timeout: std::time::Duration::from_millis(cfg.gateway.cancel_timeout_ms),
     };
+    // One per-IP request-weight budget for the feed's snapshots and the gateway.
+    let budget = Arc::new(cfg.gateway.binance.ip_budget());
     let result = match feed_cfg.venue {
         Venue::Binance => {
-            run_live(&cfg, core, BinanceFeed::new(feed_cfg, &instruments, tap)?, session_id, &opts, &stop)
+            let feed = BinanceFeed::with_budget(feed_cfg, &instruments, tap, Arc::clone(&budget))?;
+            run_live(&cfg, core, feed, session_id, &opts, &stop, &budget)
         }
         Venue::Alpaca => {
-            run_live(&cfg, core, AlpacaFeed::new(feed_cfg, &feed_instruments(&cfg), tap)?, session_id, &opts, &stop)
+            let feed = AlpacaFeed::new(feed_cfg, &feed_instruments(&cfg), tap)?;
+            run_live(&cfg, core, feed, session_id, &opts, &stop, &budget)
         }
     };
     // The recording and the server end whatever happened to the run.

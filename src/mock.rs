@@ -45,8 +45,11 @@
 //!
 //! [`MockHandle::inject`] makes the next `count` requests matching a filter (a path, or
 //! `"METHOD /path"`) answer with a [`Fault`]: HTTP 429 or 418 with `Retry-After`,
-//! `-1021`, an answer delayed past the client's timeout (the request *is* executed), or
-//! a request lost (not executed, connection closed after a delay).
+//! `-1021`, an answer delayed past the client's timeout (the request *is* executed), a
+//! request lost (not executed, connection closed after a delay), a `serverTime` of
+//! the caller's choosing (a broken venue clock), or an error that echoes the request
+//! back, signed query string and `X-MBX-APIKEY` header included (a venue that leaks
+//! what it was sent into its error text).
 //! [`MockHandle::drop_streams`] closes every user data stream connection.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -106,6 +109,14 @@ pub enum Fault {
         /// Delay, ms.
         ms: u64,
     },
+    /// `GET /api/v3/time` answers `{"serverTime": ms}` (other requests: as usual).
+    ServerTime {
+        /// The server time to report, ms.
+        ms: i64,
+    },
+    /// HTTP 400, code -1100, the message quoting the request line (with the signed
+    /// query string) and the `X-MBX-APIKEY` header; not executed.
+    Echo,
 }
 
 /// A view of one order held by the mock.
@@ -711,6 +722,18 @@ fn answer(sh: &Shared, req: &Request) -> Answer {
             }
             Fault::Timestamp => return Answer::bad(-1021, "Timestamp for this request is outside of the recvWindow."),
             Fault::Lost { ms } => return Answer { delay_ms: ms, lost: true, ..Answer::ok(Value::Null) },
+            Fault::ServerTime { ms } if req.path == "/api/v3/time" => return Answer::ok(json!({ "serverTime": ms })),
+            Fault::ServerTime { .. } => {}
+            Fault::Echo => {
+                let msg = format!(
+                    "Illegal characters found in a parameter. Request: {} {}?{} X-MBX-APIKEY: {}",
+                    req.method,
+                    req.path,
+                    req.query,
+                    req.header("X-MBX-APIKEY").unwrap_or("")
+                );
+                return Answer::bad(-1100, &msg);
+            }
             Fault::SlowAnswer { ms } => {
                 let mut a = route(sh, &mut st, req, now);
                 a.delay_ms = ms;

@@ -47,7 +47,13 @@
 //! sees the same data again, and must resynchronise from a new snapshot). HTTP
 //! requests are served concurrently, one thread per connection, one request per
 //! connection (`Connection: close`). The server does not read client frames during a
-//! replay (pings are not answered).
+//! replay (pings are not answered). Connections (and so threads) are bounded: beyond
+//! [`ServeConfig::max_connections`] open at once, a new connection is refused at
+//! accept (an HTTP `503` written without waiting, then closed) and counted in
+//! [`ServeStats::refused`]; a connection that has not sent its request head (HTTP
+//! request or WebSocket upgrade) within [`ServeConfig::handshake_timeout_ms`] is
+//! closed and counted in [`ServeStats::handshake_timeouts`]. So idle or slow clients
+//! cannot grow the thread count without bound.
 //!
 //! # Pacing
 //!
@@ -193,16 +199,30 @@ pub struct ServeConfig {
     pub pacing: Pacing,
     /// Faults to inject.
     pub faults: Faults,
+    /// Most connections served at once (each has a thread), at least 1; more are
+    /// refused at accept.
+    pub max_connections: usize,
+    /// Time a new connection has to send its request head (HTTP request or WebSocket
+    /// upgrade), and to finish the WebSocket handshake, ms.
+    pub handshake_timeout_ms: u64,
 }
 
+/// Default of [`ServeConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default of [`ServeConfig::handshake_timeout_ms`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
 impl Default for ServeConfig {
-    /// `127.0.0.1:0`, no extra HTTP port, [`Pacing::Max`], no faults.
+    /// `127.0.0.1:0`, no extra HTTP port, [`Pacing::Max`], no faults, at most 64
+    /// connections, 5 s to send a request head.
     fn default() -> Self {
         ServeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_bind: None,
             pacing: Pacing::Max,
             faults: Faults::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
     }
 }
@@ -239,6 +259,10 @@ pub struct ServeStats {
     pub http_requests: u64,
     /// Recording lines skipped as unparseable.
     pub bad_lines: u64,
+    /// Connections refused because `max_connections` were open.
+    pub refused: u64,
+    /// Connections closed for not sending a request head in time.
+    pub handshake_timeouts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -253,6 +277,8 @@ struct Counters {
     stalls: AtomicU64,
     http_requests: AtomicU64,
     bad_lines: AtomicU64,
+    refused: AtomicU64,
+    handshake_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -269,6 +295,8 @@ impl Counters {
             stalls: l(&self.stalls),
             http_requests: l(&self.http_requests),
             bad_lines: l(&self.bad_lines),
+            refused: l(&self.refused),
+            handshake_timeouts: l(&self.handshake_timeouts),
         }
     }
 }
@@ -793,9 +821,20 @@ pub fn run(cfg: ServeConfig, source: Source, stop: &AtomicBool) -> Result<ServeS
 }
 
 fn accept_loop(l: TcpListener, sh: Arc<Shared>, ws: bool) {
+    let max = sh.cfg.max_connections.max(1);
     while !sh.stop.load(Ordering::Acquire) {
         match l.accept() {
             Ok((s, _)) => {
+                if sh.active.load(Ordering::Acquire) >= max {
+                    // Refused without a thread and without waiting: the answer fits
+                    // the socket buffer of a fresh connection, or is lost.
+                    bump(&sh.counters.refused);
+                    let mut s = s;
+                    let _ = s.set_nonblocking(true);
+                    let _ = s.write_all(REFUSED.as_bytes());
+                    let _ = s.shutdown(Shutdown::Both);
+                    continue;
+                }
                 let sh2 = sh.clone();
                 sh.active.fetch_add(1, Ordering::AcqRel);
                 let r = std::thread::Builder::new().name("serve-conn".into()).spawn(move || {
@@ -812,20 +851,34 @@ fn accept_loop(l: TcpListener, sh: Arc<Shared>, ws: bool) {
     }
 }
 
-/// Peeks the request head (without consuming it) until `\r\n\r\n`, 5 s at most.
-fn peek_head(s: &TcpStream) -> io::Result<String> {
+/// The answer to a connection beyond `max_connections`.
+const REFUSED: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Peeks the request head (without consuming it) until `\r\n\r\n`, within `timeout`
+/// (`TimedOut` after it, `InvalidData` if the head is over 8 KiB).
+fn peek_head(s: &TcpStream, timeout: Duration) -> io::Result<String> {
     let mut buf = vec![0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let deadline = Instant::now() + timeout;
     loop {
-        let n = s.peek(&mut buf)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
+        let n = match s.peek(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::ErrorKind::TimedOut.into())
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
             return Ok(String::from_utf8_lossy(&buf[..end + 4]).into_owned());
         }
-        if n == buf.len() || Instant::now() > deadline {
+        if n == buf.len() {
             return Err(io::ErrorKind::InvalidData.into());
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -834,7 +887,16 @@ fn peek_head(s: &TcpStream) -> io::Result<String> {
 
 fn handle_conn(mut s: TcpStream, sh: &Shared, ws_port: bool) -> io::Result<()> {
     s.set_nonblocking(false)?;
-    let head = peek_head(&s)?;
+    let timeout = Duration::from_millis(sh.cfg.handshake_timeout_ms.max(1));
+    let head = match peek_head(&s, timeout) {
+        Ok(h) => h,
+        Err(e) => {
+            if e.kind() == io::ErrorKind::TimedOut {
+                bump(&sh.counters.handshake_timeouts);
+            }
+            return Err(e);
+        }
+    };
     let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let upgrade = head.to_ascii_lowercase().contains("upgrade: websocket");
@@ -842,7 +904,7 @@ fn handle_conn(mut s: TcpStream, sh: &Shared, ws_port: bool) -> io::Result<()> {
         let streams: Option<HashSet<String>> = query_param(query, "streams")
             .filter(|v| !v.is_empty())
             .map(|v| v.split('/').map(normalize_stream).collect());
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.set_read_timeout(Some(timeout))?;
         let ws = tungstenite::accept(s).map_err(|e| io::Error::other(e.to_string()))?;
         return session(ws, sh, streams.as_ref());
     }

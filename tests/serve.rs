@@ -350,3 +350,40 @@ fn replays_our_own_recording() {
     assert_eq!(end, End::Closed(END_OF_DATA.into()));
     assert_eq!(texts(msgs), expect);
 }
+
+/// Idle connections cannot grow the server's threads without bound: beyond
+/// `max_connections` a connection is refused at once (503, counted), and a connection
+/// that never sends its request head is closed after `handshake_timeout_ms` (counted).
+/// Then the server serves again as usual.
+#[test]
+fn idle_connections_are_bounded_and_time_out() {
+    let cfg = ServeConfig { max_connections: 4, handshake_timeout_ms: 300, ..ServeConfig::default() };
+    let h = spawn(cfg, gen_source(2_000)).unwrap();
+    let addr = h.ws_addr();
+    let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Let the accept loop (10 ms poll) take all four.
+    std::thread::sleep(Duration::from_millis(150));
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut resp = String::new();
+    let _ = extra.read_to_string(&mut resp);
+    assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert_eq!(h.stats().refused, 1, "{:?}", h.stats());
+    // The idle four are closed by the server after the handshake timeout.
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without an answer");
+    }
+    let t0 = Instant::now();
+    while h.stats().handshake_timeouts < 4 && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(h.stats().handshake_timeouts, 4, "{:?}", h.stats());
+    // The threads are gone: new connections are served.
+    std::thread::sleep(Duration::from_millis(50));
+    let (status, body) = http_get(addr, "/api/v3/nothing");
+    assert_eq!((status, body.as_str()), (404, r#"{"code":-1,"msg":"Not found."}"#));
+    assert_eq!(h.stats().refused, 1);
+    h.stop();
+}

@@ -517,3 +517,73 @@ fn allocations_per_message_tls() {
     // Measured ~1.0: rustls' buffered API allocates per received TLS record.
     assert!(per <= 1.5, "{per}");
 }
+
+// ---------------------------------------------------------------- DNS off the polling thread
+
+static GATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static GATED_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+static RESOLVE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static RESOLVER_THREAD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// A resolver that hangs until the test opens the gate, as a slow DNS server would.
+fn gated_resolve(host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    use std::sync::atomic::Ordering;
+    *RESOLVER_THREAD.lock().unwrap() = thread::current().name().map(str::to_owned);
+    RESOLVE_CALLS.fetch_add(1, Ordering::AcqRel);
+    while !GATE.load(Ordering::Acquire) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!((host, port), ("venue.statarb.invalid", GATED_PORT.load(Ordering::Acquire)));
+    Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+}
+
+fn failing_resolve(_: &str, _: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    Err(std::io::Error::other("no such host"))
+}
+
+/// Issue 10: `to_socket_addrs` ran on every reconnect on the hot thread. Now a host name
+/// is resolved on the client's resolver thread: while the resolver hangs, every poll
+/// returns at once and no attempt starts; once it answers, the client connects.
+#[test]
+fn host_names_resolve_off_the_polling_thread() {
+    use std::sync::atomic::Ordering;
+    let (l, port) = bind();
+    GATED_PORT.store(port, Ordering::Release);
+    let (tx, rx) = channel::<()>();
+    thread::spawn(move || {
+        let s = accept_tcp(&l);
+        let mut ws = tungstenite::accept(s).unwrap();
+        ws.send(Message::text("hello")).unwrap();
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+    });
+    let mut cfg = fast_cfg(format!("ws://venue.statarb.invalid:{port}/"));
+    cfg.resolve = gated_resolve;
+    let mut h = Harness::new(cfg, no_extra_roots());
+    assert!(h.run_until(Duration::from_secs(2), |_| RESOLVE_CALLS.load(Ordering::Acquire) == 1));
+    for _ in 0..100 {
+        h.spin();
+    }
+    assert_eq!(h.client.stats().attempts, 0);
+    assert!(matches!(h.client.state(), WsState::Disconnected { .. }));
+    assert!(h.client.addrs().is_empty());
+    GATE.store(true, Ordering::Release);
+    let ok = h.run_until(Duration::from_secs(5), |h| h.msgs.len() == 1);
+    assert!(ok, "{:?} {:?}", h.client.stats(), h.client.last_error());
+    assert_eq!(RESOLVER_THREAD.lock().unwrap().as_deref(), Some("ws-resolve"));
+    assert_ne!(thread::current().name(), Some("ws-resolve"));
+    assert_eq!(h.client.addrs(), [std::net::SocketAddr::from(([127, 0, 0, 1], port))]);
+    assert_eq!(RESOLVE_CALLS.load(Ordering::Acquire), 1, "resolved once, not per poll");
+    let _ = tx.send(());
+}
+
+/// A host that does not resolve: a typed error, back-off, no panic.
+#[test]
+fn unresolvable_host_is_a_resolve_error() {
+    let mut cfg = fast_cfg("ws://nowhere.statarb.invalid:9/".to_string());
+    cfg.resolve = failing_resolve;
+    let mut h = Harness::new(cfg, no_extra_roots());
+    let ok = h.run_until(Duration::from_secs(2), |h| h.client.stats().errors >= 2);
+    assert!(ok, "{:?}", h.client.stats());
+    assert!(matches!(h.client.last_error(), Some(WsError::Resolve { .. })), "{:?}", h.client.last_error());
+    assert_eq!(h.client.stats().connects, 0);
+}

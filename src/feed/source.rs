@@ -9,6 +9,28 @@
 //! per-instrument [`DepthSync`] (Binance's local-book procedure, with snapshots fetched
 //! off the hot thread by [`SnapshotFetcher`]) and queues the resulting events.
 //!
+//! # Snapshot retries
+//!
+//! A snapshot that is older than the first buffered diff, or that failed, is asked for
+//! again after an exponential back-off with jitter, per instrument: the `n`-th retry in
+//! a row waits `d = min(SNAPSHOT_BACKOFF_MIN * 2^(n-1), SNAPSHOT_BACKOFF_MAX)`, drawn
+//! from `[d/2, d)` ("equal jitter", M. Brooker, "Exponential Backoff And Jitter", AWS
+//! Architecture Blog, 2015) by a hash of the instrument and `n`, so runs are
+//! reproducible and the two legs do not retry in step. A good sync resets `n`. A
+//! 429/418 back-off or a refusal by the shared per-IP budget
+//! ([`crate::ratelimit::IpBudget`]) pushes the retry to at least the end of the
+//! block. Retries are scheduled on the wall clock, whatever [`FeedClock`] says: a
+//! replay faster than real time must not make them faster. Counted in [`FeedStats`].
+//!
+//! # Disconnects
+//!
+//! When the connection drops (the client leaves the open state) every book is cleared
+//! at once ([`crate::event::EventKind::Clear`]), not only when the next connection
+//! opens, so the core pulls its quotes during the outage. With
+//! [`FeedConfig::end_on_close`] only a clean end by the peer (a Close frame, or an
+//! orderly EOF) ends the feed; a reset or another failure reconnects
+//! ([`crate::feed::ws::PeerEnd`]).
+//!
 //! Book tickers are applied only while their instrument's book is synced and only if
 //! their update id is newer than the book's, so a ticker that lags the diff stream
 //! never deletes live levels. While a leg is unsynced (start-up, reconnect, gap) its
@@ -19,6 +41,7 @@
 //! the parser's buffers. The steady state allocates only inside tungstenite and rustls
 //! (one payload per message; see [`crate::feed::ws`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
@@ -28,16 +51,34 @@ use crate::config::{FeedClock, FeedConfig};
 use crate::event::MarketEvent;
 use crate::feed::binance::{BinanceParser, DepthLevel, Parsed};
 use crate::feed::record::RecordTap;
-use crate::feed::snapshot::{wall_ns, SnapshotFetcher};
+use crate::feed::snapshot::{wall_ns, SnapshotError, SnapshotFetcher};
 use crate::feed::sync::{DepthSync, SyncAction};
-use crate::feed::ws::{tls_config, WsClient, WsConfig, WsError};
+use crate::feed::ws::{tls_config, PeerEnd, WsClient, WsConfig, WsError};
 use crate::live::{MarketSource, Polled};
-use crate::types::{InstId, Instrument, Ts, NS_PER_SEC};
+use crate::ratelimit::{IpBudget, DEFAULT_RETRY_AFTER_CAP_S};
+use crate::types::{InstId, Instrument, Ts, NS_PER_MS, NS_PER_SEC};
 
 /// Buffered diffs per instrument while a snapshot is on its way.
 const SYNC_BUFFER: usize = 4096;
-/// Wait before asking again after a failed snapshot.
-const SNAPSHOT_RETRY_NS: i64 = NS_PER_SEC;
+/// First snapshot retry delay (before jitter).
+pub const SNAPSHOT_BACKOFF_MIN_NS: Ts = 500 * NS_PER_MS;
+/// Cap of the snapshot retry delay.
+pub const SNAPSHOT_BACKOFF_MAX_NS: Ts = 30 * NS_PER_SEC;
+
+/// The delay before the `n`-th snapshot retry in a row (`n >= 1`) of instrument `inst`:
+/// `d = min(MIN * 2^(n-1), MAX)`, then equal jitter in `[d/2, d)` from a splitmix64
+/// hash of `(inst, n)` (see the module docs).
+#[inline]
+pub fn snapshot_backoff_ns(inst: InstId, n: u32) -> Ts {
+    let shift = n.saturating_sub(1).min(16);
+    let d = SNAPSHOT_BACKOFF_MIN_NS.saturating_mul(1 << shift).min(SNAPSHOT_BACKOFF_MAX_NS);
+    let mut z = ((inst as u64) << 32 | n as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let half = d / 2;
+    half + (z % half.max(1) as u64) as Ts
+}
 
 /// Why a feed could not start.
 #[derive(Debug, Error)]
@@ -59,8 +100,16 @@ pub struct FeedStats {
     pub parse_errors: u64,
     /// Snapshots requested.
     pub snapshots_requested: u64,
-    /// Snapshots that failed (HTTP or parse), retried.
+    /// Snapshots that failed (HTTP, parse, rate limited), retried.
     pub snapshot_errors: u64,
+    /// Snapshots older than the first buffered diff, retried.
+    pub snapshot_stale: u64,
+    /// Snapshot retries scheduled (each after a back-off).
+    pub snapshot_retries: u64,
+    /// 429 / 418 answers to snapshot requests (the per-IP budget backs off).
+    pub snapshot_backoffs: u64,
+    /// Snapshot requests the per-IP budget refused before sending.
+    pub snapshot_limited: u64,
     /// Book tickers dropped as older than the book or for an unsynced book.
     pub stale_tickers: u64,
     /// Events handed to the hot loop.
@@ -77,8 +126,13 @@ pub struct BinanceFeed {
     ws: WsClient,
     parser: BinanceParser,
     syncs: Vec<DepthSync>,
-    /// Per instrument: time of the next snapshot request, `Ts::MAX` when none is due.
+    /// Per instrument: wall time of the next snapshot request, `Ts::MAX` when none is
+    /// due.
     snapshot_due: Vec<Ts>,
+    /// Per instrument: a request is out, its response not yet in.
+    snapshot_out: Vec<bool>,
+    /// Per instrument: snapshot failures in a row since the last good sync.
+    snapshot_failures: Vec<u32>,
     snapshots: SnapshotFetcher,
     levels: Vec<DepthLevel>,
     tap: Option<RecordTap>,
@@ -86,6 +140,8 @@ pub struct BinanceFeed {
     end_on_close: bool,
     ended: bool,
     generation: u64,
+    /// The client was open at the end of the previous pump.
+    was_open: bool,
     now: Ts,
     stats: FeedStats,
 }
@@ -105,14 +161,28 @@ pub fn stream_url(base: &str, instruments: &[Instrument], agg_trades: bool) -> S
 
 impl BinanceFeed {
     /// A feed for `instruments` (their index is their [`InstId`]) as configured; `tap`
-    /// receives every raw message with its local receive time.
+    /// receives every raw message with its local receive time. Snapshots draw on a
+    /// per-IP budget of their own (Binance's 6000 weight per minute); use
+    /// [`Self::with_budget`] to share the gateway's.
     pub fn new(cfg: &FeedConfig, instruments: &[Instrument], tap: Option<RecordTap>) -> Result<Self, FeedError> {
+        Self::with_budget(cfg, instruments, tap, Arc::new(IpBudget::new(6_000, DEFAULT_RETRY_AFTER_CAP_S)))
+    }
+
+    /// As [`Self::new`], with snapshot requests counted against `budget`, the per-IP
+    /// request-weight budget shared with the gateway.
+    pub fn with_budget(
+        cfg: &FeedConfig,
+        instruments: &[Instrument],
+        tap: Option<RecordTap>,
+        budget: Arc<IpBudget>,
+    ) -> Result<Self, FeedError> {
         let poll = Poll::new()?;
         let mut ws_cfg = WsConfig::new(stream_url(&cfg.ws_url, instruments, cfg.agg_trades));
         ws_cfg.read_buffer_size = cfg.read_buffer_size;
         let ws = WsClient::new(ws_cfg, tls_config(&[])?, Token(0))?;
         let symbols = instruments.iter().map(|i| i.symbol.clone()).collect();
-        let snapshots = SnapshotFetcher::spawn(&cfg.rest_url, symbols, cfg.snapshot_limit, Duration::from_secs(10))?;
+        let snapshots =
+            SnapshotFetcher::spawn(&cfg.rest_url, symbols, cfg.snapshot_limit, Duration::from_secs(10), budget)?;
         let max_levels = (2 * cfg.snapshot_limit as usize).max(4096);
         Ok(BinanceFeed {
             poll,
@@ -121,6 +191,8 @@ impl BinanceFeed {
             parser: BinanceParser::new(instruments, max_levels),
             syncs: (0..instruments.len()).map(|i| DepthSync::new(i as InstId, SYNC_BUFFER)).collect(),
             snapshot_due: vec![Ts::MAX; instruments.len()],
+            snapshot_out: vec![false; instruments.len()],
+            snapshot_failures: vec![0; instruments.len()],
             snapshots,
             levels: Vec::with_capacity(max_levels),
             tap,
@@ -128,6 +200,7 @@ impl BinanceFeed {
             end_on_close: cfg.end_on_close,
             ended: false,
             generation: 0,
+            was_open: false,
             // The exchange clock starts at the first event time seen.
             now: if cfg.clock == FeedClock::Wall { wall_ns() } else { 0 },
             stats: FeedStats::default(),
@@ -151,36 +224,72 @@ impl BinanceFeed {
 
     /// One round of I/O: snapshots, socket readiness, messages.
     fn pump(&mut self, on_event: &mut impl FnMut(&MarketEvent)) {
+        let wall = wall_ns();
         if self.clock == FeedClock::Wall {
-            self.now = wall_ns();
+            self.now = wall;
         }
         let now = self.now;
-        let BinanceFeed { parser, syncs, levels, stats, snapshot_due, snapshots, .. } = self;
+        let BinanceFeed {
+            parser, syncs, levels, stats, snapshot_due, snapshot_out, snapshot_failures, snapshots, ..
+        } = self;
         let mut push = |ev: MarketEvent| {
             stats.events += 1;
             on_event(&ev);
         };
         while let Some(snap) = snapshots.poll() {
             let i = snap.inst as usize;
-            let parsed = match &snap.body {
-                Ok(body) => parser.parse_snapshot(body, snap.inst, levels).map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
-            };
-            match parsed {
-                Ok(last_id) => {
-                    if syncs[i].on_snapshot(last_id, levels, now, &mut push) == SyncAction::NeedSnapshot {
-                        snapshot_due[i] = now;
+            let Some(sync) = syncs.get_mut(i) else { continue };
+            snapshot_out[i] = false;
+            // Not before this (wall ns): the end of a server back-off or budget refusal.
+            let mut not_before = Ts::MIN;
+            let retry = match &snap.body {
+                Ok(body) => match parser.parse_snapshot(body, snap.inst, levels) {
+                    Ok(last_id) => {
+                        let action = sync.on_snapshot(last_id, levels, now, &mut push);
+                        if sync.is_synced() {
+                            snapshot_failures[i] = 0;
+                            snapshot_due[i] = Ts::MAX;
+                            false
+                        } else if action == SyncAction::NeedSnapshot {
+                            stats.snapshot_stale += 1;
+                            true
+                        } else {
+                            // Nothing buffered to check it against: the next diff asks.
+                            false
+                        }
                     }
-                }
-                Err(_) => {
+                    Err(_) => {
+                        stats.snapshot_errors += 1;
+                        true
+                    }
+                },
+                Err(e) => {
                     stats.snapshot_errors += 1;
-                    snapshot_due[i] = now + SNAPSHOT_RETRY_NS;
+                    match e {
+                        SnapshotError::Backoff { until, .. } => {
+                            stats.snapshot_backoffs += 1;
+                            not_before = *until;
+                        }
+                        SnapshotError::Limited { limited, .. } => {
+                            stats.snapshot_limited += 1;
+                            not_before = limited.retry_at;
+                        }
+                        _ => {}
+                    }
+                    true
                 }
+            };
+            if retry {
+                snapshot_failures[i] = snapshot_failures[i].saturating_add(1);
+                let delay = snapshot_backoff_ns(snap.inst, snapshot_failures[i]);
+                snapshot_due[i] = wall.saturating_add(delay).max(not_before);
+                stats.snapshot_retries += 1;
             }
         }
         for (i, due) in snapshot_due.iter_mut().enumerate() {
-            if now >= *due && snapshots.request(i as InstId) {
+            if wall >= *due && !snapshot_out[i] && snapshots.request(i as InstId) {
                 stats.snapshots_requested += 1;
+                snapshot_out[i] = true;
                 *due = Ts::MAX;
             }
         }
@@ -189,7 +298,20 @@ impl BinanceFeed {
                 self.ws.on_event(ev);
             }
         }
-        let BinanceFeed { ws, poll, parser, syncs, levels, stats, snapshot_due, tap, clock, .. } = self;
+        let BinanceFeed {
+            ws,
+            poll,
+            parser,
+            syncs,
+            levels,
+            stats,
+            snapshot_due,
+            snapshot_out,
+            snapshot_failures,
+            tap,
+            clock,
+            ..
+        } = self;
         let mut push = |ev: MarketEvent| {
             stats.events += 1;
             on_event(&ev);
@@ -197,7 +319,6 @@ impl BinanceFeed {
         let exchange_clock = *clock == FeedClock::Exchange;
         let mut stale_tickers = 0;
         let mut t = now;
-        let wall = wall_ns();
         ws.poll(poll.registry(), wall, |msg| {
             if let Some(tap) = tap {
                 // Never blocks; a full pool drops and counts (see `record_drops`).
@@ -213,8 +334,12 @@ impl BinanceFeed {
                     let i = inst as usize;
                     if syncs[i].on_depth(first_id, last_id, exch_ts, levels, t, &mut push) == SyncAction::NeedSnapshot
                         && snapshot_due[i] == Ts::MAX
+                        && !snapshot_out[i]
                     {
-                        snapshot_due[i] = now;
+                        // At once after a good sync; after failures, not before the
+                        // back-off says.
+                        let n = snapshot_failures[i];
+                        snapshot_due[i] = if n == 0 { wall } else { wall.saturating_add(snapshot_backoff_ns(inst, n)) };
                     }
                 }
                 Ok(p @ Parsed::BookTicker { inst, update_id, .. }) => {
@@ -239,9 +364,18 @@ impl BinanceFeed {
         if let Some(tap) = &self.tap {
             self.stats.record_drops = tap.stats().dropped;
         }
-        if self.ws.generation() != self.generation {
-            // (Re)connected: messages were lost, so every book starts over; each
-            // synchroniser asks for a snapshot on its first diff.
+        let open = self.ws.is_open();
+        if self.end_on_close && self.generation > 0 && !open && ends_data(self.ws.peer_end()) {
+            // The end of the data: the books keep their last state.
+            self.ended = true;
+            return;
+        }
+        // Dropped (the client left the open state), or (re)connected: messages were or
+        // will be lost, so every book starts over now; each synchroniser asks for a
+        // snapshot on its first diff of the new connection.
+        let dropped = self.was_open && !open;
+        self.was_open = open;
+        if dropped || self.ws.generation() != self.generation {
             self.generation = self.ws.generation();
             let BinanceFeed { syncs, stats, .. } = self;
             for s in syncs.iter_mut() {
@@ -251,10 +385,14 @@ impl BinanceFeed {
                 });
             }
         }
-        if self.end_on_close && self.generation > 0 && !self.ws.is_open() {
-            self.ended = true;
-        }
     }
+}
+
+/// True if the peer ended the connection cleanly (Close frame or orderly EOF): the end
+/// of the data for a feed with `end_on_close`. A reset or another failure is not.
+#[inline]
+fn ends_data(end: Option<PeerEnd>) -> bool {
+    matches!(end, Some(PeerEnd::Close | PeerEnd::Eof))
 }
 
 /// What a poll that pumped the socket returns: events first, then the end.
@@ -481,7 +619,7 @@ impl AlpacaFeed {
         for c in controls {
             self.on_control(c);
         }
-        if self.end_on_close && self.generation > 0 && !self.ws.is_open() {
+        if self.end_on_close && self.generation > 0 && !self.ws.is_open() && ends_data(self.ws.peer_end()) {
             self.ended = true;
         }
     }

@@ -12,7 +12,7 @@
 //! Disconnected(until) --now >= until--> Connecting (mio TcpStream::connect)
 //! Connecting --WRITABLE, take_error() None, peer_addr() Ok--> Handshaking
 //! Handshaking (TLS via rustls, then the HTTP upgrade; resumed on each poll) --> Open
-//! Open --close frame / I/O error / EOF--> Disconnected(now + backoff)
+//! Open --close frame / I/O error / EOF--> Disconnected(now + backoff)   (PeerEnd says which)
 //! Open --max_lifetime--> Closing (we sent Close) --ack or timeout--> Disconnected(now)
 //! Connecting | Handshaking --connect_timeout--> Disconnected(now + backoff)
 //! ```
@@ -38,9 +38,18 @@
 //!
 //! # Syscalls and allocations
 //!
-//! * DNS resolution (`std::net::ToSocketAddrs`, which may block) happens only when a
-//!   connection attempt starts, never in the steady state. Resolve to an IP in the URL
-//!   if that matters.
+//! * DNS resolution (`std::net::ToSocketAddrs` by default, which may block for
+//!   seconds) never runs on the polling thread. A host that is an IP literal needs none.
+//!   Otherwise [`WsClient::new`] starts a resolver thread for the host and asks it at
+//!   once; its answers come back through an SPSC ring ([`crate::ring`]) as a fixed
+//!   array of at most [`MAX_ADDRS`] addresses, which the client caches. A connection
+//!   attempt uses the cached addresses (rotating through them on consecutive
+//!   failures); a failed attempt asks for a fresh resolution in the background. With
+//!   no address yet, `poll` just returns and looks again on the next call.
+//! * How the peer ended the last connection is kept ([`WsClient::peer_end`]): a Close
+//!   frame, an orderly EOF (FIN without a Close frame), or a reset / other failure,
+//!   so that a caller treating the end of a connection as the end of its data can tell
+//!   a clean end from a network failure.
 //! * Connect/handshake allocate freely (request, response, rustls connection, the
 //!   tungstenite buffers): off the steady-state path.
 //! * Steady state: tungstenite's input buffer (a `BytesMut` of `read_buffer_size`) is
@@ -66,8 +75,12 @@
 //! ([`WsStats::planned_reconnects`]).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arrayvec::ArrayVec;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -79,7 +92,31 @@ use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
+use crate::ring::{ring, Consumer, Full, Producer};
 use crate::types::{Ts, NS_PER_MS};
+
+/// Most addresses of one host the client keeps.
+pub const MAX_ADDRS: usize = 8;
+
+/// A host name resolver: `(host, port)` to its addresses. Runs on the resolver thread,
+/// never on the polling thread; may block.
+pub type ResolveFn = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+/// The system resolver (`getaddrinfo` through [`ToSocketAddrs`]).
+pub fn system_resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+/// How the peer ended the last connection that was open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerEnd {
+    /// It sent a WebSocket Close frame.
+    Close,
+    /// It closed the TCP connection (FIN) without a Close frame.
+    Eof,
+    /// A reset, another I/O error or a protocol error.
+    Error,
+}
 
 /// Errors of the WebSocket client. Failures of a live connection are not returned by
 /// [`WsClient::poll`]; they are counted and the last one is kept in
@@ -143,6 +180,8 @@ pub struct WsConfig {
     /// Most messages one [`WsClient::poll`] delivers (at least 1); the rest wait for the
     /// next `poll` (see the module docs, readiness contract).
     pub max_messages_per_poll: usize,
+    /// Resolves the URL's host (not an IP literal) on the resolver thread.
+    pub resolve: ResolveFn,
 }
 
 impl WsConfig {
@@ -160,6 +199,7 @@ impl WsConfig {
             connect_timeout_ms: 10_000,
             subscribe: Vec::new(),
             max_messages_per_poll: 256,
+            resolve: system_resolve,
         }
     }
 }
@@ -363,6 +403,67 @@ impl XorShift {
     }
 }
 
+/// What the resolver thread answers: the addresses, or the resolver's error text.
+type Resolved = Result<ArrayVec<SocketAddr, MAX_ADDRS>, String>;
+
+/// The resolver thread of one host and its two rings. The thread ends when the client
+/// drops its request ring; it is not joined (a `getaddrinfo` call in progress may take
+/// seconds, and nobody waits for it).
+struct Resolver {
+    requests: Producer<()>,
+    answers: Consumer<Resolved>,
+    /// A request is out, its answer not yet taken.
+    pending: bool,
+    _thread: JoinHandle<()>,
+}
+
+impl Resolver {
+    fn spawn(host: String, port: u16, resolve: ResolveFn) -> io::Result<Resolver> {
+        let (requests, mut rx) = ring::<()>(2);
+        let (mut tx, answers) = ring::<Resolved>(2);
+        let thread = std::thread::Builder::new().name("ws-resolve".into()).spawn(move || loop {
+            if rx.pop().is_none() {
+                if rx.is_abandoned() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            let mut answer: Resolved = match resolve(&host, port) {
+                Ok(all) => Ok(all.into_iter().take(MAX_ADDRS).collect()),
+                Err(e) => Err(e.to_string()),
+            };
+            while let Err(Full(back)) = tx.push(answer) {
+                if tx.is_abandoned() {
+                    return;
+                }
+                answer = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })?;
+        Ok(Resolver { requests, answers, pending: false, _thread: thread })
+    }
+
+    /// Asks for a resolution unless one is already out. Never blocks.
+    #[inline]
+    fn request(&mut self) {
+        if !self.pending && self.requests.push(()).is_ok() {
+            self.pending = true;
+        }
+    }
+
+    /// The newest answer, if one arrived.
+    #[inline]
+    fn take(&mut self) -> Option<Resolved> {
+        let mut last = None;
+        while let Some(a) = self.answers.pop() {
+            self.pending = false;
+            last = Some(a);
+        }
+        last
+    }
+}
+
 /// The client. See the module docs for the state machine and the readiness contract.
 pub struct WsClient {
     cfg: WsConfig,
@@ -382,6 +483,14 @@ pub struct WsClient {
     connected_now: bool,
     generation: u64,
     last_error: Option<WsError>,
+    /// The host's addresses as last resolved (empty: none yet).
+    addrs: ArrayVec<SocketAddr, MAX_ADDRS>,
+    /// `None` for an IP literal.
+    resolver: Option<Resolver>,
+    /// The resolver's last error, until a connection attempt reports it.
+    resolve_error: Option<String>,
+    /// How the peer ended the last open connection; `None` while open or if we ended it.
+    peer_end: Option<PeerEnd>,
 }
 
 impl std::fmt::Debug for WsClient {
@@ -416,6 +525,18 @@ impl WsClient {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let seed = t ^ (token.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut addrs = ArrayVec::new();
+        let resolver = match target.host.parse::<IpAddr>() {
+            Ok(ip) => {
+                addrs.push(SocketAddr::new(ip, target.port));
+                None
+            }
+            Err(_) => {
+                let mut r = Resolver::spawn(target.host.clone(), target.port, cfg.resolve)?;
+                r.request();
+                Some(r)
+            }
+        };
         Ok(WsClient {
             cfg,
             target,
@@ -432,6 +553,10 @@ impl WsClient {
             connected_now: false,
             generation: 0,
             last_error: None,
+            addrs,
+            resolver,
+            resolve_error: None,
+            peer_end: None,
         })
     }
 
@@ -497,6 +622,18 @@ impl WsClient {
         self.last_error.as_ref()
     }
 
+    /// How the peer ended the last connection that was open: `None` while it is open,
+    /// before the first one, or if this client ended it (planned close, timeout).
+    #[inline]
+    pub fn peer_end(&self) -> Option<PeerEnd> {
+        self.peer_end
+    }
+
+    /// The host's addresses as last resolved (empty until the resolver answers).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
     /// Queues a text message and tries to send it now; the rest goes out on later polls.
     /// Allocates the message: meant for subscribes and auth, not the hot path.
     pub fn send_text(&mut self, s: &str) -> Result<(), WsError> {
@@ -534,7 +671,9 @@ impl WsClient {
                     if now < *until {
                         return delivered;
                     }
-                    self.start_connect(registry, now);
+                    if !self.start_connect(registry, now) {
+                        return delivered;
+                    }
                     // connect on loopback may already be done; try once more below
                 }
                 Conn::Connecting { sock, deadline } => {
@@ -640,6 +779,9 @@ impl WsClient {
                         // tungstenite queued the close reply; the server closes TCP next.
                         self.want_flush = true;
                         got_close = true;
+                        if closing.is_none() {
+                            self.peer_end = Some(PeerEnd::Close);
+                        }
                     }
                     Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
@@ -650,6 +792,15 @@ impl WsClient {
                     }
                     Err(e) => {
                         let planned = closing.map(|c| c.planned).unwrap_or(false);
+                        if !planned && self.peer_end.is_none() {
+                            let eof = matches!(
+                                e,
+                                tungstenite::Error::Protocol(
+                                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                                )
+                            );
+                            self.peer_end = Some(if eof { PeerEnd::Eof } else { PeerEnd::Error });
+                        }
                         end = Some(if planned { (End::Planned, None) } else { (End::Failed, Some(WsError::Ws(e))) });
                         break;
                     }
@@ -670,7 +821,10 @@ impl WsClient {
                 }
                 // After we sent/received Close, write errors just mean the peer is gone.
                 Err(_) if closing.is_some() => {}
-                Err(e) => end = Some((End::Failed, Some(WsError::Ws(e)))),
+                Err(e) => {
+                    self.peer_end.get_or_insert(PeerEnd::Error);
+                    end = Some((End::Failed, Some(WsError::Ws(e))));
+                }
             }
         }
         if end.is_none() {
@@ -711,40 +865,66 @@ impl WsClient {
         }
     }
 
-    fn start_connect(&mut self, registry: &Registry, now: Ts) {
+    /// Takes the resolver's newest answer into the cache (never blocks).
+    fn take_resolved(&mut self) {
+        let Some(r) = self.resolver.as_mut() else { return };
+        match r.take() {
+            Some(Ok(a)) if !a.is_empty() => {
+                self.addrs = a;
+                self.resolve_error = None;
+            }
+            Some(Ok(_)) => self.resolve_error = Some("no addresses".into()),
+            Some(Err(e)) => self.resolve_error = Some(e),
+            None => {}
+        }
+    }
+
+    /// Starts a connection attempt to a cached address; returns false (and leaves the
+    /// client idle) while the first resolution is still on its way.
+    fn start_connect(&mut self, registry: &Registry, now: Ts) -> bool {
+        self.take_resolved();
+        if self.addrs.is_empty() {
+            let Some(msg) = self.resolve_error.take() else {
+                // Still resolving (off this thread): look again on the next poll.
+                if let Some(r) = self.resolver.as_mut() {
+                    r.request();
+                }
+                return false;
+            };
+            self.stats.attempts += 1;
+            if let Some(r) = self.resolver.as_mut() {
+                r.request();
+            }
+            let err = WsError::Resolve { host: self.target.host.clone(), msg };
+            self.end(registry, now, End::Failed, Some(err));
+            return true;
+        }
+        if self.failures > 0 {
+            // The last attempt failed: refresh the addresses for the next one, in the
+            // background.
+            if let Some(r) = self.resolver.as_mut() {
+                r.request();
+            }
+        }
         self.stats.attempts += 1;
         let deadline = now.saturating_add(ms_to_ns(self.cfg.connect_timeout_ms));
-        // Blocking resolver call; only here, once per attempt (see module docs).
-        let addrs: Vec<SocketAddr> = match (self.target.host.as_str(), self.target.port).to_socket_addrs() {
-            Ok(a) => a.collect(),
-            Err(e) => {
-                let err = WsError::Resolve { host: self.target.host.clone(), msg: e.to_string() };
-                self.conn = Conn::Idle { until: now };
-                self.end(registry, now, End::Failed, Some(err));
-                return;
-            }
-        };
-        if addrs.is_empty() {
-            let err = WsError::Resolve { host: self.target.host.clone(), msg: "no addresses".into() };
-            self.end(registry, now, End::Failed, Some(err));
-            return;
-        }
         // Rotate through the addresses on consecutive failures.
-        let addr = addrs[self.failures as usize % addrs.len()];
+        let addr = self.addrs[self.failures as usize % self.addrs.len()];
         let mut sock = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 self.end(registry, now, End::Failed, Some(WsError::Io(e)));
-                return;
+                return true;
             }
         };
         if let Err(e) = registry.register(&mut sock, self.token, Interest::READABLE | Interest::WRITABLE) {
             self.end(registry, now, End::Failed, Some(WsError::Io(e)));
-            return;
+            return true;
         }
         self.readable = false;
         self.writable = false;
         self.conn = Conn::Connecting { sock: Some(sock), deadline };
+        true
     }
 
     fn start_handshake(&mut self, registry: &Registry, now: Ts, deadline: Ts, sock: Option<TcpStream>) {
@@ -786,6 +966,7 @@ impl WsClient {
         }
         self.generation += 1;
         self.connected_now = true;
+        self.peer_end = None;
         for s in &self.cfg.subscribe {
             // Queue; flushed in service_open. A failure shows up on the next read.
             let _ = ws.write(Message::text(s.as_str()));

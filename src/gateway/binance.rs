@@ -62,12 +62,20 @@
 //!
 //! # Failures
 //!
-//! HTTP 429/418 block every request for `Retry-After` seconds ([`RateLimiter`]);
-//! `-1021` (timestamp outside `recvWindow`) re-synchronises the clock offset from
-//! `GET /api/v3/time` (offset = server time - midpoint of the round trip) and retries
-//! the request once. Keys and secrets never appear in errors, logs or `Debug` output.
+//! HTTP 429/418 block every request on the IP for `Retry-After` seconds, capped at
+//! `retry_after_cap_s` ([`RateLimiter`], whose weight budget the feed's snapshot thread
+//! may share: [`BinanceSpot::share_budget`]); `-1021` (timestamp outside `recvWindow`)
+//! re-synchronises the clock offset from `GET /api/v3/time` (offset = server time -
+//! midpoint of the round trip) and retries the request once. A `serverTime` more than
+//! `max_clock_skew_ms` away from the local clock is refused
+//! ([`GatewayError::ClockSkew`]) and the previous offset kept: a broken or hostile
+//! venue must not make us sign requests with a nonsense `timestamp`. Keys and
+//! signatures never appear in errors, logs or `Debug` output: every venue text (error
+//! messages, reasons, transport errors, answers quoted in parse errors) goes through
+//! [`Credentials::redact`] first, since a venue may echo the request.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
@@ -81,6 +89,7 @@ use super::{Balance, Exchange, OpenOrder, VenueError};
 use crate::config::Fees;
 use crate::event::{reject_msg, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, RejectMsg, Tif};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
+use crate::ratelimit::IpBudget;
 use crate::types::{Decimal, InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
 
 /// The Spot testnet REST base URL (the default).
@@ -176,6 +185,15 @@ pub struct BinanceGatewayConfig {
     /// Order and weight limits applied before sending.
     #[serde(default)]
     pub limits: RateLimits,
+    /// Longest server-imposed back-off honoured, s: a `Retry-After` above it is cut to
+    /// it (default 300; 1..=86400).
+    #[serde(default = "default_retry_after_cap")]
+    pub retry_after_cap_s: u64,
+    /// Largest accepted difference between the venue's `serverTime` and the local
+    /// clock, ms (default 1 h; 1..=86400000). A larger one is refused and the
+    /// previous offset kept.
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew_ms: u64,
 }
 
 fn default_rest_url() -> String {
@@ -207,6 +225,18 @@ fn default_time_sync() -> u64 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_retry_after_cap() -> u64 {
+    crate::ratelimit::DEFAULT_RETRY_AFTER_CAP_S
+}
+fn default_max_clock_skew() -> u64 {
+    3_600_000
+}
+
+/// Milliseconds to nanoseconds, saturating.
+#[inline]
+fn ms_ns(ms: u64) -> Ts {
+    i64::try_from(ms).unwrap_or(i64::MAX).saturating_mul(NS_PER_MS)
 }
 
 impl Default for BinanceGatewayConfig {
@@ -245,7 +275,19 @@ impl BinanceGatewayConfig {
         if l.orders_per_10s == 0 || l.orders_per_day == 0 || l.weight_per_minute == 0 {
             return Err(("gateway.limits".into(), "every limit must be > 0".into()));
         }
+        if !(1..=86_400).contains(&self.retry_after_cap_s) {
+            return Err(("gateway.retry_after_cap_s".into(), "must be in 1..=86400".into()));
+        }
+        if !(1..=86_400_000).contains(&self.max_clock_skew_ms) {
+            return Err(("gateway.max_clock_skew_ms".into(), "must be in 1..=86400000".into()));
+        }
         Ok(())
+    }
+
+    /// A per-IP budget for these limits (`limits.weight_per_minute`,
+    /// `retry_after_cap_s`), to share between the gateway and the feed's snapshots.
+    pub fn ip_budget(&self) -> IpBudget {
+        IpBudget::new(self.limits.weight_per_minute, self.retry_after_cap_s)
     }
 }
 
@@ -309,6 +351,18 @@ pub enum GatewayError {
         path: &'static str,
         /// What is wrong.
         msg: String,
+    },
+    /// The venue's `serverTime` is too far from the local clock (the offset is kept).
+    #[error("{path}: serverTime {server_ms} is {skew_ms} ms from the local clock (more than {max_ms} ms): refused")]
+    ClockSkew {
+        /// Endpoint.
+        path: &'static str,
+        /// The venue's time, ms.
+        server_ms: i64,
+        /// `serverTime` minus the local midpoint of the round trip, ms (saturated).
+        skew_ms: i64,
+        /// The bound, ms (`max_clock_skew_ms`).
+        max_ms: u64,
     },
     /// The venue holds an open order of this very session: ids would collide.
     #[error("the venue holds open order {0} of this session id: restart in a later second")]
@@ -429,6 +483,8 @@ pub struct BinanceStats {
     pub settle_queries: u64,
     /// Clock offset measurements.
     pub time_syncs: u64,
+    /// `serverTime` answers refused as too far from the local clock.
+    pub clock_rejects: u64,
     /// `-1021` answers.
     pub timestamp_errors: u64,
     /// HTTP 429 / 418 answers.
@@ -720,7 +776,7 @@ impl BinanceSpot {
         };
         Ok(BinanceSpot {
             base: cfg.rest_url.trim_end_matches('/').to_string(),
-            limiter: RateLimiter::new(&cfg.limits),
+            limiter: RateLimiter::with_budget(&cfg.limits, Arc::new(cfg.ip_budget())),
             cfg,
             creds,
             agent,
@@ -737,6 +793,12 @@ impl BinanceSpot {
             stream,
             stats: BinanceStats::default(),
         })
+    }
+
+    /// Draws request weight from `budget` from now on (the per-IP budget shared with the
+    /// feed's snapshot thread) instead of the gateway's own.
+    pub fn share_budget(&mut self, budget: Arc<IpBudget>) {
+        self.limiter = RateLimiter::with_budget(&self.cfg.limits, budget);
     }
 
     /// Measures the clock offset and connects the user data stream (the subscription
@@ -814,11 +876,32 @@ impl BinanceSpot {
 
     /// The server time estimate, ms.
     fn server_ms(&self) -> i64 {
-        wall_ns() / NS_PER_MS + self.offset_ms
+        (wall_ns() / NS_PER_MS).saturating_add(self.offset_ms)
+    }
+
+    /// A venue text with every secret it may echo redacted ([`Credentials::redact`]).
+    fn venue_text(&self, text: &str) -> String {
+        self.creds.redact(text)
+    }
+
+    /// `{"code":-2010,"msg":"..."}` -> (code, redacted msg); anything else -> (0, text).
+    fn api_error(&self, v: &Value) -> (i32, String) {
+        let code = i64_of(v, "code").and_then(|c| i32::try_from(c).ok()).unwrap_or(0);
+        let msg = str_of(v, "msg").map_or_else(|| "no error message".to_string(), |m| self.venue_text(m));
+        (code, msg)
+    }
+
+    /// A transport error as redacted text (ureq's `BadUri` would quote the signed URL).
+    fn transport_msg(&self, e: &ureq::Error) -> String {
+        match e {
+            ureq::Error::BadUri(_) => "bad URL".to_string(),
+            other => self.venue_text(&other.to_string()),
+        }
     }
 
     /// Measures the clock offset with `GET /api/v3/time`: server time minus the
-    /// midpoint of the round trip.
+    /// midpoint of the round trip. A `serverTime` more than `max_clock_skew_ms` from
+    /// the local clock is refused ([`GatewayError::ClockSkew`]); the offset stays.
     pub fn sync_time(&mut self) -> Result<i64, GatewayError> {
         let path = "/api/v3/time";
         let now = wall_ns();
@@ -829,23 +912,35 @@ impl BinanceSpot {
         self.stats.requests += 1;
         let url = format!("{}{path}", self.base);
         let mut resp =
-            self.agent.get(&url).call().map_err(|e| GatewayError::Transport { path, msg: transport_msg(&e) })?;
+            self.agent.get(&url).call().map_err(|e| GatewayError::Transport { path, msg: self.transport_msg(&e) })?;
         let t1 = wall_ns();
         self.observe_headers(&resp, t1);
         let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_vec().map_err(|e| GatewayError::Transport { path, msg: e.to_string() })?;
+        let body =
+            resp.body_mut().read_to_vec().map_err(|e| GatewayError::Transport { path, msg: self.transport_msg(&e) })?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::Parse { path, msg: e.to_string() })?;
         if status != 200 {
-            let (code, msg) = api_error(&v);
+            let (code, msg) = self.api_error(&v);
             return Err(GatewayError::Api { path, status, code, msg });
         }
         let server =
             i64_of(&v, "serverTime").ok_or_else(|| GatewayError::Parse { path, msg: "no serverTime".into() })?;
         let mid_ms = (t0 + (t1 - t0) / 2) / NS_PER_MS;
-        self.offset_ms = server - mid_ms;
+        let skew = server.saturating_sub(mid_ms);
+        if skew.unsigned_abs() > self.cfg.max_clock_skew_ms {
+            self.stats.clock_rejects += 1;
+            return Err(GatewayError::ClockSkew {
+                path,
+                server_ms: server,
+                skew_ms: skew,
+                max_ms: self.cfg.max_clock_skew_ms,
+            });
+        }
+        self.offset_ms = skew;
         self.stats.time_syncs += 1;
         if self.cfg.time_sync_interval_s > 0 {
-            self.next_time_sync = t1 + self.cfg.time_sync_interval_s as Ts * 1_000 * NS_PER_MS;
+            let every = ms_ns(self.cfg.time_sync_interval_s.saturating_mul(1_000));
+            self.next_time_sync = t1.saturating_add(every);
         }
         Ok(self.offset_ms)
     }
@@ -857,8 +952,8 @@ impl BinanceSpot {
         let status = resp.status().as_u16();
         if status == 429 || status == 418 {
             self.stats.backoffs += 1;
-            let secs = h("retry-after").unwrap_or(if status == 418 { 120 } else { 1 }) as Ts;
-            self.limiter.block_until(now + secs * 1_000 * NS_PER_MS);
+            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok());
+            self.limiter.back_off(now, status, retry_after);
         }
     }
 
@@ -896,7 +991,7 @@ impl BinanceSpot {
             let mut resp = match res {
                 Ok(r) => r,
                 Err(e) => {
-                    let msg = transport_msg(&e);
+                    let msg = self.transport_msg(&e);
                     return if not_sent(&e) { Call::NotSent { code: CODE_NOT_SENT, msg } } else { Call::Unknown(msg) };
                 }
             };
@@ -904,7 +999,7 @@ impl BinanceSpot {
             let status = resp.status().as_u16();
             let body = match resp.body_mut().read_to_vec() {
                 Ok(b) => b,
-                Err(e) => return Call::Unknown(format!("{path}: reading the answer: {e}")),
+                Err(e) => return Call::Unknown(format!("{path}: reading the answer: {}", self.transport_msg(&e))),
             };
             let v: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
@@ -919,7 +1014,7 @@ impl BinanceSpot {
             if (200..300).contains(&status) {
                 return Call::Ok(v);
             }
-            let (code, msg) = api_error(&v);
+            let (code, msg) = self.api_error(&v);
             if code == CODE_TIMESTAMP {
                 self.stats.timestamp_errors += 1;
                 if attempt == 0 && self.sync_time().is_ok() {
@@ -974,6 +1069,8 @@ impl BinanceSpot {
         if self.rejects.len() == 256 {
             self.rejects.pop_front();
         }
+        // Venue texts are redacted where they are read; this catches any other path.
+        let msg = self.venue_text(&msg);
         self.rejects.push_back(RejectInfo { id, code, msg });
     }
 
@@ -1167,11 +1264,11 @@ impl BinanceSpot {
     }
 
     fn mark_unknown(&mut self, id: OrderId) {
-        let settle = self.cfg.settle_interval_ms as Ts * NS_PER_MS;
+        let settle = ms_ns(self.cfg.settle_interval_ms);
         if let Some(t) = self.orders.get_mut(&id) {
             if t.state != OrderState::Done {
                 t.state = OrderState::Unknown;
-                t.next_query = wall_ns() + settle;
+                t.next_query = wall_ns().saturating_add(settle);
             }
         }
         self.stats.unknown += 1;
@@ -1344,7 +1441,7 @@ impl BinanceSpot {
                 }
                 let nr = data.get("newOrderResponse").cloned().unwrap_or(Value::Null);
                 let (ncode, nmsg) = match i64_of(&nr, "code") {
-                    Some(c) => (c as i32, str_of(&nr, "msg").unwrap_or("").to_string()),
+                    Some(_) => self.api_error(&nr),
                     None => (code, msg),
                 };
                 self.reject(new.id, ncode, nmsg, ts, out);
@@ -1366,7 +1463,7 @@ impl BinanceSpot {
         let mut q = Query::new();
         q.push("symbol", &ins.symbol).push("origClientOrderId", client_order_id(id));
         self.stats.settle_queries += 1;
-        let settle = self.cfg.settle_interval_ms as Ts * NS_PER_MS;
+        let settle = ms_ns(self.cfg.settle_interval_ms);
         match self.call(Method::Get, "/api/v3/order", q, W_QUERY, 0) {
             Call::Ok(v) => match self.snapshot_of(t.inst, &v) {
                 Some(s) => self.apply_snapshot(id, s, out),
@@ -1375,7 +1472,7 @@ impl BinanceSpot {
             // Not (yet) at the venue. Once the server clock is past timestamp +
             // recvWindow the request can no longer be accepted: never placed.
             Call::Api { code: CODE_NO_SUCH_ORDER, msg, .. }
-                if self.server_ms() > t.sent_ms + self.cfg.recv_window_ms as i64 =>
+                if self.server_ms() > t.sent_ms.saturating_add(self.cfg.recv_window_ms as i64) =>
             {
                 let ts = wall_ns();
                 if t.acked {
@@ -1393,7 +1490,7 @@ impl BinanceSpot {
             _ => {}
         }
         if let Some(tt) = self.orders.get_mut(&id) {
-            tt.next_query = wall_ns() + settle;
+            tt.next_query = wall_ns().saturating_add(settle);
         }
     }
 
@@ -1542,7 +1639,8 @@ impl BinanceSpot {
                 };
                 if kind == ExecKind::Rejected {
                     self.stats.rejects += 1;
-                    self.rejects_push(x.id, code, x.reason.clone());
+                    let reason = self.venue_text(&x.reason);
+                    self.rejects_push(x.id, code, reason);
                 }
                 out.push(self.report(x.id, &tt, kind, x.px, 0, 0.0, false, code, x.ts));
             }
@@ -1572,7 +1670,7 @@ impl BinanceSpot {
             s.resync |= s.ever;
             let id = s.next_req;
             s.next_req += 1;
-            let ts = now / NS_PER_MS + self.offset_ms;
+            let ts = (now / NS_PER_MS).saturating_add(self.offset_ms);
             let params = [
                 ("apiKey", self.creds.api_key().to_string()),
                 ("recvWindow", self.cfg.recv_window_ms.to_string()),
@@ -1616,7 +1714,7 @@ impl BinanceSpot {
             };
             let arr = v.as_array().ok_or_else(|| GatewayError::Parse { path, msg: "not an array".into() })?;
             for o in arr {
-                let bad = || GatewayError::Parse { path, msg: format!("bad order {o}") };
+                let bad = || GatewayError::Parse { path, msg: self.venue_text(&format!("bad order {o}")) };
                 let client_id = str_of(o, "clientOrderId").ok_or_else(bad)?.to_string();
                 let px = str_of(o, "price").and_then(|s| ins.parse_price(s.as_bytes()).ok()).ok_or_else(bad)?;
                 let qty = str_of(o, "origQty").and_then(|s| ins.parse_qty(s.as_bytes()).ok()).ok_or_else(bad)?;
@@ -1651,7 +1749,7 @@ impl BinanceSpot {
             .ok_or_else(|| GatewayError::Parse { path, msg: "no balances".into() })?;
         let mut out = Vec::with_capacity(arr.len());
         for b in arr {
-            let bad = || GatewayError::Parse { path, msg: format!("bad balance {b}") };
+            let bad = || GatewayError::Parse { path, msg: self.venue_text(&format!("bad balance {b}")) };
             let dec = |k: &str| str_of(b, k).and_then(|s| s.parse::<Decimal>().ok()).ok_or_else(bad);
             out.push(Balance {
                 asset: str_of(b, "asset").ok_or_else(bad)?.to_string(),
@@ -1668,21 +1766,6 @@ enum Method {
     Get,
     Post,
     Delete,
-}
-
-/// `{"code":-2010,"msg":"..."}` -> (code, msg); anything else -> (0, text).
-fn api_error(v: &Value) -> (i32, String) {
-    let code = i64_of(v, "code").unwrap_or(0) as i32;
-    let msg = str_of(v, "msg").map(str::to_string).unwrap_or_else(|| "no error message".to_string());
-    (code, msg)
-}
-
-/// A transport error as text (ureq's errors carry no headers, so no key).
-fn transport_msg(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::BadUri(_) => "bad URL".to_string(),
-        other => other.to_string(),
-    }
 }
 
 /// True for failures that happen before any byte of the request is sent.

@@ -8,19 +8,22 @@
 //! current counts come back in the response headers `X-MBX-USED-WEIGHT-1M` and
 //! `X-MBX-ORDER-COUNT-10S` / `X-MBX-ORDER-COUNT-1D`.
 //!
-//! [`RateLimiter`] keeps one sliding window per limit. Each window counts in buckets of
-//! a fixed granularity and counts a bucket for as long as *any* part of it lies inside
-//! the window, so it can only over-count (by at most one bucket of events): a request
-//! it admits is within the limit in every window of the limit's length, in particular
-//! in the exchange's fixed, clock-aligned intervals. When the server reports a higher
-//! count than ours (other processes on the same IP or account, requests we did not
-//! see answered), the difference is added at the current time: still conservative.
-//! A 429/418 blocks every request until `now + Retry-After` ([`RateLimiter::block_until`]).
+//! [`RateLimiter`] keeps one [`SlidingWindow`] per account limit (orders per 10 s and
+//! per day) and draws request weight from an [`IpBudget`], the per-IP budget it may
+//! share with the feed's snapshot thread ([`RateLimiter::with_budget`]). Each window
+//! only over-counts (see [`crate::ratelimit`]): a request it admits is within the limit
+//! in every window of the limit's length, in particular in the exchange's fixed,
+//! clock-aligned intervals. When the server reports a higher count than ours (other
+//! processes on the same IP or account, requests we did not see answered), the
+//! difference is added at the current time: still conservative. A 429/418 blocks every
+//! request on the IP until `now + Retry-After`, capped ([`IpBudget::back_off`]).
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::ratelimit::{IpBudget, SlidingWindow, DEFAULT_RETRY_AFTER_CAP_S};
+pub use crate::ratelimit::{Limit, RateLimited};
 use crate::types::{Ts, NS_PER_MS, NS_PER_SEC};
 
 /// The limits to enforce, from config `[gateway.limits]`. Set them at or below the
@@ -60,98 +63,6 @@ impl Default for RateLimits {
     }
 }
 
-/// Which limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// Orders per 10 s.
-    Orders10s,
-    /// Orders per day.
-    OrdersDay,
-    /// Request weight per minute.
-    Weight,
-    /// A server-imposed back-off (HTTP 429 or 418 with `Retry-After`).
-    Backoff,
-}
-
-/// A refused request: which limit, and the earliest time it could pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimited {
-    /// The limit that refused.
-    pub limit: Limit,
-    /// Earliest time at which the same request would be admitted (if nothing else is
-    /// sent meanwhile).
-    pub retry_at: Ts,
-}
-
-/// A sliding window of length `len` counted in buckets of `gran` (see the module docs
-/// for why it only over-counts).
-#[derive(Debug, Clone)]
-struct Window {
-    len: Ts,
-    gran: Ts,
-    limit: u64,
-    /// (bucket start, count), oldest first.
-    buckets: VecDeque<(Ts, u64)>,
-    total: u64,
-}
-
-impl Window {
-    fn new(len: Ts, gran: Ts, limit: u32) -> Self {
-        let n = (len / gran) as usize + 2;
-        Window { len, gran, limit: limit as u64, buckets: VecDeque::with_capacity(n), total: 0 }
-    }
-
-    /// Drops buckets that lie wholly before `now - len`.
-    fn expire(&mut self, now: Ts) {
-        while let Some(&(start, n)) = self.buckets.front() {
-            if start + self.gran <= now - self.len {
-                self.buckets.pop_front();
-                self.total -= n;
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Earliest time at which `n` more fit, or `None` if they fit now.
-    fn blocked_until(&mut self, now: Ts, n: u64) -> Option<Ts> {
-        self.expire(now);
-        if self.total + n <= self.limit {
-            return None;
-        }
-        if n > self.limit {
-            return Some(Ts::MAX);
-        }
-        // Free enough of the oldest buckets: bucket (start, c) leaves the window at
-        // start + gran + len.
-        let mut need = self.total + n - self.limit;
-        for &(start, c) in &self.buckets {
-            if c >= need {
-                return Some(start + self.gran + self.len);
-            }
-            need -= c;
-        }
-        Some(now + self.len)
-    }
-
-    fn add(&mut self, now: Ts, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let start = now - now.rem_euclid(self.gran);
-        match self.buckets.back_mut() {
-            Some((s, c)) if *s == start => *c += n,
-            _ => self.buckets.push_back((start, n)),
-        }
-        self.total += n;
-    }
-
-    fn count(&mut self, now: Ts) -> u64 {
-        self.expire(now);
-        self.total
-    }
-}
-
 /// Counts of requests admitted and refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LimiterStats {
@@ -169,71 +80,92 @@ pub struct LimiterStats {
     pub header_corrections: u64,
 }
 
-/// Order and weight limiter with a fake-able clock: every method takes `now`.
+/// Order and weight limiter with a fake-able clock: every method takes `now`. A clone
+/// shares the weight budget and copies the order windows.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
-    orders_10s: Window,
-    orders_day: Window,
-    weight: Window,
-    blocked_until: Ts,
+    orders_10s: SlidingWindow,
+    orders_day: SlidingWindow,
+    budget: Arc<IpBudget>,
     stats: LimiterStats,
 }
 
 impl RateLimiter {
-    /// A limiter for `limits`. Granularity: 100 ms for 10 s, 1 s for the minute, 1 min
-    /// for the day.
+    /// A limiter for `limits` with a budget of its own (`limits.weight_per_minute`,
+    /// `Retry-After` capped at [`DEFAULT_RETRY_AFTER_CAP_S`]). Granularity: 100 ms for
+    /// 10 s, 1 s for the minute, 1 min for the day.
     pub fn new(limits: &RateLimits) -> Self {
+        Self::with_budget(limits, Arc::new(IpBudget::new(limits.weight_per_minute, DEFAULT_RETRY_AFTER_CAP_S)))
+    }
+
+    /// A limiter for the order limits of `limits` that draws request weight from
+    /// `budget` (shared with every other client of the same IP; its own weight limit
+    /// applies, not `limits.weight_per_minute`).
+    pub fn with_budget(limits: &RateLimits, budget: Arc<IpBudget>) -> Self {
         RateLimiter {
-            orders_10s: Window::new(10 * NS_PER_SEC, 100 * NS_PER_MS, limits.orders_per_10s),
-            orders_day: Window::new(86_400 * NS_PER_SEC, 60 * NS_PER_SEC, limits.orders_per_day),
-            weight: Window::new(60 * NS_PER_SEC, NS_PER_SEC, limits.weight_per_minute),
-            blocked_until: Ts::MIN,
+            orders_10s: SlidingWindow::new(10 * NS_PER_SEC, 100 * NS_PER_MS, limits.orders_per_10s),
+            orders_day: SlidingWindow::new(86_400 * NS_PER_SEC, 60 * NS_PER_SEC, limits.orders_per_day),
+            budget,
             stats: LimiterStats::default(),
         }
+    }
+
+    /// The per-IP budget this limiter draws weight from.
+    pub fn budget(&self) -> &Arc<IpBudget> {
+        &self.budget
     }
 
     /// Admits a request of `weight` that places `orders` new orders (0 for queries and
     /// cancels, which do not count as orders) and counts it, or refuses it without
     /// counting anything.
     pub fn try_acquire(&mut self, now: Ts, weight: u32, orders: u32) -> Result<(), RateLimited> {
-        if now < self.blocked_until {
-            self.stats.refused_backoff += 1;
-            return Err(RateLimited { limit: Limit::Backoff, retry_at: self.blocked_until });
-        }
-        let checks = [
-            (Limit::Orders10s, self.orders_10s.blocked_until(now, orders as u64)),
-            (Limit::OrdersDay, self.orders_day.blocked_until(now, orders as u64)),
-            (Limit::Weight, self.weight.blocked_until(now, weight as u64)),
-        ];
-        if let Some((limit, Some(retry_at))) = checks.into_iter().find(|(_, b)| b.is_some()) {
-            match limit {
+        // A back-off first (it says why nothing passes), then the order windows, which
+        // are ours alone, then the shared weight, which counts once admitted.
+        let refused = match self.budget.check(now, 0) {
+            Err(e) => Some(e),
+            Ok(()) => [
+                (Limit::Orders10s, self.orders_10s.blocked_until(now, orders as u64)),
+                (Limit::OrdersDay, self.orders_day.blocked_until(now, orders as u64)),
+            ]
+            .into_iter()
+            .find_map(|(limit, b)| b.map(|retry_at| RateLimited { limit, retry_at }))
+            .map_or_else(|| self.budget.try_acquire(now, weight).err(), Some),
+        };
+        if let Some(e) = refused {
+            match e.limit {
                 Limit::Orders10s => self.stats.refused_orders_10s += 1,
                 Limit::OrdersDay => self.stats.refused_orders_day += 1,
-                _ => self.stats.refused_weight += 1,
+                Limit::Weight => self.stats.refused_weight += 1,
+                Limit::Backoff => self.stats.refused_backoff += 1,
             }
-            return Err(RateLimited { limit, retry_at });
+            return Err(e);
         }
         self.orders_10s.add(now, orders as u64);
         self.orders_day.add(now, orders as u64);
-        self.weight.add(now, weight as u64);
         self.stats.admitted += 1;
         Ok(())
     }
 
-    /// Refuses every request until `until` (a 429 or 418 with `Retry-After`).
+    /// Refuses every request on the IP until `until`.
     pub fn block_until(&mut self, until: Ts) {
-        self.blocked_until = self.blocked_until.max(until);
+        self.budget.block_until(until);
+    }
+
+    /// Takes a 429 or 418 answer at `now` with its `Retry-After` header value (capped,
+    /// see [`IpBudget::back_off`]); returns the end of the back-off.
+    pub fn back_off(&mut self, now: Ts, status: u16, retry_after: Option<&str>) -> Ts {
+        self.budget.back_off(now, status, retry_after)
     }
 
     /// End of the current server back-off (`Ts::MIN` if none was ever set).
     pub fn blocked_until(&self) -> Ts {
-        self.blocked_until
+        self.budget.blocked_until()
     }
 
     /// Takes the server's counts from response headers (`None` where a header was
     /// absent): where the server counts more than we do, the difference is added now.
     pub fn observe(&mut self, now: Ts, used_weight_1m: Option<u32>, orders_10s: Option<u32>, orders_1d: Option<u32>) {
-        let fix = |w: &mut Window, server: Option<u32>| {
+        let fix = |w: &mut SlidingWindow, server: Option<u32>| {
             if let Some(s) = server {
                 let ours = w.count(now);
                 if s as u64 > ours {
@@ -243,7 +175,7 @@ impl RateLimiter {
             }
             false
         };
-        let a = fix(&mut self.weight, used_weight_1m);
+        let a = self.budget.observe(now, used_weight_1m);
         let b = fix(&mut self.orders_10s, orders_10s);
         let c = fix(&mut self.orders_day, orders_1d);
         self.stats.header_corrections += (a as u64) + (b as u64) + (c as u64);
@@ -251,7 +183,7 @@ impl RateLimiter {
 
     /// Weight counted in the last minute.
     pub fn used_weight(&mut self, now: Ts) -> u64 {
-        self.weight.count(now)
+        self.budget.used_weight(now)
     }
 
     /// Orders counted in the last 10 s.

@@ -83,6 +83,22 @@ impl Credentials {
         &self.key
     }
 
+    /// `text` from a venue (an error message, a reason, a transport error, an answer
+    /// quoted in a parse error) with every secret the venue could echo replaced by
+    /// [`REDACTED`]: the API key wherever it appears, the value after every
+    /// `signature`, `apiKey` or `listenKey` name (`name=value`, `"name":"value"`,
+    /// `name: value`), and every run of exactly 64 hex digits (an HMAC-SHA256 signature
+    /// echoed without its name). The secret itself is never sent, so no venue can echo
+    /// it. Call it before a venue text is logged, stored in a report or returned in an
+    /// error.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = if self.key.is_empty() { text.to_string() } else { text.replace(&self.key, REDACTED) };
+        for name in ["signature", "apiKey", "listenKey"] {
+            out = redact_named(&out, name);
+        }
+        redact_hex64(&out)
+    }
+
     /// Lowercase hex HMAC-SHA256 of `payload` with the secret.
     pub fn sign(&self, payload: &[u8]) -> String {
         let mut mac = self.mac.clone();
@@ -130,6 +146,74 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 #[inline]
 fn unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~')
+}
+
+/// What [`Credentials::redact`] puts in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// True for the bytes a secret value is made of (key, signature, listen key, and their
+/// percent-encodings).
+fn secret_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.%+/=".contains(&b)
+}
+
+/// Replaces the value after each occurrence of `name` (ASCII case-blind) followed by a
+/// separator run holding `=` or `:` (with quotes and spaces), e.g. `name=v`,
+/// `"name":"v"`, `name: v`.
+fn redact_named(text: &str, name: &str) -> String {
+    let bytes = text.as_bytes();
+    let lower = text.to_ascii_lowercase();
+    let needle = name.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(&needle) {
+        let mut i = from + at + needle.len();
+        let sep_start = i;
+        while i < bytes.len() && i - sep_start < 4 && b"\"' =:".contains(&bytes[i]) {
+            i += 1;
+        }
+        let has_sep = bytes[sep_start..i].iter().any(|&b| b == b'=' || b == b':');
+        let val_start = i;
+        while i < bytes.len() && secret_byte(bytes[i]) && bytes[i] != b'=' {
+            i += 1;
+        }
+        if has_sep && i > val_start {
+            out.push_str(&text[copied..val_start]);
+            out.push_str(REDACTED);
+            copied = i;
+        }
+        from = i.max(from + at + needle.len());
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Replaces every maximal run of exactly 64 hex digits.
+fn redact_hex64(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_hexdigit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
+            i += 1;
+        }
+        let bounded = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+        let ends = i == bytes.len() || !bytes[i].is_ascii_alphanumeric();
+        if i - start == 64 && bounded && ends {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = i;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Appends `value` percent-encoded (every byte but the RFC 3986 unreserved ones, so
@@ -231,6 +315,27 @@ pub fn ws_payload(params: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_what_a_venue_can_echo() {
+        let key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+        let c = Credentials::new(key, "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j");
+        let sig = c.sign(b"symbol=BTCUSDT");
+        let text = format!(
+            "bad request GET /api/v3/order?symbol=BTCUSDT&timestamp=1&signature={sig} X-MBX-APIKEY: {key} \
+             {{\"apiKey\":\"{key}\",\"listenKey\":\"pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1\"}} bare {sig}."
+        );
+        let r = c.redact(&text);
+        assert!(!r.contains(key) && !r.contains(&sig) && !r.contains("pqia91ma"), "{r}");
+        assert!(r.contains("signature=<redacted>") && r.ends_with("bare <redacted>."), "{r}");
+        // Ordinary venue texts pass unchanged.
+        for t in
+            ["Signature for this request is not valid.", "Timestamp for this request is outside of the recvWindow."]
+        {
+            assert_eq!(c.redact(t), t);
+        }
+        assert_eq!(Credentials::new("", "s").redact("x"), "x");
+    }
 
     const DOC_KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
     const DOC_SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";

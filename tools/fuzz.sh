@@ -12,7 +12,6 @@ secs=${1:-600}
 shift || true
 all=(binance_ws binance_snapshot alpaca recording tardis binance_csv evfile config)
 targets=("${@:-${all[@]}}")
-[ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 nice -n 19 cargo afl build --release
 

@@ -51,8 +51,7 @@ fn corpora_and_fixed_crashes_do_not_panic() {
     for &(name, _) in harness::TARGETS {
         assert!(!files(&root.join("corpus").join(name)).is_empty(), "fuzz/corpus/{name} is empty");
     }
-    let (run, failed) =
-        replay(|name| vec![root.join("corpus").join(name), root.join("crashes").join(name)]);
+    let (run, failed) = replay(|name| vec![root.join("corpus").join(name), root.join("crashes").join(name)]);
     assert!(failed.is_empty(), "{} of {run} inputs panicked:\n{}", failed.len(), failed.join("\n"));
 }
 

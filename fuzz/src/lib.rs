@@ -188,12 +188,9 @@ struct Scratch {
 impl Scratch {
     fn new() -> Scratch {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let base = if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let dir = base.join(format!(
-            "statarb-fuzz-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let base =
+            if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let dir = base.join(format!("statarb-fuzz-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&dir).expect("create the scratch directory");
         Scratch { dir }
     }
@@ -246,7 +243,11 @@ pub fn recording(data: &[u8]) {
         let paths = if sel & 0x80 != 0 {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for (i, l) in body.split_inclusive(|&c| c == b'\n').enumerate() {
-                if i % 2 == 0 { a.extend_from_slice(l) } else { b.extend_from_slice(l) }
+                if i % 2 == 0 {
+                    a.extend_from_slice(l)
+                } else {
+                    b.extend_from_slice(l)
+                }
             }
             vec![s.write("a.txt", &a), s.write("b.txt", &b)]
         } else {
@@ -291,8 +292,8 @@ fn import_one(name: &str, body: &[u8], format: Option<Format>, symbol: Option<&s
 /// detection from the header.
 pub fn tardis(data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else { return };
-    let format = [Some(Format::TardisBookL2), Some(Format::TardisQuotes), Some(Format::TardisTrades), None]
-        [sel as usize % 4];
+    let format =
+        [Some(Format::TardisBookL2), Some(Format::TardisQuotes), Some(Format::TardisTrades), None][sel as usize % 4];
     import_one("tardis.csv", body, format, None);
 }
 

@@ -49,4 +49,12 @@ for ((i = 0; i < ${#targets[@]}; i += 2)); do
   if [ $((i + 1)) -lt ${#targets[@]} ]; then run "${targets[i + 1]}" & fi
   wait
 done
+# AFL ends its targets with a signal, so their scratch directories (fuzz/src/lib.rs) stay:
+# remove those whose process is gone.
+for d in /dev/shm/statarb-fuzz-* "${TMPDIR:-/tmp}"/statarb-fuzz-*; do
+  [ -d "$d" ] || continue
+  pid=${d##*statarb-fuzz-}
+  pid=${pid%%-*}
+  kill -0 "$pid" 2>/dev/null || rm -rf "$d"
+done
 for t in "${targets[@]}"; do report "$t"; done

@@ -341,7 +341,9 @@ fn qty(i: &Instrument, v: f64, name: &'static str, stats: &mut AlpacaStats) -> R
     Ok(l)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC, as Alpaca sends) to ns since the epoch.
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC, as Alpaca sends) to ns since the epoch;
+/// `None` if malformed or outside the `i64` nanosecond range (1677-09-21 to 2262-04-11).
+/// Fraction digits past the ninth are dropped (truncated to the nanosecond).
 pub fn parse_rfc3339(s: &[u8]) -> Option<Ts> {
     fn digits(s: &[u8], from: usize, n: usize) -> Option<i64> {
         let b = s.get(from..from + n)?;
@@ -387,7 +389,10 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<Ts> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec) * NS_PER_SEC + frac)
+    // In i128: only 1677-09-21 to 2262-04-11 fits i64 nanoseconds, and a time outside
+    // is `None`, never a wrapped value.
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    Ts::try_from(i128::from(secs) * i128::from(NS_PER_SEC) + i128::from(frac)).ok()
 }
 
 /// API credentials, from environment variable values passed in by the caller. `Debug`
@@ -507,6 +512,27 @@ mod tests {
         {
             assert_eq!(parse_rfc3339(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    /// Found by the `alpaca` fuzz target (fuzz/crashes/alpaca/year_6154): years
+    /// outside i64 nanoseconds (before 1677-09-21, after 2262-04-11) overflowed the
+    /// final multiply, a panic with overflow checks and a wrapped, wrong time without.
+    #[test]
+    fn timestamps_beyond_i64_ns_are_rejected() {
+        assert_eq!(parse_rfc3339(b"2262-04-11T23:47:16.854775807Z"), Some(i64::MAX));
+        assert_eq!(parse_rfc3339(b"1677-09-21T00:12:43.145224192Z"), Some(i64::MIN));
+        for bad in [
+            "2262-04-11T23:47:16.854775808Z",
+            "6154-12-14T11:11:00Z",
+            "9999-12-31T23:59:60.999999999Z",
+            "1677-09-21T00:12:43.145224191Z",
+            "0000-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad.as_bytes()), None, "{bad}");
+        }
+        let mut p = parser();
+        let m = r#"[{"T":"t","S":"btc/usd","p":50944.5,"s":0.5,"t":"6154-12-14T11:11:00Z","tks":"B"}]"#;
+        assert_eq!(all(&mut p, m), Err(ParseError::Type("t")));
     }
 
     #[test]

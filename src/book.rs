@@ -8,6 +8,18 @@
 //! Invariant, kept by construction: the book is never crossed. A newer level on one side
 //! that reaches the other side's best removes the stale opposite levels it overlaps; the
 //! newest information wins, as it does on the venue.
+//!
+//! # Screening
+//!
+//! [`Book::screen`] judges an event before it is applied, so that absurd but
+//! well-formed data (a zero price, a trade at `i64::MAX` ticks) never reaches the book
+//! or a fill: a price must be positive; a size positive (a level's may be 0, which
+//! deletes it); and a price within a band around the book's last good mid,
+//! `|px - mid| <= mid * band`. The last good mid is the mid of the last two-sided
+//! state the book was in; it survives [`Book::clear`], so the first event after a gap
+//! is judged against the market as it was, and only the very first events of a book,
+//! before it was ever two-sided, are judged on positivity alone. A deletion (size 0)
+//! is never out of band: removing a level cannot make the book wrong.
 
 use arrayvec::ArrayVec;
 
@@ -16,6 +28,77 @@ use crate::types::{Px, Qty, Side};
 
 /// Most levels a side can hold.
 pub const MAX_LEVELS: usize = 64;
+
+/// Why a market event was refused as bad data before it reached a book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DataReject {
+    /// The price is zero or negative.
+    Price = 0,
+    /// The size is negative, or zero for a trade or a best bid/ask.
+    Size,
+    /// The price is outside the band around the last good mid (`risk.data_band_bps`).
+    Band,
+    /// The exchange time is ahead of the local receive time by more than
+    /// `risk.max_clock_jump_ms` (judged by the core, which knows the local time).
+    ClockJump,
+}
+
+impl DataReject {
+    /// Every reason, in counter order.
+    pub const ALL: [DataReject; 4] = [DataReject::Price, DataReject::Size, DataReject::Band, DataReject::ClockJump];
+
+    /// A stable snake_case name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DataReject::Price => "price",
+            DataReject::Size => "size",
+            DataReject::Band => "band",
+            DataReject::ClockJump => "clock_jump",
+        }
+    }
+}
+
+/// Counters of refused market events, one per [`DataReject`] reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DataRejects {
+    /// [`DataReject::Price`].
+    pub price: u64,
+    /// [`DataReject::Size`].
+    pub size: u64,
+    /// [`DataReject::Band`].
+    pub band: u64,
+    /// [`DataReject::ClockJump`].
+    pub clock_jump: u64,
+}
+
+impl DataRejects {
+    /// Counts one refusal.
+    #[inline]
+    pub fn count(&mut self, reason: DataReject) {
+        match reason {
+            DataReject::Price => self.price += 1,
+            DataReject::Size => self.size += 1,
+            DataReject::Band => self.band += 1,
+            DataReject::ClockJump => self.clock_jump += 1,
+        }
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: DataReject) -> u64 {
+        match reason {
+            DataReject::Price => self.price,
+            DataReject::Size => self.size,
+            DataReject::Band => self.band,
+            DataReject::ClockJump => self.clock_jump,
+        }
+    }
+
+    /// Every refusal, all reasons.
+    pub fn total(&self) -> u64 {
+        self.price + self.size + self.band + self.clock_jump
+    }
+}
 
 /// One price level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +118,9 @@ pub struct Book {
     asks: ArrayVec<Level, MAX_LEVELS>,
     /// Levels kept per side, `1..=MAX_LEVELS`.
     depth: usize,
+    /// Mid in ticks of the last two-sided state, kept through [`Book::clear`]; `None`
+    /// until the book is first two-sided.
+    last_mid: Option<f64>,
 }
 
 impl Default for Book {
@@ -47,10 +133,43 @@ impl Book {
     /// An empty book keeping at most `depth` levels per side (clamped to
     /// `1..=MAX_LEVELS`).
     pub fn new(depth: usize) -> Self {
-        Book { bids: ArrayVec::new(), asks: ArrayVec::new(), depth: depth.clamp(1, MAX_LEVELS) }
+        Book { bids: ArrayVec::new(), asks: ArrayVec::new(), depth: depth.clamp(1, MAX_LEVELS), last_mid: None }
     }
 
-    /// Removes every level.
+    /// Judges `ev` before it is applied (see the module docs): `band` is the largest
+    /// distance of its price from the last good mid as a fraction of that mid
+    /// (`bps * 1e-4`; `f64::INFINITY` for none). A `Clear` always passes.
+    #[inline]
+    pub fn screen(&self, ev: &MarketEvent, band: f64) -> Result<(), DataReject> {
+        let min_qty = match ev.kind {
+            EventKind::Clear => return Ok(()),
+            EventKind::BidLevel | EventKind::AskLevel => 0,
+            _ => 1,
+        };
+        if ev.px <= 0 {
+            return Err(DataReject::Price);
+        }
+        if ev.qty < min_qty {
+            return Err(DataReject::Size);
+        }
+        if ev.qty > 0 {
+            if let Some(mid) = self.last_mid {
+                if (ev.px as f64 - mid).abs() > mid * band {
+                    return Err(DataReject::Band);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mid in ticks of the last two-sided state, also after [`Book::clear`]: the last
+    /// good mark of the instrument. `None` until the book was first two-sided.
+    #[inline]
+    pub fn last_mid(&self) -> Option<f64> {
+        self.last_mid
+    }
+
+    /// Removes every level (the last good mid is kept).
     #[inline]
     pub fn clear(&mut self) {
         self.bids.clear();
@@ -59,7 +178,7 @@ impl Book {
 
     /// Applies a market event. Trades leave the book alone (the venue's depth updates
     /// say what they consumed). Returns false for an event that was ignored as invalid
-    /// (non-positive price, negative size).
+    /// (non-positive price, negative size); [`Book::screen`] is the full check.
     #[inline]
     pub fn apply(&mut self, ev: &MarketEvent) -> bool {
         if ev.kind == EventKind::Clear {
@@ -86,6 +205,9 @@ impl Book {
                 self.set(Side::Sell, ev.px, ev.qty);
             }
             _ => {}
+        }
+        if let Some(mid) = self.mid_ticks() {
+            self.last_mid = Some(mid);
         }
         true
     }
@@ -259,6 +381,52 @@ mod tests {
         assert!(!b.apply(&ev(EventKind::BidLevel, 0, 1)));
         assert!(!b.apply(&ev(EventKind::AskLevel, 10, -1)));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn screen_refuses_absurd_data_and_keeps_the_last_good_mid() {
+        let band = 2_000.0 * 1e-4;
+        let mut b = Book::new(10);
+        // Before the book was two-sided there is no mid: positivity only.
+        assert_eq!(b.screen(&ev(EventKind::BidLevel, 1, 1), band), Ok(()));
+        assert_eq!(b.screen(&ev(EventKind::TradeBuy, i64::MAX, 1), band), Ok(()));
+        assert_eq!(b.screen(&ev(EventKind::BidLevel, 0, 1), band), Err(DataReject::Price));
+        assert_eq!(b.screen(&ev(EventKind::TradeSell, 0, 1), band), Err(DataReject::Price));
+        assert_eq!(b.screen(&ev(EventKind::AskLevel, 10, -1), band), Err(DataReject::Size));
+        assert_eq!(b.screen(&ev(EventKind::TradeBuy, 10, 0), band), Err(DataReject::Size));
+        assert_eq!(b.screen(&ev(EventKind::BestBid, 10, 0), band), Err(DataReject::Size));
+        assert_eq!(b.last_mid(), None);
+        b.apply(&ev(EventKind::BidLevel, 9_999, 1));
+        b.apply(&ev(EventKind::AskLevel, 10_001, 1));
+        assert_eq!(b.last_mid(), Some(10_000.0));
+        // 20 % of 10 000 ticks: 8 000 and 12 000 pass, one tick beyond does not.
+        assert_eq!(b.screen(&ev(EventKind::TradeBuy, 12_000, 1), band), Ok(()));
+        assert_eq!(b.screen(&ev(EventKind::BidLevel, 8_000, 1), band), Ok(()));
+        assert_eq!(b.screen(&ev(EventKind::TradeBuy, 12_001, 1), band), Err(DataReject::Band));
+        assert_eq!(b.screen(&ev(EventKind::TradeSell, 922_337_203_685_477_580, 1), band), Err(DataReject::Band));
+        assert_eq!(b.screen(&ev(EventKind::BestAsk, 7_999, 1), band), Err(DataReject::Band));
+        // Deleting a level is never out of band; a Clear always passes.
+        assert_eq!(b.screen(&ev(EventKind::AskLevel, 50_000, 0), band), Ok(()));
+        assert_eq!(b.screen(&ev(EventKind::Clear, 0, 0), band), Ok(()));
+        // The last good mid survives a gap: the first event after it is judged too.
+        b.apply(&ev(EventKind::Clear, 0, 0));
+        assert!(b.is_empty());
+        assert_eq!(b.last_mid(), Some(10_000.0));
+        assert_eq!(b.screen(&ev(EventKind::BidLevel, 20_000, 1), band), Err(DataReject::Band));
+        assert_eq!(b.screen(&ev(EventKind::BidLevel, 20_000, 1), f64::INFINITY), Ok(()));
+    }
+
+    #[test]
+    fn data_reject_counters_follow_the_reasons() {
+        let mut c = DataRejects::default();
+        for (k, r) in DataReject::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, k);
+            for _ in 0..=k {
+                c.count(r);
+            }
+            assert_eq!(c.get(r), k as u64 + 1, "{}", r.name());
+        }
+        assert_eq!(c.total(), 1 + 2 + 3 + 4);
     }
 
     proptest! {

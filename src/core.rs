@@ -33,7 +33,33 @@
 //!
 //! Both drivers, live and replay, call the same methods with the same inputs, so a
 //! backtest result is a statement about the code that trades. Time is passed in
-//! (`now`, local nanoseconds): the core never reads a clock.
+//! ([`Clocks`]): the core never reads a clock. `now` drives the strategy (sampling,
+//! volatility, sessions, horizons, the order rate); `local`, the driver's local
+//! receive clock, judges staleness. They are one clock except in a live run with
+//! `feed.clock = "exchange"`, where `now` is the feed's exchange clock, which stands
+//! still while the feed stalls: a stall must still make the market stale.
+//!
+//! # Bad data
+//!
+//! Every market event is screened before it reaches the leg's book
+//! ([`crate::book::Book::screen`]: positive price and size, price within
+//! `risk.data_band_bps` of the last good mid) and its exchange time checked against
+//! the local receive time (at most `risk.max_clock_jump_ms` ahead). A refused event is
+//! counted per reason ([`CoreStats::data_rejects`]) and changes nothing: not the
+//! book, not the exchange clock, not the leg's freshness. Only accepted events refresh
+//! a leg (`last_update`); a `Clear` empties the book but does not make the leg fresh.
+//!
+//! # Marks
+//!
+//! A leg is marked at its mid, or after a gap at its last good mid (the book's
+//! [`crate::book::Book::last_mid`]); only a leg that never had a mid is marked at its
+//! average cost. A leg that had a mid and has had none for longer than `stale_ms`
+//! counts one [`Reject::Unmarked`] risk event per gap, and its quotes are pulled (it
+//! has no two-sided book to quote on, and no new signal is taken without both mids).
+//! It does not trip the kill switch: a gap is a data fault that ends with the next
+//! snapshot, while the kill switch is permanent (targets flattened for the session).
+//! The loss check keeps running on the last good marks, and the first mid after the
+//! gap re-marks the position.
 //!
 //! Order diff: a side keeps its resting quote while the new price is within
 //! `min_replace_ticks` of it and the size is unchanged; otherwise the old quote is
@@ -43,9 +69,9 @@
 
 use arrayvec::ArrayVec;
 
-use crate::book::Book;
+use crate::book::{Book, DataReject, DataRejects};
 use crate::config::{Complete, Config, QuoteMode};
-use crate::event::{ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
+use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
 use crate::portfolio::Portfolio;
 use crate::quote::{QuoteError, Quoter, Session, SigmaEstimator};
 use crate::risk::{OrderCheck, Reject, Risk};
@@ -72,8 +98,11 @@ pub struct CoreStats {
     pub events: u64,
     /// Market events for instruments not in the pair (ignored).
     pub unknown_instrument: u64,
-    /// Market events refused by the book as invalid (counted, skipped).
+    /// Market events refused as bad data (counted, skipped): the total of
+    /// [`CoreStats::data_rejects`].
     pub bad_events: u64,
+    /// Refused market events per reason.
+    pub data_rejects: DataRejects,
     /// Kalman updates accepted.
     pub signals: u64,
     /// Kalman updates skipped (non-finite input, non-positive Q).
@@ -90,6 +119,25 @@ pub struct CoreStats {
     pub unknown_reports: u64,
     /// Commands dropped because the command buffer was full (a bug if ever > 0).
     pub dropped_cmds: u64,
+}
+
+/// The two clocks of a core call (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    /// The strategy clock: signal sampling, volatility, sessions, execution horizons
+    /// and the order rate. The local clock, or the feed's exchange clock with
+    /// `feed.clock = "exchange"`.
+    pub now: Ts,
+    /// The local receive clock: staleness, unmarked legs and the clock-jump check.
+    pub local: Ts,
+}
+
+impl Clocks {
+    /// One clock for both: the replay driver, and a live run on the wall clock.
+    #[inline]
+    pub const fn same(t: Ts) -> Clocks {
+        Clocks { now: t, local: t }
+    }
 }
 
 /// An order the core has sent and not yet seen finish.
@@ -115,10 +163,16 @@ struct Leg {
     quoter: Quoter,
     order_lots: Qty,
     max_position: Qty,
-    /// Local time of the last market event, `Ts::MIN` before the first.
+    /// Local receive time of the last accepted market event (a `Clear` excepted),
+    /// `Ts::MIN` before the first.
     last_update: Ts,
-    /// Latest exchange time seen, `Ts::MIN` before the first event.
+    /// Latest exchange time of the accepted events, `Ts::MIN` before the first.
     last_exch: Ts,
+    /// Local time the leg's book stopped being two-sided after having been so;
+    /// `Ts::MAX` while it has a mid (or never had one).
+    unmarked_since: Ts,
+    /// True once the current gap has been counted as [`Reject::Unmarked`].
+    unmarked_counted: bool,
     /// The resting quote per side (`Side::idx`), if any.
     quotes: [Option<OrderId>; 2],
     mode: QuoteMode,
@@ -223,6 +277,8 @@ impl Core {
                 max_position: lc.max_position_lots(),
                 last_update: Ts::MIN,
                 last_exch: Ts::MIN,
+                unmarked_since: Ts::MAX,
+                unmarked_counted: false,
                 quotes: [None, None],
                 mode: lc.mode.unwrap_or(cfg.quote.mode),
                 horizon_start: 0,
@@ -255,37 +311,73 @@ impl Core {
         })
     }
 
-    /// Handles one market event at local time `now`; appends any orders to `out`.
+    /// Handles one market event at local time `now` (one clock, [`Clocks::same`]);
+    /// appends any orders to `out`.
     #[inline]
     pub fn on_market(&mut self, ev: &MarketEvent, now: Ts, out: &mut Commands) {
+        self.on_market_at(ev, Clocks::same(now), out);
+    }
+
+    /// Handles one market event at times `t`; appends any orders to `out`. A refused
+    /// event (see the module docs) is counted and otherwise ignored.
+    #[inline]
+    pub fn on_market_at(&mut self, ev: &MarketEvent, t: Clocks, out: &mut Commands) {
         self.stats.events += 1;
         let Some(l) = self.leg_of(ev.inst) else {
             self.stats.unknown_instrument += 1;
             return;
         };
+        let band = self.risk.params().data_band();
+        let max_jump = self.risk.params().max_clock_jump_ns();
         let leg = &mut self.legs[l];
-        if !leg.book.apply(ev) {
+        let verdict = match leg.book.screen(ev, band) {
+            // A Clear is the feed's own verdict on its data: never refused.
+            Ok(()) if ev.kind != EventKind::Clear && ev.exch_ts.saturating_sub(t.local) > max_jump => {
+                Err(DataReject::ClockJump)
+            }
+            v => v,
+        };
+        if let Err(reason) = verdict {
             self.stats.bad_events += 1;
+            self.stats.data_rejects.count(reason);
+            return;
         }
-        leg.last_update = now;
-        leg.last_exch = leg.last_exch.max(ev.exch_ts);
+        leg.book.apply(ev);
+        if ev.kind != EventKind::Clear {
+            leg.last_update = t.local;
+            leg.last_exch = leg.last_exch.max(ev.exch_ts);
+        }
+        if leg.book.top().is_some() {
+            leg.unmarked_since = Ts::MAX;
+            leg.unmarked_counted = false;
+        } else if leg.unmarked_since == Ts::MAX && leg.book.last_mid().is_some() {
+            leg.unmarked_since = t.local;
+        }
         if !ev.is_batch_end() || ev.kind.is_trade() {
             return;
         }
         if let Some(mid) = leg.book.mid_ticks() {
-            leg.sigma.on_mid(now, mid * leg.inst.tick_f64());
+            leg.sigma.on_mid(t.now, mid * leg.inst.tick_f64());
         }
-        if self.maybe_sample(now, out) {
-            self.requote(LEG_Y, now, out);
-            self.requote(LEG_X, now, out);
+        self.check_unmarked(t.local, out);
+        if self.maybe_sample(t, out) {
+            self.requote(LEG_Y, t, out);
+            self.requote(LEG_X, t, out);
         } else {
-            self.requote(l, now, out);
+            self.requote(l, t, out);
         }
     }
 
-    /// Handles an execution report at local time `now`; appends any orders to `out`.
+    /// Handles an execution report at local time `now` (one clock, [`Clocks::same`]);
+    /// appends any orders to `out`.
     #[inline]
     pub fn on_exec(&mut self, rep: &ExecReport, now: Ts, out: &mut Commands) {
+        self.on_exec_at(rep, Clocks::same(now), out);
+    }
+
+    /// Handles an execution report at times `t`; appends any orders to `out`.
+    #[inline]
+    pub fn on_exec_at(&mut self, rep: &ExecReport, t: Clocks, out: &mut Commands) {
         let Some(l) = self.leg_of(rep.inst) else {
             self.stats.unknown_reports += 1;
             return;
@@ -319,21 +411,45 @@ impl Core {
                 return;
             }
             // A Y fill moves the X target when the hedge follows fills.
-            self.requote(LEG_Y, now, out);
-            self.requote(LEG_X, now, out);
+            self.requote(LEG_Y, t, out);
+            self.requote(LEG_X, t, out);
         }
     }
 
-    /// Periodic housekeeping between events: pulls the quotes of legs whose data went
-    /// stale. Cheap; the drivers call it every loop turn or on a timer.
+    /// Periodic housekeeping at local time `now` (one clock, [`Clocks::same`]).
     #[inline]
     pub fn on_timer(&mut self, now: Ts, out: &mut Commands) {
+        self.on_timer_at(Clocks::same(now), out);
+    }
+
+    /// Periodic housekeeping between events: pulls the quotes of legs whose data went
+    /// stale (on the local clock, `t.local`) and counts legs left unmarked. Cheap; the
+    /// drivers call it every loop turn or on a timer.
+    #[inline]
+    pub fn on_timer_at(&mut self, t: Clocks, out: &mut Commands) {
         for l in [LEG_Y, LEG_X] {
             let leg = &self.legs[l];
-            if leg.quotes.iter().any(Option::is_some) && self.risk.is_stale(leg.last_update, now) {
+            if leg.quotes.iter().any(Option::is_some) && self.risk.is_stale(leg.last_update, t.local) {
                 self.risk.count(Reject::Stale);
                 self.cancel_leg(l, out);
             }
+        }
+        self.check_unmarked(t.local, out);
+    }
+
+    /// Counts a [`Reject::Unmarked`] risk event, once per gap, for each leg that has
+    /// been without a mid for longer than `stale_ms` of local time, and pulls its
+    /// quotes (see the module docs for why it does not trip the kill switch).
+    #[inline]
+    fn check_unmarked(&mut self, local: Ts, out: &mut Commands) {
+        for l in [LEG_Y, LEG_X] {
+            let leg = &self.legs[l];
+            if leg.unmarked_counted || leg.unmarked_since == Ts::MAX || !self.risk.is_stale(leg.unmarked_since, local) {
+                continue;
+            }
+            self.legs[l].unmarked_counted = true;
+            self.risk.count(Reject::Unmarked);
+            self.cancel_leg(l, out);
         }
     }
 
@@ -371,7 +487,8 @@ impl Core {
     /// Samples the signal if the interval has elapsed and both legs have a fresh
     /// market. Returns true if the targets changed.
     #[inline]
-    fn maybe_sample(&mut self, now: Ts, out: &mut Commands) -> bool {
+    fn maybe_sample(&mut self, t: Clocks, out: &mut Commands) -> bool {
+        let now = t.now;
         if now < self.next_sample {
             return false;
         }
@@ -392,7 +509,7 @@ impl Core {
             self.stats.signals_skipped += 1;
             return false;
         }
-        if self.legs.iter().any(|leg| self.risk.is_stale(leg.last_update, now)) {
+        if self.legs.iter().any(|leg| self.risk.is_stale(leg.last_update, t.local)) {
             return false;
         }
         self.next_sample = if self.sample_ns > 0 { now - now.rem_euclid(self.sample_ns) + self.sample_ns } else { now };
@@ -423,7 +540,7 @@ impl Core {
 
     /// Recomputes leg `l`'s quotes and diffs them against the resting ones.
     #[inline]
-    fn requote(&mut self, l: usize, now: Ts, out: &mut Commands) {
+    fn requote(&mut self, l: usize, t: Clocks, out: &mut Commands) {
         if !self.quoting {
             self.cancel_leg(l, out);
             return;
@@ -432,7 +549,7 @@ impl Core {
         let leg = &self.legs[l];
         let reason = if self.risk.killed() {
             Some(Reject::Killed)
-        } else if self.risk.is_stale(leg.last_update, now) {
+        } else if self.risk.is_stale(leg.last_update, t.local) {
             Some(Reject::Stale)
         } else {
             None
@@ -449,17 +566,17 @@ impl Core {
         let top = Some((bid, ask));
         match leg.mode {
             QuoteMode::MarketMake => {
-                let tau = self.session.time_left_s(now);
+                let tau = self.session.time_left_s(t.now);
                 let Some(quote) = leg.quoter.quote(&leg.inst, mid, q, leg.sigma.sigma(), tau, bid, ask) else {
                     self.risk.count(Reject::NoMarket);
                     self.cancel_leg(l, out);
                     return;
                 };
                 let lots = leg.order_lots;
-                self.place(l, Side::Buy, quote.bid, lots, top, now, out);
-                self.place(l, Side::Sell, quote.ask, lots, top, now, out);
+                self.place(l, Side::Buy, quote.bid, lots, top, t, out);
+                self.place(l, Side::Sell, quote.ask, lots, top, t, out);
             }
-            QuoteMode::Execute => self.execute(l, target - position, q, mid, (bid, ask), now, out),
+            QuoteMode::Execute => self.execute(l, target - position, q, mid, (bid, ask), t, out),
         }
     }
 
@@ -468,7 +585,7 @@ impl Core {
     /// the far touch once the horizon has passed.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn execute(&mut self, l: usize, need: Qty, q: f64, mid: f64, top: (Px, Px), now: Ts, out: &mut Commands) {
+    fn execute(&mut self, l: usize, need: Qty, q: f64, mid: f64, top: (Px, Px), t: Clocks, out: &mut Commands) {
         if need == 0 {
             self.cancel_leg(l, out);
             return;
@@ -476,7 +593,7 @@ impl Core {
         let side = if need > 0 { Side::Buy } else { Side::Sell };
         self.cancel_side(l, side.opposite(), out);
         let leg = &self.legs[l];
-        let left_ns = self.horizon_ns.saturating_sub(now.saturating_sub(leg.horizon_start));
+        let left_ns = self.horizon_ns.saturating_sub(t.now.saturating_sub(leg.horizon_start));
         if left_ns <= 0 && self.complete == Complete::Taker {
             // Completion: pull the passive quote, cross with the rest.
             self.cancel_side(l, side, out);
@@ -487,7 +604,7 @@ impl Core {
             let lots = (need.abs() - self.pending(l, side, None)).min(leg.order_lots);
             if lots > 0 {
                 let px = if side == Side::Buy { top.1 } else { top.0 };
-                self.send(l, side, px, lots, Tif::Ioc, Some(top), now, out);
+                self.send(l, side, px, lots, Tif::Ioc, Some(top), t, out);
             }
             return;
         }
@@ -500,7 +617,7 @@ impl Core {
         let resting = leg.quotes[side.idx()];
         let lots = (need.abs() - self.pending(l, side, resting)).min(leg.order_lots);
         let px = if side == Side::Buy { quote.bid } else { quote.ask };
-        self.place(l, side, px, lots, Some(top), now, out);
+        self.place(l, side, px, lots, Some(top), t, out);
     }
 
     /// Leaves of leg `l`'s orders on `side` other than `except`: what they may still
@@ -514,7 +631,7 @@ impl Core {
     /// `qty <= 0` only pulls the resting quote.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn place(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, now: Ts, out: &mut Commands) {
+    fn place(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, t: Clocks, out: &mut Commands) {
         if qty <= 0 {
             self.cancel_side(l, side, out);
             return;
@@ -531,7 +648,7 @@ impl Core {
         // Check the replacement before touching the resting quote. Orders on this side,
         // the one about to be cancelled included, count until the venue confirms them
         // gone: it may fill first.
-        let verdict = self.check(l, side, px, qty, top, now);
+        let verdict = self.check(l, side, px, qty, top, t);
         if verdict == Err(Reject::RateLimit) && resting.is_some() {
             // Out of order rate: a slightly old quote beats none at all.
             return;
@@ -545,15 +662,15 @@ impl Core {
     /// Sends a new order that is not a resting quote (an IOC), after the risk check.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn send(&mut self, l: usize, side: Side, px: Px, qty: Qty, tif: Tif, top: Option<(Px, Px)>, now: Ts, out: &mut Commands) {
-        if self.check(l, side, px, qty, top, now).is_ok() {
+    fn send(&mut self, l: usize, side: Side, px: Px, qty: Qty, tif: Tif, top: Option<(Px, Px)>, t: Clocks, out: &mut Commands) {
+        if self.check(l, side, px, qty, top, t).is_ok() {
             self.push_new(l, side, px, qty, tif, out);
         }
     }
 
     /// The pre-trade risk check of a new order on leg `l`.
     #[inline]
-    fn check(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, now: Ts) -> Result<(), Reject> {
+    fn check(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, t: Clocks) -> Result<(), Reject> {
         let leg = &self.legs[l];
         let open_same_side = self.orders.iter().filter(|o| o.leg == l && o.side == side).map(|o| o.leaves).sum();
         let check = OrderCheck {
@@ -567,7 +684,8 @@ impl Core {
             max_position: leg.max_position,
             open_orders: self.orders.len(),
             last_update: leg.last_update,
-            now,
+            now: t.now,
+            local: t.local,
         };
         self.risk.check(&check)
     }
@@ -653,14 +771,21 @@ impl Core {
         leg.book.mid_ticks().map(|m| m * leg.inst.tick_f64())
     }
 
-    /// Net PnL marked at the mids (a leg without a mid marks at its entry cost).
+    /// Net PnL at [`Core::marks`].
     pub fn net_pnl(&self) -> f64 {
         self.portfolio.net_pnl(&self.marks())
     }
 
-    /// Mark prices per leg: the mid, or the average cost when there is no mid.
+    /// Mark prices per leg: the mid; during a gap the last good mid; the average cost
+    /// only for a leg that never had a mid.
     pub fn marks(&self) -> [f64; 2] {
-        [LEG_Y, LEG_X].map(|l| self.mid(l).unwrap_or(self.portfolio.position(l).avg_px))
+        [LEG_Y, LEG_X].map(|l| {
+            let leg = &self.legs[l];
+            match leg.book.last_mid() {
+                Some(m) => m * leg.inst.tick_f64(),
+                None => self.portfolio.position(l).avg_px,
+            }
+        })
     }
 
     /// The portfolio.
@@ -722,7 +847,6 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
 
     fn instruments() -> Vec<Instrument> {
         let c = Config::builtin();
@@ -841,6 +965,142 @@ mod tests {
         assert_eq!(core.stats().unknown_instrument, 1);
         assert_eq!(core.stats().bad_events, 1);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn absurd_data_is_refused_per_reason_and_changes_nothing() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        let t = NS_PER_SEC;
+        market(&mut core, t, 6_100_000, 260_000, &mut out);
+        let (top, exch) = (core.book(LEG_Y).top(), core.legs[LEG_Y].last_exch);
+        out.clear();
+        let year_2100 = 4_102_444_800 * NS_PER_SEC;
+        let bad = [
+            ev(1, EventKind::BestBid, 0, 100_000, t + 1),
+            ev(1, EventKind::BidLevel, 259_000, -1, t + 1),
+            ev(1, EventKind::TradeSell, 259_000, 0, t + 1),
+            // 92233720368547758.07 at a 0.01 tick.
+            ev(1, EventKind::TradeBuy, i64::MAX, 5, t + 1),
+            ev(1, EventKind::BestAsk, 2 * 260_000, 100_000, t + 1),
+            ev(1, EventKind::BestBid, 260_000, 100_000, year_2100),
+        ];
+        for e in &bad {
+            core.on_market(e, t + 1, &mut out);
+        }
+        let r = core.stats().data_rejects;
+        assert_eq!((r.price, r.size, r.band, r.clock_jump), (1, 2, 2, 1));
+        assert_eq!(core.stats().bad_events, 6);
+        assert_eq!(core.book(LEG_Y).top(), top, "the book is untouched");
+        assert_eq!(core.legs[LEG_Y].last_exch, exch, "the exchange clock did not follow the year 2100");
+        assert_eq!(core.legs[LEG_Y].last_update, t, "refused events do not refresh the leg");
+        assert!(out.is_empty(), "{out:?}");
+        // In band, and the exchange clock a little ahead of ours: accepted.
+        core.on_market(&ev(1, EventKind::BestAsk, 260_002, 100_000, t + 2 + NS_PER_SEC), t + 2, &mut out);
+        assert_eq!(core.stats().bad_events, 6);
+        assert_eq!(core.book(LEG_Y).top(), Some((260_000, 260_002)));
+    }
+
+    #[test]
+    fn the_data_band_is_configurable() {
+        let text = "extends = \"default\"\n[risk]\ndata_band_bps = 10.0\nmax_clock_jump_ms = 1000\n";
+        let cfg = Config::from_toml(text, "band.toml").unwrap();
+        let mut core = Core::new(&cfg, &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        // 0.1 % of the ETH mid (260 000.5 ticks) is 260.0005 ticks: 261.5 away is out,
+        // 259.5 in.
+        core.on_market(&ev(1, EventKind::BidLevel, 260_000 - 261, 1, NS_PER_SEC), NS_PER_SEC, &mut out);
+        core.on_market(&ev(1, EventKind::BidLevel, 260_000 - 259, 1, NS_PER_SEC), NS_PER_SEC, &mut out);
+        core.on_market(&ev(1, EventKind::BidLevel, 259_999, 1, 3 * NS_PER_SEC), NS_PER_SEC, &mut out);
+        let r = core.stats().data_rejects;
+        assert_eq!((r.band, r.clock_jump, core.stats().bad_events), (1, 1, 2));
+    }
+
+    #[test]
+    fn refused_events_do_not_keep_a_leg_fresh() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        out.clear();
+        // Only zero prices for 3 s (stale_ms = 2000): both legs go stale.
+        let later = 4 * NS_PER_SEC;
+        for i in [0u16, 1] {
+            core.on_market(&ev(i, EventKind::BestBid, 0, 100_000, later), later, &mut out);
+        }
+        core.on_timer(later, &mut out);
+        assert_eq!(out.iter().filter(|c| matches!(c, OrderCmd::Cancel { .. })).count(), 4, "{out:?}");
+        assert_eq!(core.stats().data_rejects.price, 2);
+    }
+
+    #[test]
+    fn staleness_runs_on_the_local_clock_when_the_strategy_clock_stands_still() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        out.clear();
+        // An exchange clock during a stall: `now` does not move, local time does.
+        core.on_timer_at(Clocks { now: NS_PER_SEC, local: 2 * NS_PER_SEC }, &mut out);
+        assert!(out.is_empty(), "1 s of local time is not stale: {out:?}");
+        core.on_timer_at(Clocks { now: NS_PER_SEC, local: 4 * NS_PER_SEC }, &mut out);
+        assert_eq!(out.iter().filter(|c| matches!(c, OrderCmd::Cancel { .. })).count(), 4, "{out:?}");
+        // And a strategy clock far ahead does not make a fresh leg stale.
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        out.clear();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        out.clear();
+        core.on_timer_at(Clocks { now: 100 * NS_PER_SEC, local: NS_PER_SEC + 1 }, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_gap_marks_at_the_last_good_mid_and_counts_once_when_it_lasts() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        let t = NS_PER_SEC;
+        market(&mut core, t, 6_100_000, 260_000, &mut out);
+        let bid = news(&out).into_iter().find(|o| o.inst == 1 && o.side == Side::Buy).unwrap();
+        out.clear();
+        core.on_exec(&fill(&bid, bid.qty, 0, t), t, &mut out);
+        out.clear();
+        // ETH falls 1 %, then its feed drops: the book is cleared.
+        market(&mut core, t + 1, 6_100_000, 257_400, &mut out);
+        let marked = core.marks()[LEG_Y];
+        assert!((marked - 2_574.005).abs() < 1e-9, "{marked}");
+        let loss = core.net_pnl();
+        assert!(loss < 0.0, "{loss}");
+        out.clear();
+        let clear = MarketEvent { flags: MarketEvent::END_OF_BATCH, ..ev(1, EventKind::Clear, 0, 0, t + 2) };
+        core.on_market(&clear, t + 2, &mut out);
+        assert_eq!(core.mid(LEG_Y), None);
+        assert_eq!(core.marks()[LEG_Y], marked, "marked at the last good mid, not the entry cost");
+        assert_eq!(core.net_pnl(), loss, "the loss stays visible to the kill switch");
+        assert_eq!(core.legs[LEG_Y].last_update, t + 1, "a Clear does not make the leg fresh");
+        // X keeps trading; Y stays unmarked past stale_ms (2 s): one risk event.
+        core.on_timer(t + 3 * NS_PER_SEC, &mut out);
+        assert_eq!(core.risk().count_of(Reject::Unmarked), 1);
+        core.on_timer(t + 4 * NS_PER_SEC, &mut out);
+        let x = ev(0, EventKind::BestBid, 6_100_000, 100_000, t + 5 * NS_PER_SEC);
+        core.on_market(&x, t + 5 * NS_PER_SEC, &mut out);
+        assert_eq!(core.risk().count_of(Reject::Unmarked), 1, "once per gap");
+        assert!(!core.risk().killed(), "a gap does not trip the kill switch");
+        assert!(core.legs[LEG_Y].quotes.iter().all(Option::is_none));
+        // The book returns: marked again; a second long gap counts again.
+        let t2 = t + 6 * NS_PER_SEC;
+        market(&mut core, t2, 6_100_000, 257_000, &mut out);
+        assert!((core.marks()[LEG_Y] - 2_570.005).abs() < 1e-9);
+        core.on_market(&MarketEvent { exch_ts: t2, local_ts: t2, ..clear }, t2, &mut out);
+        core.on_timer(t2 + 3 * NS_PER_SEC, &mut out);
+        assert_eq!(core.risk().count_of(Reject::Unmarked), 2);
+    }
+
+    #[test]
+    fn a_leg_that_never_had_a_mid_is_marked_at_its_cost_and_not_counted() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        core.on_timer(10 * NS_PER_SEC, &mut out);
+        assert_eq!(core.risk().count_of(Reject::Unmarked), 0);
+        assert_eq!(core.marks(), [0.0, 0.0]);
     }
 
     #[test]

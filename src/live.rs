@@ -16,13 +16,21 @@
 //! The gateway never waits on the report ring (it queues overflow off the ring, see
 //! `Outbox`), so the two rings cannot deadlock: whatever their capacities, the
 //! gateway keeps popping commands, and the hot thread's push completes.
+//!
+//! Clocks: the core's strategy clock is the source's (`MarketSource::now`, the event's
+//! `local_ts`), which with `feed.clock = "exchange"` is the feed's exchange clock;
+//! staleness is judged on the local receive clock ([`crate::core::Clocks`]), which for
+//! a live source is the hot loop's own (the wall clock at start-up plus the monotonic
+//! clock's advance, read once per event anyway for the latency stamps), so that a
+//! stalled feed goes stale whatever its exchange clock says. A replay of recorded
+//! events ([`MarketSource::RECORDED`]) keeps its recorded receive times.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::{Commands, Core};
+use crate::core::{Clocks, Commands, Core};
 use crate::event::{ExecReport, MarketEvent, OrderCmd};
 use crate::gateway::Exchange;
 use crate::metrics::{Latencies, Stage};
@@ -62,6 +70,10 @@ pub trait MarketSource {
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled;
     /// Local time now: the wall clock for a live feed, the event clock for a replay.
     fn now(&self) -> Ts;
+    /// True if [`MarketSource::now`] and the events' `local_ts` are the local receive
+    /// clock (a replay of recorded events); false for a live source, whose local
+    /// receive clock is the hot loop's own, whatever clock `now` keeps.
+    const RECORDED: bool = false;
 }
 
 /// How a replay feeds events to the hot thread.
@@ -124,6 +136,8 @@ impl<'a> SliceSource<'a> {
 }
 
 impl MarketSource for SliceSource<'_> {
+    const RECORDED: bool = true;
+
     /// One event per poll: a replay interleaves events and execution reports finely.
     #[inline]
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
@@ -178,6 +192,28 @@ pub struct HotLoop<S> {
     cmds: Commands,
     latencies: Latencies,
     stats: LoopStats,
+    local: LocalClock,
+}
+
+/// The hot loop's local receive clock: the wall clock at start-up plus the monotonic
+/// clock's advance since (no wall-clock steps, and no clock read beyond the
+/// `Instant`s the latency stamps take anyway).
+#[derive(Debug, Clone, Copy)]
+struct LocalClock {
+    wall0: Ts,
+    t0: Instant,
+}
+
+impl LocalClock {
+    fn start() -> Self {
+        LocalClock { wall0: crate::feed::snapshot::wall_ns(), t0: Instant::now() }
+    }
+
+    /// Local time at `t`.
+    #[inline]
+    fn at(&self, t: Instant) -> Ts {
+        self.wall0.saturating_add(i64::try_from(nanos(t.saturating_duration_since(self.t0))).unwrap_or(i64::MAX))
+    }
 }
 
 /// The hot thread's end of the gateway ring, with its counters.
@@ -235,7 +271,15 @@ impl<S: MarketSource> HotLoop<S> {
             cmds: Commands::new(),
             latencies: Latencies::new(),
             stats: LoopStats::default(),
+            local: LocalClock::start(),
         }
+    }
+
+    /// The core's clocks now, between events.
+    #[inline]
+    fn clocks(&self) -> Clocks {
+        let now = self.source.now();
+        Clocks { now, local: if S::RECORDED { now } else { self.local.at(Instant::now()) } }
     }
 
     /// One turn: drain execution reports, then hand every ready market event to the
@@ -244,14 +288,15 @@ impl<S: MarketSource> HotLoop<S> {
     pub fn turn(&mut self) -> bool {
         self.stats.turns += 1;
         self.drain_reports();
-        let HotLoop { core, source, outlet, forward_market, cmds, latencies, stats, .. } = self;
+        let HotLoop { core, source, outlet, forward_market, cmds, latencies, stats, local, .. } = self;
         let polled = source.poll(&mut |ev: &MarketEvent| {
             let t_read = Instant::now();
             stats.events += 1;
             if *forward_market {
                 outlet.send(ToGateway::Market(*ev));
             }
-            core.on_market(ev, ev.local_ts, cmds);
+            let t = Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.at(t_read) } };
+            core.on_market_at(ev, t, cmds);
             if ev.is_batch_end() {
                 let t_done = Instant::now();
                 latencies.record(Stage::Strategy, nanos(t_done - t_read));
@@ -268,7 +313,8 @@ impl<S: MarketSource> HotLoop<S> {
             Polled::Events => true,
             Polled::Idle => {
                 self.stats.idle_turns += 1;
-                self.core.on_timer(self.source.now(), &mut self.cmds);
+                let t = self.clocks();
+                self.core.on_timer_at(t, &mut self.cmds);
                 self.outlet.flush(&mut self.cmds);
                 true
             }
@@ -281,7 +327,8 @@ impl<S: MarketSource> HotLoop<S> {
     pub fn drain_reports(&mut self) {
         while let Some(rep) = self.from_gateway.pop() {
             self.stats.reports += 1;
-            self.core.on_exec(&rep, self.source.now(), &mut self.cmds);
+            let t = self.clocks();
+            self.core.on_exec_at(&rep, t, &mut self.cmds);
             self.outlet.flush(&mut self.cmds);
         }
     }

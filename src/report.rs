@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::book::DataReject;
 use crate::core::{Core, CoreStats, LEG_X, LEG_Y};
 use crate::gateway::sim::SimStats;
 use crate::live::{LoopStats, RunOutcome};
@@ -65,6 +66,8 @@ pub struct Summary {
     pub z: Option<f64>,
     /// Risk rejections by reason.
     pub rejects: BTreeMap<&'static str, u64>,
+    /// Market events refused as bad data, by reason ([`crate::book::DataReject`]).
+    pub bad_data: BTreeMap<&'static str, u64>,
     /// The venue's last reject, `code: message`.
     pub last_venue_reject: Option<String>,
     /// Tick-to-quote latency in ns (event read to last order pushed).
@@ -138,6 +141,7 @@ impl Summary {
             beta: sig.map(|s| s.beta),
             z: sig.map(|s| s.z),
             rejects: Reject::ALL.iter().map(|r| (r.name(), core.risk().count_of(*r))).collect(),
+            bad_data: DataReject::ALL.iter().map(|r| (r.name(), st.data_rejects.get(*r))).collect(),
             last_venue_reject: core.last_reject().map(|(c, m)| format!("{c}: {m}")),
             tick_to_quote_ns: Percentiles::default(),
             strategy_ns: Percentiles::default(),
@@ -180,6 +184,9 @@ impl fmt::Display for Summary {
         let rejects: Vec<String> =
             self.rejects.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         writeln!(f, "risk rejects    {}", if rejects.is_empty() { "none".into() } else { rejects.join(" ") })?;
+        let bad: Vec<String> =
+            self.bad_data.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        writeln!(f, "bad data        {}", if bad.is_empty() { "none".into() } else { bad.join(" ") })?;
         if let Some(r) = &self.last_venue_reject {
             writeln!(f, "venue reject    last: {r}")?;
         }

@@ -9,6 +9,15 @@
 //! allowed when `now >= tat - tau`, after which `tat = max(tat, now) + T`, with
 //! `T = 1/rate` and `tau = (burst - 1) * T`. Only an order that passes every other check
 //! consumes rate.
+//!
+//! Market data is screened too, before it reaches a book (the counters are the core's,
+//! see [`crate::book::DataReject`]): `data_band_bps` bounds a price's distance from the
+//! leg's last good mid, `max_clock_jump_ms` how far an exchange time may run ahead of
+//! the local receive time.
+//!
+//! Time: staleness is judged on the local receive clock (`OrderCheck::local`), the
+//! order rate on the strategy clock (`OrderCheck::now`), which is the same clock except
+//! with `feed.clock = "exchange"` (see [`crate::core::Clocks`]).
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -34,6 +43,33 @@ pub struct RiskParams {
     /// Net loss (quote asset) at which the kill switch trips; `None` for no limit.
     #[serde(default)]
     pub max_loss: Option<f64>,
+    /// Largest distance of a market event's price from its leg's last good mid, in
+    /// basis points of that mid; a price beyond it is refused as bad data (a zero or
+    /// `i64::MAX` print, a misplaced decimal point). Generous by default, 2 000 bps =
+    /// 20 %: it is there to catch absurd values, not fast markets.
+    #[serde(default = "default_data_band_bps")]
+    pub data_band_bps: f64,
+    /// Largest lead of a market event's exchange time over its local receive time,
+    /// ms; an event stamped further ahead is refused as bad data (a clock cannot run
+    /// ahead of the moment its message arrived by more than the skew between the two
+    /// clocks), so one stamp in the year 2100 cannot move the exchange clock.
+    /// Default 60 000; at most 86 400 000 (one day).
+    #[serde(default = "default_max_clock_jump_ms")]
+    pub max_clock_jump_ms: u64,
+}
+
+/// Default of [`RiskParams::data_band_bps`]: 20 %.
+pub const DEFAULT_DATA_BAND_BPS: f64 = 2_000.0;
+/// Default of [`RiskParams::max_clock_jump_ms`]: one minute.
+pub const DEFAULT_MAX_CLOCK_JUMP_MS: u64 = 60_000;
+/// Largest [`RiskParams::max_clock_jump_ms`]: one day.
+pub const MAX_CLOCK_JUMP_MS: u64 = 86_400_000;
+
+fn default_data_band_bps() -> f64 {
+    DEFAULT_DATA_BAND_BPS
+}
+fn default_max_clock_jump_ms() -> u64 {
+    DEFAULT_MAX_CLOCK_JUMP_MS
 }
 
 /// Largest `stale_ms`: seven days, for daily bars; far inside the range whose
@@ -75,7 +111,27 @@ impl RiskParams {
         if let Some(l) = self.max_loss {
             pos("max_loss", l)?;
         }
+        pos("data_band_bps", self.data_band_bps)?;
+        if !(1..=MAX_CLOCK_JUMP_MS).contains(&self.max_clock_jump_ms) {
+            return Err(RiskParamError {
+                key: "max_clock_jump_ms",
+                msg: format!("must be 1 ..= {MAX_CLOCK_JUMP_MS}, got {}", self.max_clock_jump_ms),
+            });
+        }
         Ok(())
+    }
+
+    /// [`RiskParams::data_band_bps`] as a fraction of the mid, for
+    /// [`crate::book::Book::screen`].
+    #[inline]
+    pub fn data_band(&self) -> f64 {
+        self.data_band_bps * 1e-4
+    }
+
+    /// [`RiskParams::max_clock_jump_ms`] in ns (validated, so the product fits).
+    #[inline]
+    pub fn max_clock_jump_ns(&self) -> i64 {
+        (self.max_clock_jump_ms as i64).saturating_mul(NS_PER_MS)
     }
 }
 
@@ -101,11 +157,15 @@ pub enum Reject {
     RateLimit,
     /// The exchange refused the order.
     Exchange,
+    /// A leg that had a mid has had none (a `Clear`, a one-sided book) for longer than
+    /// `stale_ms`: its position is marked at the last good mid and its quotes are
+    /// pulled. Counted once per gap.
+    Unmarked,
 }
 
 impl Reject {
     /// Every reason, in counter order.
-    pub const ALL: [Reject; 9] = [
+    pub const ALL: [Reject; 10] = [
         Reject::Killed,
         Reject::Stale,
         Reject::NoMarket,
@@ -115,6 +175,7 @@ impl Reject {
         Reject::OpenOrders,
         Reject::RateLimit,
         Reject::Exchange,
+        Reject::Unmarked,
     ];
 
     /// A stable snake_case name for reports.
@@ -129,6 +190,7 @@ impl Reject {
             Reject::OpenOrders => "open_orders",
             Reject::RateLimit => "rate_limit",
             Reject::Exchange => "exchange",
+            Reject::Unmarked => "unmarked",
         }
     }
 }
@@ -154,10 +216,12 @@ pub struct OrderCheck<'a> {
     pub max_position: Qty,
     /// Orders open now, all legs.
     pub open_orders: usize,
-    /// Local time of the leg's last market update.
+    /// Local receive time of the leg's last accepted market update.
     pub last_update: Ts,
-    /// Now, local time.
+    /// Now on the strategy clock (the order rate is counted on it).
     pub now: Ts,
+    /// Now on the local receive clock (staleness is judged on it).
+    pub local: Ts,
 }
 
 /// Risk state: kill switch, rate limiter and rejection counters.
@@ -197,7 +261,8 @@ impl Risk {
         &self.params
     }
 
-    /// True if the leg's data is too old to quote on.
+    /// True if the leg's data is too old to quote on: both times on the local receive
+    /// clock.
     #[inline]
     pub fn is_stale(&self, last_update: Ts, now: Ts) -> bool {
         now.saturating_sub(last_update) > self.stale_ns
@@ -218,7 +283,7 @@ impl Risk {
         if self.killed {
             return Err(Reject::Killed);
         }
-        if self.is_stale(c.last_update, c.now) {
+        if self.is_stale(c.last_update, c.local) {
             return Err(Reject::Stale);
         }
         let (bid, ask) = c.top.ok_or(Reject::NoMarket)?;
@@ -299,6 +364,8 @@ mod tests {
             price_band_bps: 50.0,
             stale_ms: 1_000,
             max_loss: Some(100.0),
+            data_band_bps: DEFAULT_DATA_BAND_BPS,
+            max_clock_jump_ms: DEFAULT_MAX_CLOCK_JUMP_MS,
         }
     }
 
@@ -319,6 +386,7 @@ mod tests {
             open_orders: 0,
             last_update: 0,
             now: 0,
+            local: 0,
         }
     }
 
@@ -327,7 +395,7 @@ mod tests {
         let i = inst();
         let mut r = Risk::new(params());
         let cases: [(OrderCheck, Reject); 6] = [
-            (OrderCheck { now: 2 * NS_PER_SEC, ..check(&i) }, Reject::Stale),
+            (OrderCheck { local: 2 * NS_PER_SEC, ..check(&i) }, Reject::Stale),
             (OrderCheck { top: None, ..check(&i) }, Reject::NoMarket),
             (OrderCheck { px: 240_000, ..check(&i) }, Reject::PriceBand),
             (OrderCheck { qty: 5_000, ..check(&i) }, Reject::Notional),
@@ -356,7 +424,7 @@ mod tests {
     fn gcra_allows_burst_then_the_rate() {
         let i = inst();
         let mut r = Risk::new(params());
-        let at = |now| OrderCheck { now, last_update: now, ..check(&i) };
+        let at = |now| OrderCheck { now, last_update: now, local: now, ..check(&i) };
         for _ in 0..3 {
             assert_eq!(r.check(&at(0)), Ok(()));
         }
@@ -380,6 +448,35 @@ mod tests {
         let e = RiskParams { orders_per_sec: 0.0, ..params() }.validate().unwrap_err();
         assert_eq!(e.key, "orders_per_sec");
         assert!(e.to_string().starts_with("risk.orders_per_sec"));
+        let e = RiskParams { data_band_bps: f64::NAN, ..params() }.validate().unwrap_err();
+        assert_eq!(e.key, "data_band_bps");
+        for ms in [0, MAX_CLOCK_JUMP_MS + 1, u64::MAX] {
+            let e = RiskParams { max_clock_jump_ms: ms, ..params() }.validate().unwrap_err();
+            assert_eq!(e.key, "max_clock_jump_ms", "{ms}");
+        }
+        assert_eq!(RiskParams { max_clock_jump_ms: MAX_CLOCK_JUMP_MS, ..params() }.max_clock_jump_ns(), 86_400 * NS_PER_SEC);
+    }
+
+    #[test]
+    fn data_keys_default_when_absent_and_parse_when_given() {
+        let base = "max_order_notional = 1.0\nmax_open_orders = 1\norders_per_sec = 1.0\nburst = 1\nprice_band_bps = 1.0\nstale_ms = 1\n";
+        let p: RiskParams = toml::from_str(base).unwrap();
+        assert_eq!((p.data_band_bps, p.max_clock_jump_ms), (2_000.0, 60_000));
+        assert_eq!(p.data_band(), 0.2);
+        let p: RiskParams = toml::from_str(&format!("{base}data_band_bps = 500.0\nmax_clock_jump_ms = 5000\n")).unwrap();
+        assert_eq!((p.data_band_bps, p.max_clock_jump_ns()), (500.0, 5 * NS_PER_SEC));
+    }
+
+    #[test]
+    fn staleness_is_judged_on_the_local_clock_not_the_strategy_clock() {
+        let i = inst();
+        let mut r = Risk::new(params());
+        // The strategy clock (an exchange clock during a stall) has not moved; the
+        // local clock has run 2 s past the last update.
+        let stalled = OrderCheck { now: 0, last_update: 0, local: 2 * NS_PER_SEC, ..check(&i) };
+        assert_eq!(r.check(&stalled), Err(Reject::Stale));
+        let fresh = OrderCheck { now: 5 * NS_PER_SEC, last_update: 0, local: 0, ..check(&i) };
+        assert_eq!(r.check(&fresh), Ok(()));
     }
 
     proptest! {
@@ -393,7 +490,7 @@ mod tests {
             for (dt, buy, qty) in reqs {
                 now += dt;
                 let side = if buy { Side::Buy } else { Side::Sell };
-                let c = OrderCheck { side, qty: qty.min(3_999), now, last_update: now, position: pos, ..check(&i) };
+                let c = OrderCheck { side, qty: qty.min(3_999), now, last_update: now, local: now, position: pos, ..check(&i) };
                 if r.check(&c).is_ok() {
                     accepted += 1;
                     pos += side.sign() * c.qty; // filled at once

@@ -41,6 +41,16 @@
 //! deeper than that sees its level as empty, and a level pushed out of the kept depth
 //! by better ones keeps its last size for our order until the data updates it.
 //!
+//! **Bad data**: every market event passes [`Book::screen`] first, the same check as
+//! the Core's (positive price and size, price within [`MatchingEngine::set_data_band_bps`]
+//! of the engine book's last good mid; default
+//! [`crate::risk::DEFAULT_DATA_BAND_BPS`]). A refused event is counted and ignored: it
+//! changes no level and fills nothing, so a trade printed at `i64::MAX` ticks or at 0
+//! cannot fill a quote. The engine judges with its own book, not the Core's verdict:
+//! it sees each event earlier (at exchange time), it is also the venue behind paper
+//! trading, where no Core verdict travels with the data, and a venue that trusts the
+//! strategy's view of the market would not be a venue.
+//!
 //! After a [`EventKind::Clear`] (a gap in the data) our queue positions are unknown;
 //! each is seeded again from its level's size when the rebuilt book next shows it
 //! (the back of the queue: conservative).
@@ -57,7 +67,7 @@
 
 use serde::Serialize;
 
-use crate::book::Book;
+use crate::book::{Book, DataRejects};
 use crate::config::Fees;
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
 use crate::gateway::sim::{reject_text, REJECT_UNKNOWN_ORDER, REJECT_WOULD_TAKE};
@@ -99,8 +109,11 @@ pub struct MatchStats {
     pub events: u64,
     /// Market events for an instrument outside the table (ignored).
     pub unknown_instrument: u64,
-    /// Market events the book refused as invalid (ignored).
+    /// Market events refused as bad data (ignored): the total of
+    /// [`MatchStats::data_rejects`].
     pub bad_events: u64,
+    /// Refused market events per reason.
+    pub data_rejects: DataRejects,
     /// New orders accepted.
     pub accepted: u64,
     /// New orders rejected (post-only crossing, invalid, duplicate, unknown symbol).
@@ -152,6 +165,8 @@ pub struct MatchingEngine<Q: QueueModel> {
     /// Where our resting orders are, per instrument.
     spans: Vec<Span>,
     fees: Fees,
+    /// [`Book::screen`]'s band, a fraction of the mid.
+    data_band: f64,
     now: Ts,
     stats: MatchStats,
 }
@@ -167,9 +182,16 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             orders: Vec::with_capacity(256),
             spans: vec![Span::EMPTY; n],
             fees,
+            data_band: crate::risk::DEFAULT_DATA_BAND_BPS * 1e-4,
             now: Ts::MIN,
             stats: MatchStats::default(),
         }
+    }
+
+    /// Sets the band of the bad-data check, in bps of the last good mid (the Core's
+    /// `risk.data_band_bps`); `f64::INFINITY` for none.
+    pub fn set_data_band_bps(&mut self, bps: f64) {
+        self.data_band = bps * 1e-4;
     }
 
     /// Counters.
@@ -214,6 +236,11 @@ impl<Q: QueueModel> MatchingEngine<Q> {
             return;
         };
         self.stats.events += 1;
+        if let Err(reason) = book.screen(ev, self.data_band) {
+            self.stats.bad_events += 1;
+            self.stats.data_rejects.count(reason);
+            return;
+        }
         match ev.kind {
             EventKind::TradeBuy | EventKind::TradeSell => {
                 if self.spans[i].trade_reaches(ev.px) {
@@ -657,6 +684,32 @@ mod tests {
 
     fn kinds(out: &[ExecReport]) -> Vec<(ExecKind, Px, Qty, Qty, bool)> {
         out.iter().map(|r| (r.kind, r.px, r.qty, r.leaves, r.maker)).collect()
+    }
+
+    #[test]
+    fn absurd_prints_are_refused_and_fill_nothing() {
+        let mut m = engine(RiskAverse);
+        let mut out = Vec::new();
+        m.on_order_at(&new(1, Side::Sell, 102, 10, Tif::PostOnly), 5, &mut out);
+        m.on_order_at(&new(2, Side::Buy, 100, 10, Tif::PostOnly), 5, &mut out);
+        out.clear();
+        // 92233720368547758.07 at a 0.01 tick is i64::MAX ticks: a buy "through" our
+        // ask; a sell at 0 "through" our bid; zero sizes; a best bid at 0.
+        m.on_market_at(&ev(EventKind::TradeBuy, i64::MAX, 5), 10, &mut out);
+        m.on_market_at(&ev(EventKind::TradeSell, 0, 5), 10, &mut out);
+        m.on_market_at(&ev(EventKind::TradeSell, 1, 5), 10, &mut out);
+        m.on_market_at(&ev(EventKind::TradeBuy, 103, 0), 10, &mut out);
+        m.on_market_at(&ev(EventKind::BestBid, 0, 5), 10, &mut out);
+        m.on_market_at(&ev(EventKind::BestBid, 200, 5), 10, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(m.resting().len(), 2);
+        assert_eq!(m.book(ETH).unwrap().top(), Some((100, 101)), "the book is untouched");
+        let s = m.stats();
+        assert_eq!((s.data_rejects.band, s.data_rejects.price, s.data_rejects.size), (3, 2, 1));
+        assert_eq!(s.bad_events, 6);
+        // A sane trade through still fills; without a band the absurd one would too.
+        m.on_market_at(&ev(EventKind::TradeBuy, 103, 1), 11, &mut out);
+        assert_eq!(kinds(&out), vec![(ExecKind::Fill, 102, 10, 0, true)]);
     }
 
     #[test]

@@ -31,6 +31,17 @@
 //! venue clock ahead of ours would otherwise deliver an event before it happened);
 //! with a modelled feed latency the local time is `max(previous local, exch +
 //! latency)`. Every adjustment of a recorded stamp is counted in [`ReplayStats`].
+//! An exchange stamp more than `risk.max_clock_jump_ms` ahead of its event's recorded
+//! local time is not believed (one message stamped in the year 2100 would otherwise
+//! carry both cursors' clocks there): the event takes the cursor's current exchange
+//! time (its local time for a first event), and is counted
+//! ([`ReplayStats::clock_jumps`]). The Core refuses such an event itself
+//! ([`crate::book::DataReject::ClockJump`]).
+//!
+//! Bad data: the Core and the engine each screen every event
+//! ([`crate::book::Book::screen`], with `risk.data_band_bps`), so a refused trade fills
+//! nothing; the Core's refusals per reason are in [`Trace::data_rejects`], the
+//! engine's in [`MatchStats::data_rejects`].
 //!
 //! The timer skips ticks while the Core has no open order: [`Core::on_timer`] only
 //! pulls resting quotes, so those calls would do nothing. At the end of the data the
@@ -198,6 +209,9 @@ pub struct ReplayStats {
     pub exch_ts_adjusted: u64,
     /// Events whose local time was raised to keep local time nondecreasing.
     pub local_ts_adjusted: u64,
+    /// Events whose exchange time was more than `risk.max_clock_jump_ms` ahead of
+    /// their local time (not followed by the clocks; refused by the Core).
+    pub clock_jumps: u64,
     /// Commands the Core sent (new orders, cancels, cancel-alls).
     pub commands: u64,
     /// Reports delivered to the Core.
@@ -264,6 +278,10 @@ pub struct Backtest {
     feed: Option<LatencyModel>,
     entry: LatencyModel,
     response: LatencyModel,
+    /// `risk.data_band_bps`, for the engine's bad-data check.
+    data_band_bps: f64,
+    /// `risk.max_clock_jump_ms` in ns.
+    max_clock_jump_ns: i64,
 }
 
 impl Backtest {
@@ -287,6 +305,8 @@ impl Backtest {
             feed,
             entry: build("entry_latency", &bt.entry_latency, SEED_ENTRY)?,
             response: build("response_latency", &bt.response_latency, SEED_RESPONSE)?,
+            data_band_bps: cfg.risk.data_band_bps,
+            max_clock_jump_ns: cfg.risk.max_clock_jump_ns(),
         })
     }
 
@@ -326,7 +346,8 @@ impl Backtest {
         events: &[MarketEvent],
         progress: P,
     ) -> Outcome {
-        let engine = MatchingEngine::new(instruments.to_vec(), self.fees, queue);
+        let mut engine = MatchingEngine::new(instruments.to_vec(), self.fees, queue);
+        engine.set_data_band_bps(self.data_band_bps);
         let mut r = Replay::new(self, core, engine, events);
         r.run(progress);
         r.finish()
@@ -489,6 +510,8 @@ struct Replay<'a, Q: QueueModel> {
     feed: Option<LatencyModel>,
     entry: LatencyModel,
     response: LatencyModel,
+    /// Largest lead of an exchange stamp over its local time that the clocks follow.
+    max_clock_jump_ns: i64,
     /// Engine cursor: next event, its exchange time, running maxima.
     ie: usize,
     te: Ts,
@@ -512,6 +535,20 @@ struct Replay<'a, Q: QueueModel> {
     fill_timings: Vec<FillTiming>,
     digest: Fnv,
     stats: ReplayStats,
+}
+
+/// The exchange time of `ev` the replay clocks follow: its stamp, unless that is more
+/// than `max_jump` ns ahead of its local time; then the cursor's exchange time `prev`
+/// (the event's local time if there is none yet).
+#[inline]
+fn believed_exch(ev: &MarketEvent, max_jump: i64, prev: Ts) -> Ts {
+    if ev.exch_ts.saturating_sub(ev.local_ts) <= max_jump {
+        ev.exch_ts
+    } else if prev == Ts::MIN {
+        ev.local_ts
+    } else {
+        prev
+    }
 }
 
 /// First multiple of `step` at or after `t`.
@@ -554,6 +591,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             feed: bt.feed.clone(),
             entry: bt.entry.clone(),
             response: bt.response.clone(),
+            max_clock_jump_ns: bt.max_clock_jump_ns,
             ie: 0,
             te: Ts::MAX,
             eclock: Clock::START,
@@ -592,8 +630,12 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     #[inline]
     fn engine_time(&mut self, i: usize) -> Ts {
         let ev = &self.events[i];
+        let stamp = believed_exch(ev, self.max_clock_jump_ns, self.eclock.exch);
+        if stamp != ev.exch_ts {
+            self.stats.clock_jumps += 1;
+        }
         let c = &mut self.eclock;
-        let mut t = c.exch.max(ev.exch_ts);
+        let mut t = c.exch.max(stamp);
         if self.feed.is_none() {
             c.local = c.local.max(ev.local_ts);
             t = t.min(c.local);
@@ -614,7 +656,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         let t = match &mut self.feed {
             None => c.local.max(ev.local_ts),
             Some(model) => {
-                c.exch = c.exch.max(ev.exch_ts);
+                c.exch = c.exch.max(believed_exch(ev, self.max_clock_jump_ns, c.exch));
                 c.local.max(c.exch.saturating_add(model.sample(c.exch)))
             }
         };
@@ -917,6 +959,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         self.trace.orders = m.accepted + m.rejected;
         self.trace.rejects = m.rejected;
         self.trace.cancels = m.canceled;
+        self.trace.data_rejects = self.core.stats().data_rejects;
         let d = &mut self.digest;
         let p = self.core.portfolio();
         for l in [LEG_Y, LEG_X] {

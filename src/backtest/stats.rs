@@ -182,6 +182,8 @@ pub struct Report {
     pub time_flat: Option<f64>,
     /// Fills skipped: leg index out of range, or non-finite price, size or fee.
     pub invalid_fills: u64,
+    /// Market events the Core refused as bad data, per reason ([`Trace::data_rejects`]).
+    pub bad_data: crate::book::DataRejects,
 }
 
 /// `true` if a fill can be used: leg 0 or 1, finite price, size and fee.
@@ -780,6 +782,7 @@ impl Report {
             inventory_max_abs: inv_max,
             time_flat: ratio(flat_samples as f64, pos_samples as f64),
             invalid_fills,
+            bad_data: trace.data_rejects,
         }
     }
 }
@@ -890,6 +893,16 @@ impl fmt::Display for Report {
         if self.invalid_fills > 0 {
             write!(f, "\ninvalid fills   {:>14}   (skipped)", self.invalid_fills)?;
         }
+        let b = &self.bad_data;
+        write!(
+            f,
+            "\nbad data        {:>14}   events refused: price {}, size {}, band {}, clock jump {}",
+            b.total(),
+            b.price,
+            b.size,
+            b.band,
+            b.clock_jump
+        )?;
         Ok(())
     }
 }

@@ -312,6 +312,8 @@ pub struct Trace {
     pub rejects: u64,
     /// Cancels confirmed by the matching engine.
     pub cancels: u64,
+    /// Market events the Core refused as bad data, per reason.
+    pub data_rejects: crate::book::DataRejects,
 }
 
 /// Watches the Core after each call of the replay loop and records signals, decisions

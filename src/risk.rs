@@ -131,7 +131,7 @@ impl RiskParams {
     /// [`RiskParams::max_clock_jump_ms`] in ns (validated, so the product fits).
     #[inline]
     pub fn max_clock_jump_ns(&self) -> i64 {
-        (self.max_clock_jump_ms as i64).saturating_mul(NS_PER_MS)
+        ms_to_ns(self.max_clock_jump_ms).unwrap_or(Ts::MAX)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod alpaca;
 pub mod binance;
+pub mod clock;
 pub mod evfile;
 pub mod gen;
 pub mod record;

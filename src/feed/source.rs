@@ -50,6 +50,7 @@ use thiserror::Error;
 use crate::config::{FeedClock, FeedConfig};
 use crate::event::MarketEvent;
 use crate::feed::binance::{BinanceParser, DepthLevel, Parsed};
+use crate::feed::clock::ExchangeClock;
 use crate::feed::record::RecordTap;
 use crate::feed::snapshot::{wall_ns, SnapshotError, SnapshotFetcher};
 use crate::feed::sync::{DepthSync, SyncAction};
@@ -116,6 +117,8 @@ pub struct FeedStats {
     pub events: u64,
     /// Messages not recorded (recorder pool exhausted).
     pub record_drops: u64,
+    /// Exchange-clock jumps refused (one absurd stamp; see [`ExchangeClock`]).
+    pub clock_jumps: u64,
 }
 
 /// Binance combined streams for a set of instruments, as a [`MarketSource`].
@@ -143,6 +146,9 @@ pub struct BinanceFeed {
     /// The client was open at the end of the previous pump.
     was_open: bool,
     now: Ts,
+    /// The exchange clock (`clock = "exchange"`): a running maximum that refuses
+    /// unconfirmed jumps.
+    exch_clock: ExchangeClock,
     stats: FeedStats,
 }
 
@@ -203,6 +209,7 @@ impl BinanceFeed {
             was_open: false,
             // The exchange clock starts at the first event time seen.
             now: if cfg.clock == FeedClock::Wall { wall_ns() } else { 0 },
+            exch_clock: ExchangeClock::default(),
             stats: FeedStats::default(),
         })
     }
@@ -310,6 +317,7 @@ impl BinanceFeed {
             snapshot_failures,
             tap,
             clock,
+            exch_clock,
             ..
         } = self;
         let mut push = |ev: MarketEvent| {
@@ -327,7 +335,7 @@ impl BinanceFeed {
             let parsed = parser.parse(msg, t, levels);
             if let (true, Ok(Parsed::Depth { exch_ts, .. } | Parsed::Trade { exch_ts, .. })) = (exchange_clock, &parsed)
             {
-                t = t.max(*exch_ts);
+                t = exch_clock.observe(*exch_ts);
             }
             match parsed {
                 Ok(Parsed::Depth { inst, exch_ts, first_id, last_id }) => {
@@ -361,6 +369,7 @@ impl BinanceFeed {
         }
         self.stats.messages = self.parser.stats().messages;
         self.stats.parse_errors = self.parser.stats().errors;
+        self.stats.clock_jumps = self.exch_clock.refused();
         if let Some(tap) = &self.tap {
             self.stats.record_drops = tap.stats().dropped;
         }
@@ -454,6 +463,8 @@ pub struct AlpacaFeedStats {
     pub events: u64,
     /// Messages not recorded (recorder pool exhausted).
     pub record_drops: u64,
+    /// Exchange-clock jumps refused (one absurd stamp; see [`ExchangeClock`]).
+    pub clock_jumps: u64,
 }
 
 /// Alpaca's codes after which retrying cannot help: 401 not authenticated, 402 auth
@@ -487,6 +498,9 @@ pub struct AlpacaFeed {
     generation: u64,
     instruments: usize,
     now: Ts,
+    /// The exchange clock (`clock = "exchange"`): a running maximum that refuses
+    /// unconfirmed jumps.
+    exch_clock: ExchangeClock,
     stats: AlpacaFeedStats,
 }
 
@@ -534,6 +548,7 @@ impl AlpacaFeed {
             generation: 0,
             instruments: instruments.len(),
             now: if cfg.clock == FeedClock::Wall { wall_ns() } else { 0 },
+            exch_clock: ExchangeClock::default(),
             stats: AlpacaFeedStats::default(),
         })
     }
@@ -563,7 +578,7 @@ impl AlpacaFeed {
                 self.ws.on_event(ev);
             }
         }
-        let AlpacaFeed { ws, poll, parser, tap, clock, stats, state, .. } = self;
+        let AlpacaFeed { ws, poll, parser, tap, clock, exch_clock, stats, state, .. } = self;
         let exchange_clock = *clock == FeedClock::Exchange;
         let subscribed = *state == AlpacaState::Subscribed;
         let mut controls = arrayvec::ArrayVec::<Control, 8>::new();
@@ -580,7 +595,7 @@ impl AlpacaFeed {
                 }
                 AlpacaMsg::Quote { exch_ts, .. } | AlpacaMsg::Trade { exch_ts, .. } if subscribed => {
                     if exchange_clock {
-                        t = t.max(exch_ts);
+                        t = exch_clock.observe(exch_ts);
                     }
                     m.emit(t, &mut |ev| {
                         stats.events += 1;
@@ -595,6 +610,7 @@ impl AlpacaFeed {
         }
         self.stats.messages = self.parser.stats().messages;
         self.stats.parse_errors = self.parser.stats().errors;
+        self.stats.clock_jumps = self.exch_clock.refused();
         if let Some(tap) = &self.tap {
             self.stats.record_drops = tap.stats().dropped;
         }

@@ -62,6 +62,7 @@
 //! of the first few bad rows.
 
 pub mod binance_csv;
+pub mod lines;
 pub mod recording;
 pub mod tardis;
 

@@ -62,6 +62,8 @@ pub enum Line<'a> {
 pub struct BoundedLines<R> {
     inner: R,
     buf: Vec<u8>,
+    /// Length of the line last returned as [`Line::Text`] (0 otherwise).
+    len: usize,
     max: usize,
     line: u64,
 }
@@ -69,13 +71,20 @@ pub struct BoundedLines<R> {
 impl<R: BufRead> BoundedLines<R> {
     /// Lines of `inner`, each at most `max` bytes long.
     pub fn new(inner: R, max: usize) -> Self {
-        BoundedLines { inner, buf: Vec::with_capacity(max.saturating_add(2).min(1 << 16)), max, line: 0 }
+        BoundedLines { inner, buf: Vec::with_capacity(max.saturating_add(2).min(1 << 16)), len: 0, max, line: 0 }
     }
 
     /// The 1-based number of the line last returned (0 before the first).
     #[inline]
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// The line last returned as [`Line::Text`], until the next call to
+    /// [`BoundedLines::next_line`] (empty if that was no text line).
+    #[inline]
+    pub fn current(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 
     /// Bytes the line buffer has reserved: never much more than `max + 2`, whatever the
@@ -88,6 +97,7 @@ impl<R: BufRead> BoundedLines<R> {
     /// terminator is a line. Interrupted reads are retried.
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
         self.buf.clear();
+        self.len = 0;
         // Room for `\r\n`, and on the first line for a BOM.
         let cap = self.max.saturating_add(if self.line == 0 { 2 + BOM.len() } else { 2 });
         let mut len: u64 = 0;
@@ -132,6 +142,7 @@ impl<R: BufRead> BoundedLines<R> {
                 }
             }
             if end <= self.max {
+                self.len = end;
                 return Ok(Some(Line::Text(&self.buf[..end])));
             }
         }

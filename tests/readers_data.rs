@@ -30,17 +30,18 @@ fn absurd_values_are_rejected_and_counted_per_reason() {
         "binance,BTCUSDT,1723161255745000,1723161255746000,1,sell,61828.01,0.001", // good
         "binance,BTCUSDT,1723161255745000,1723161255746000,2,sell,0,0.001",        // zero price
         "binance,BTCUSDT,1723161255745000,1723161255746000,3,buy,92233720368547758.07,0.001",
-        "binance,BTCUSDT,1723161255745000,1723161255746000,4,buy,61828.01,0",      // zero size
-        "binance,BTCUSDT,4102444800000000,1723161255746000,5,buy,61828.01,0.001",  // E in 2100
+        "binance,BTCUSDT,1723161255745000,1723161255746000,4,buy,61828.01,0", // zero size
+        "binance,BTCUSDT,4102444800000000,1723161255746000,5,buy,61828.01,0.001", // E in 2100
         "binance,BTCUSDT,1723161255745000,1723161255746000,6,buy,99999999999999999999,1", // no fit
-        "binance,BTCUSDT,1000,1000,7,buy,61828.01,0.001",                          // 1970
-        "binance,BTCUSDT,1723171255745000,1723171255746000,8,buy,61828.01,0.001",  // 10000 s jump
-        "binance,BTCUSDT,1723161255745000,1723161255747000,9,buy,61828.01,0.001",  // good again
+        "binance,BTCUSDT,1000,1000,7,buy,61828.01,0.001",                     // 1970
+        "binance,BTCUSDT,1723171255745000,1723171255746000,8,buy,61828.01,0.001", // 10000 s jump
+        "binance,BTCUSDT,1723161255745000,1723161255747000,9,buy,61828.01,0.001", // good again
         "binance,BTCUSDT,1723161255745000,1723175655747000,10,buy,61828.01,0.001", // 4 h skew
     ];
     let text = format!("{TRADES}{}\n", rows.join("\n"));
     let p = write(dir.path(), "trades.csv", text.as_bytes());
-    let opts = ImportOptions { limits: Limits { max_jump: 3600 * 1_000_000_000, ..Limits::default() }, ..Default::default() };
+    let opts =
+        ImportOptions { limits: Limits { max_jump: 3600 * 1_000_000_000, ..Limits::default() }, ..Default::default() };
     let mut st = ImportStats::default();
     let evs = import_file(&p, Format::TardisTrades, &insts(), &opts, &mut st).unwrap();
     assert_eq!(evs.len(), 2, "{st}");
@@ -48,7 +49,12 @@ fn absurd_values_are_rejected_and_counted_per_reason() {
     assert_eq!((r.price, r.size, r.time, r.jump, r.skew), (3, 1, 2, 1, 1), "{st}");
     assert_eq!(st.skipped_bad_row, 8);
     let summary = st.to_string();
-    assert!(summary.contains("bad rows rejected for: 3 price, 1 size, 2 time out of range, 1 time jump, 1 exchange/receive skew"), "{summary}");
+    assert!(
+        summary.contains(
+            "bad rows rejected for: 3 price, 1 size, 2 time out of range, 1 time jump, 1 exchange/receive skew"
+        ),
+        "{summary}"
+    );
 
     // A recording message with `E` in the year 2100 and a trade at i64::MAX ticks.
     let rec = "1723161254476369000 {\"stream\":\"btcusdt@trade\",\"data\":{\"e\":\"trade\",\"E\":4102444800000,\"s\":\"BTCUSDT\",\"t\":1,\"p\":\"61828.01\",\"q\":\"0.001\",\"T\":1,\"m\":false}}\n\

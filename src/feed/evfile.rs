@@ -608,7 +608,9 @@ mod tests {
         f.flush().unwrap();
         io::Seek::rewind(&mut f).unwrap();
         match read_file(f) {
-            Err(EvFileError::CountBeyondFile { count, fit }) => assert_eq!((count, fit), (1 << 40, events.len() as u64)),
+            Err(EvFileError::CountBeyondFile { count, fit }) => {
+                assert_eq!((count, fit), (1 << 40, events.len() as u64))
+            }
             r => panic!("{r:?}"),
         }
         let mut f = tempfile::tempfile().unwrap();

@@ -237,7 +237,8 @@ mod tests {
         let mut stats = ImportStats::default();
         let mut out = Vec::new();
         let inst = table.lookup(sym.as_bytes());
-        import(text.as_bytes(), Path::new("x.csv"), format, inst, &table, &Limits::any_time(), &mut stats, &mut out).unwrap();
+        import(text.as_bytes(), Path::new("x.csv"), format, inst, &table, &Limits::any_time(), &mut stats, &mut out)
+            .unwrap();
         (out, stats)
     }
 

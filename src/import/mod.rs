@@ -33,7 +33,10 @@
 //! ([`Instrument::parse_price`], [`Instrument::parse_qty`]; an exponent such as `1e-8`,
 //! which Tardis may print for tiny numbers, is accepted too). A price that is not a
 //! whole number of ticks, a size that is not a whole number of lots, a price `<= 0`, a
-//! negative size, a missing or malformed field: the row is bad, counted
+//! negative size, a missing or malformed field, and the absurd values [`Limits`] bounds
+//! (a price above [`MAX_TICKS`], a trade of size 0, a time before 2009 or from 2100 on,
+//! exchange and receive times an hour apart, a receive time jumping a day ahead): the
+//! row is bad, counted (the absurd ones also per reason in [`ImportStats::rejected`])
 //! ([`ImportStats::skipped_bad_row`]) and skipped, never rounded; the first
 //! [`MAX_REPORTED_BAD_ROWS`] are kept with their file, line and reason
 //! ([`ImportStats::bad_rows`]) for the caller's message. A row's batch mates are still
@@ -51,13 +54,19 @@
 //! public data: see [`binance_csv`]).
 //!
 //! [`merge`] interleaves the streams of several inputs by `local_ts` into one, keeping
-//! batches whole; [`import_files`] does everything (detect, import, merge) for a list of
+//! batches whole and dropping the trades that overlapping inputs both hold
+//! ([`merge_counted`], counted in [`ImportStats::duplicates`]); [`import_files`] does everything (detect, import, merge) for a list of
 //! paths and returns a report per input.
 //!
 //! # Memory and speed
 //!
 //! Rows are streamed: CSV through one reused [`csv::ByteRecord`], recordings through one
 //! reused line buffer and the allocation-free [`crate::feed::binance::BinanceParser`].
+//! Both are bounded ([`lines`], [`Limits::max_line_bytes`]): a recording line longer
+//! than 1 MiB is skipped without being buffered and counted as a bad row; a CSV row
+//! longer than 64 KiB is [`ImportError::LineTooLong`] naming the file and line (CSV is
+//! read without quoting, so a row is a line). A UTF-8 byte order mark is dropped and
+//! CSV header names are matched trimmed of white space.
 //! Nothing is allocated per row except the output events (40 bytes each) and the text
 //! of the first few bad rows.
 
@@ -76,10 +85,10 @@ use std::str::FromStr;
 use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
+use self::lines::CappedRecords;
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::ParseError;
 use crate::feed::sync::SyncStats;
-use self::lines::CappedRecords;
 use crate::types::{Decimal, DecimalError, InstId, Instrument, Ts, MAX_SCALE, NS_PER_SEC};
 
 /// How many bad rows an [`ImportStats`] keeps with their text (all are counted).
@@ -238,7 +247,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_line_bytes: None, min_ts: MIN_TS, max_ts: MAX_TS, max_skew: 3600 * NS_PER_SEC, max_jump: 86_400 * NS_PER_SEC }
+        Limits {
+            max_line_bytes: None,
+            min_ts: MIN_TS,
+            max_ts: MAX_TS,
+            max_skew: 3600 * NS_PER_SEC,
+            max_jump: 86_400 * NS_PER_SEC,
+        }
     }
 }
 

@@ -68,7 +68,10 @@
 //!
 //! A line that is not `<ns> <message>`, a message the parser refuses (malformed JSON, a
 //! price off the tick grid, ...), a snapshot before any line named its symbol: counted
-//! as bad rows with their line number. Unknown streams and other JSON (subscription
+//! as bad rows with their line number; so are a line longer than
+//! [`super::Limits::max_line_bytes`] (skipped without being buffered), a receive or
+//! exchange time outside the accepted years or a receive time jumping ahead, and prices
+//! or sizes beyond [`MAX_TICKS`] or a trade of size 0 ([`ImportStats::rejected`]). Unknown streams and other JSON (subscription
 //! replies) are ignored and counted; messages of other symbols are counted. A gzip file
 //! cut short (a crash) is read up to the cut ([`ImportStats::truncated`]). Empty lines
 //! are not rows.
@@ -191,7 +194,8 @@ impl Source {
             let line = &line[..end];
             let digits = line.iter().take_while(|c| c.is_ascii_digit()).count();
             let ts = super::parse_int(&line[..digits]);
-            let checked = ts.map(|t| lim.window(t, "receive time").and_then(|()| self.clock.check(lim, t, "receive time")));
+            let checked =
+                ts.map(|t| lim.window(t, "receive time").and_then(|()| self.clock.check(lim, t, "receive time")));
             match (ts, line.get(digits), checked) {
                 (Some(ts), Some(b' '), Some(Ok(()))) => {
                     self.cur = Some((ts, digits + 1, end));

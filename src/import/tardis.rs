@@ -94,8 +94,9 @@ struct Cols {
 
 impl Cols {
     fn from_header(h: &ByteRecord, format: Format) -> Result<Cols, String> {
-        let find =
-            |name: &str| h.iter().position(|c| c.trim_ascii() == name.as_bytes()).ok_or_else(|| format!("no `{name}` column"));
+        let find = |name: &str| {
+            h.iter().position(|c| c.trim_ascii() == name.as_bytes()).ok_or_else(|| format!("no `{name}` column"))
+        };
         let (a, b, c, d) = match format {
             Format::TardisBookL2 => ("is_snapshot", "side", "price", "amount"),
             Format::TardisQuotes => ("ask_amount", "ask_price", "bid_price", "bid_amount"),
@@ -485,9 +486,18 @@ mod tests {
         let table = SymbolTable::new(&insts);
         let mut st = ImportStats::default();
         let mut out = Vec::new();
-        let r = import(&b""[..], Path::new("e.csv"), Format::TardisTrades, &table, &Limits::any_time(), &mut st, &mut out);
+        let r =
+            import(&b""[..], Path::new("e.csv"), Format::TardisTrades, &table, &Limits::any_time(), &mut st, &mut out);
         assert!(matches!(r, Err(ImportError::Header { .. })));
-        let r = import(&b"a,b\n1,2\n"[..], Path::new("e.csv"), Format::TardisTrades, &table, &Limits::any_time(), &mut st, &mut out);
+        let r = import(
+            &b"a,b\n1,2\n"[..],
+            Path::new("e.csv"),
+            Format::TardisTrades,
+            &table,
+            &Limits::any_time(),
+            &mut st,
+            &mut out,
+        );
         assert!(matches!(r, Err(ImportError::Header { reason, .. }) if reason.contains("symbol")));
         // Columns in another order still map.
         let (evs, _) =

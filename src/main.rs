@@ -191,6 +191,10 @@ enum Cmd {
         /// Fail if more than this many rows are bad (default: report them, go on).
         #[arg(long)]
         max_bad: Option<u64>,
+        /// Longest recording line or CSV row, bytes (default: 1 MiB for recording lines,
+        /// which are skipped and counted beyond it; 64 KiB for CSV rows, an error).
+        #[arg(long)]
+        max_line_bytes: Option<usize>,
         /// Input files.
         #[arg(required = true, num_args = 1..)]
         inputs: Vec<PathBuf>,
@@ -358,9 +362,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Sweep { grid, shard, data, events, out } => sweep_cmd(&grid, shard, &data, events, out.as_deref()),
         Cmd::Gen { seed, events, out, truth } => gen_cmd(seed, events, out.as_deref(), truth.as_deref()),
-        Cmd::Import { config, out, format, symbol, book, max_bad, inputs } => {
+        Cmd::Import { config, out, format, symbol, book, max_bad, max_line_bytes, inputs } => {
             let cfg = load_config(config.as_deref())?;
-            let opts = statarb::import::ImportOptions { format, symbol, recording_book: book };
+            let limits = statarb::import::Limits { max_line_bytes, ..Default::default() };
+            let opts = statarb::import::ImportOptions { format, symbol, recording_book: book, limits };
             import_cmd(&cfg, &inputs, &opts, max_bad, &out)
         }
         Cmd::Run { config, events, out } => run_cmd(config.as_deref(), events, out.as_deref()),
@@ -486,7 +491,7 @@ fn latency_cmd(
     let (instruments, events) = match data {
         Some(p) => {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            evfile::read_all(BufReader::new(f)).with_context(|| format!("reading {}", p.display()))?
+            evfile::read_file(f).with_context(|| format!("reading {}", p.display()))?
         }
         None => {
             let t = std::time::Instant::now();
@@ -906,7 +911,7 @@ fn load_data_with_truth(
             .unwrap_or(false);
         if is_evfile {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            sources.push(evfile::read_all(BufReader::new(f)).with_context(|| format!("reading {}", p.display()))?);
+            sources.push(evfile::read_file(f).with_context(|| format!("reading {}", p.display()))?);
         } else {
             others.push(p.clone());
         }

@@ -52,13 +52,23 @@
 //! # Robustness
 //!
 //! The reader never panics and never trusts a count from the file for an allocation:
-//! any byte string yields either the events or an [`EvFileError`].
+//! any byte string yields either the events or an [`EvFileError`]. [`read_file`] also
+//! checks the event count against the file's length before reading a record.
+//!
+//! Records are checked as the importers check rows ([`crate::import::Limits`]): a
+//! price or size event ([`EventKind`] other than `Clear`) needs a price in
+//! `1..=`[`MAX_TICKS`] ticks and a size in `0..=MAX_TICKS` lots (`> 0` for a trade),
+//! and both times must lie in [`MIN_TS`]..[`MAX_TS`] (2009 to 2100): one record at
+//! `local_ts = i64::MAX` made a 787 s backtest end after 17 s. A record that fails is
+//! [`EvFileError::BadRecord`]: an event file is written by `import` or `gen` from
+//! checked data, so a bad record means a damaged or foreign file, not data to skip.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use thiserror::Error;
 
 use crate::event::{EventKind, MarketEvent};
+use crate::import::{MAX_TICKS, MAX_TS, MIN_TS};
 use crate::types::{Decimal, InstId, Instrument, MAX_SCALE};
 
 /// File magic: the first 8 bytes of every event file.
@@ -118,6 +128,22 @@ pub enum EvFileError {
         /// Size of the instrument table.
         count: usize,
     },
+    /// Event record `index` holds a value no market has (see the module docs).
+    #[error("event {index}: {reason}")]
+    BadRecord {
+        /// Index of the record.
+        index: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The header announces more events than the file's length can hold.
+    #[error("the header announces {count} events, but the file holds at most {fit}")]
+    CountBeyondFile {
+        /// Events announced.
+        count: u64,
+        /// Whole records after the header.
+        fit: u64,
+    },
     /// More instruments than [`MAX_INSTRUMENTS`].
     #[error("{0} instruments, at most {MAX_INSTRUMENTS} fit an event file")]
     TooManyInstruments(u64),
@@ -148,6 +174,9 @@ pub fn write<W: Write>(w: W, instruments: &[Instrument], events: &[MarketEvent])
     }
     if let Some((index, ev)) = events.iter().enumerate().find(|(_, e)| e.inst as usize >= instruments.len()) {
         return Err(EvFileError::InstrumentOutOfRange { index: index as u64, inst: ev.inst, count: instruments.len() });
+    }
+    for (index, ev) in events.iter().enumerate() {
+        check(ev).map_err(|reason| EvFileError::BadRecord { index: index as u64, reason })?;
     }
 
     let mut w = BufWriter::with_capacity(BUF_LEN, w);
@@ -182,6 +211,22 @@ pub fn read_all<R: Read>(r: R) -> Result<(Vec<Instrument>, Vec<MarketEvent>), Ev
     Ok((reader.instruments, events))
 }
 
+/// Reads a whole event file from disk ([`read_all`]), first checking the header's event
+/// count against the file's length ([`EvFileError::CountBeyondFile`]).
+pub fn read_file(f: std::fs::File) -> Result<(Vec<Instrument>, Vec<MarketEvent>), EvFileError> {
+    let len = f.metadata()?.len();
+    let mut reader = Reader::new(f)?;
+    let fit = len.saturating_sub(reader.header_len) / RECORD_LEN as u64;
+    if reader.count > fit {
+        return Err(EvFileError::CountBeyondFile { count: reader.count, fit });
+    }
+    let mut events = Vec::with_capacity(reader.count as usize);
+    while let Some(ev) = reader.next_event()? {
+        events.push(ev);
+    }
+    Ok((reader.instruments, events))
+}
+
 /// A streaming reader: the header is read and checked by [`Reader::new`], then
 /// [`Reader::next_event`] decodes one record at a time from a reused buffer.
 ///
@@ -192,6 +237,8 @@ pub struct Reader<R> {
     instruments: Vec<Instrument>,
     count: u64,
     index: u64,
+    /// Bytes of the header, the event count included.
+    header_len: u64,
     buf: [u8; RECORD_LEN],
 }
 
@@ -215,6 +262,7 @@ impl<R: Read> Reader<R> {
         // Each entry takes at least 26 bytes, so a lying count fails on truncation
         // long before the vector grows large; reserve modestly all the same.
         let mut instruments = Vec::with_capacity(n.min(64));
+        let mut header_len = 16 + 8;
         for index in 0..n {
             let len = u16::from_le_bytes(read_array(&mut inner)?) as usize;
             let mut sym = vec![0u8; len];
@@ -224,9 +272,10 @@ impl<R: Read> Reader<R> {
             let tick = read_decimal(&mut inner, index)?;
             let lot = read_decimal(&mut inner, index)?;
             instruments.push(Instrument::new(symbol, tick, lot));
+            header_len += 26 + len as u64;
         }
         let count = u64::from_le_bytes(read_array(&mut inner)?);
-        Ok(Reader { inner, instruments, count, index: 0, buf: [0u8; RECORD_LEN] })
+        Ok(Reader { inner, instruments, count, index: 0, header_len, buf: [0u8; RECORD_LEN] })
     }
 
     /// The instrument table; an event's `inst` indexes it.
@@ -289,7 +338,7 @@ fn decode(rec: &[u8; RECORD_LEN], index: u64, n_inst: usize) -> Result<MarketEve
         return Err(EvFileError::InstrumentOutOfRange { index, inst, count: n_inst });
     }
     let kind = EventKind::from_u8(rec[34]).ok_or(EvFileError::UnknownKind { index, byte: rec[34] })?;
-    Ok(MarketEvent {
+    let ev = MarketEvent {
         exch_ts: i64_at(0),
         local_ts: i64_at(8),
         px: i64_at(16),
@@ -297,7 +346,29 @@ fn decode(rec: &[u8; RECORD_LEN], index: u64, n_inst: usize) -> Result<MarketEve
         inst,
         kind,
         flags: rec[35],
-    })
+    };
+    check(&ev).map_err(|reason| EvFileError::BadRecord { index, reason })?;
+    Ok(ev)
+}
+
+/// The value checks of a record (see the module docs).
+#[inline]
+fn check(ev: &MarketEvent) -> Result<(), &'static str> {
+    let window = MIN_TS..MAX_TS;
+    if !window.contains(&ev.exch_ts) || !window.contains(&ev.local_ts) {
+        return Err("time stamp outside 2009..2100");
+    }
+    if ev.kind == EventKind::Clear {
+        return Ok(());
+    }
+    if ev.px <= 0 || ev.px > MAX_TICKS {
+        return Err("price not in 1..=2^53 ticks");
+    }
+    let trade = matches!(ev.kind, EventKind::TradeBuy | EventKind::TradeSell);
+    if ev.qty < i64::from(trade) || ev.qty > MAX_TICKS {
+        return Err("size out of range");
+    }
+    Ok(())
 }
 
 /// An increment the reader would accept: positive mantissa, scale within range.
@@ -379,8 +450,9 @@ mod tests {
         ];
         let mut v: Vec<_> =
             (0..100).map(|i| ev(i, (i % 2) as InstId, kinds[i as usize % kinds.len()], (i % 3 == 0) as u8)).collect();
-        // Extremes survive the trip.
-        v.push(MarketEvent { exch_ts: i64::MIN, local_ts: i64::MAX, px: -1, qty: i64::MIN, ..v[0] });
+        // The extremes a reader accepts survive the trip.
+        v.push(MarketEvent { exch_ts: MIN_TS, local_ts: MAX_TS - 1, px: MAX_TICKS, qty: MAX_TICKS, ..v[0] });
+        v.push(MarketEvent { px: 1, qty: 0, kind: EventKind::BidLevel, ..v[0] });
         v
     }
 
@@ -395,6 +467,7 @@ mod tests {
         let events = sample_events();
         let buf = file(&events);
         let header = 16 + (2 + 7 + 24) * 2 + 8;
+        assert_eq!(Reader::new(buf.as_slice()).unwrap().header_len, header as u64);
         assert_eq!(buf.len(), header + RECORD_LEN * events.len());
         let (insts, back) = read_all(buf.as_slice()).unwrap();
         assert_eq!(insts, instruments());
@@ -418,8 +491,8 @@ mod tests {
     #[test]
     fn layout_is_as_documented() {
         let e = MarketEvent {
-            exch_ts: 1,
-            local_ts: 2,
+            exch_ts: MIN_TS + 1,
+            local_ts: MIN_TS + 2,
             px: 3,
             qty: 4,
             inst: 1,
@@ -434,8 +507,8 @@ mod tests {
         assert_eq!(&buf[25..37], &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
         let rec = &buf[buf.len() - RECORD_LEN..];
         assert_eq!(&buf[buf.len() - RECORD_LEN - 8..buf.len() - RECORD_LEN], &1u64.to_le_bytes());
-        assert_eq!(rec[0], 1);
-        assert_eq!(rec[8], 2);
+        assert_eq!(rec[0..8], (MIN_TS + 1).to_le_bytes());
+        assert_eq!(rec[8..16], (MIN_TS + 2).to_le_bytes());
         assert_eq!(rec[16], 3);
         assert_eq!(rec[24], 4);
         assert_eq!(&rec[32..40], &[1, 0, 6, 1, 0, 0, 0, 0]);
@@ -485,7 +558,65 @@ mod tests {
         // A count larger than the records present is truncation, not a huge allocation.
         let mut bad = good.clone();
         bad[first - 8..first].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::Truncated { index: 101, count: u64::MAX })));
+        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::Truncated { index: 102, count: u64::MAX })));
+    }
+
+    #[test]
+    fn absurd_records_are_errors() {
+        let base = sample_events()[1];
+        let cases = [
+            (MarketEvent { local_ts: i64::MAX, ..base }, "time stamp outside 2009..2100"),
+            (MarketEvent { exch_ts: 0, ..base }, "time stamp outside 2009..2100"),
+            (MarketEvent { exch_ts: MAX_TS, ..base }, "time stamp outside 2009..2100"),
+            (MarketEvent { px: 0, ..base }, "price not in 1..=2^53 ticks"),
+            (MarketEvent { px: -5, ..base }, "price not in 1..=2^53 ticks"),
+            (MarketEvent { px: i64::MAX, ..base }, "price not in 1..=2^53 ticks"),
+            (MarketEvent { qty: -1, ..base }, "size out of range"),
+            (MarketEvent { qty: 0, kind: EventKind::TradeSell, ..base }, "size out of range"),
+        ];
+        for (bad, why) in cases {
+            let mut events = sample_events();
+            events[3] = bad;
+            let mut buf = Vec::new();
+            assert!(matches!(write(&mut buf, &instruments(), &events), Err(EvFileError::BadRecord { index: 3, .. })));
+            assert!(buf.is_empty());
+            // Written as a foreign writer would: the reader refuses it.
+            let mut bytes = file(&sample_events());
+            let at = bytes.len() - RECORD_LEN * (events.len() - 3);
+            let mut rec = [0u8; RECORD_LEN];
+            encode(&bad, &mut rec);
+            bytes[at..at + RECORD_LEN].copy_from_slice(&rec);
+            match read_all(bytes.as_slice()) {
+                Err(EvFileError::BadRecord { index: 3, reason }) => assert_eq!(reason, why, "{bad:?}"),
+                r => panic!("{bad:?}: {r:?}"),
+            }
+        }
+        // A `Clear` carries no price.
+        let clear = MarketEvent { px: 0, qty: 0, kind: EventKind::Clear, ..base };
+        assert!(read_all(file(&[clear]).as_slice()).is_ok());
+    }
+
+    #[test]
+    fn a_count_beyond_the_file_is_refused_before_reading() {
+        let events = sample_events();
+        let good = file(&events);
+        let first = good.len() - RECORD_LEN * events.len();
+        let mut bad = good.clone();
+        bad[first - 8..first].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&bad).unwrap();
+        f.flush().unwrap();
+        io::Seek::rewind(&mut f).unwrap();
+        match read_file(f) {
+            Err(EvFileError::CountBeyondFile { count, fit }) => {
+                assert_eq!((count, fit), (1 << 40, events.len() as u64))
+            }
+            r => panic!("{r:?}"),
+        }
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&good).unwrap();
+        io::Seek::rewind(&mut f).unwrap();
+        assert_eq!(read_file(f).unwrap().1, events);
     }
 
     #[test]

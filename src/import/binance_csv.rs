@@ -47,7 +47,8 @@ use csv::{ByteRecord, ReaderBuilder};
 
 use super::tardis::{csv_io, row_text};
 use super::{
-    ev, parse_bool, parse_int, price, qty, read_failed, Format, ImportError, ImportStats, Order, RowError, SymbolTable,
+    ev, parse_bool, parse_int, price, qty, read_failed, trade_qty, Format, ImportError, ImportStats, Limits, Order,
+    RowError, SymbolTable, Times,
 };
 use crate::event::{EventKind, MarketEvent};
 use crate::types::{InstId, Ts};
@@ -65,7 +66,7 @@ const HEADERS: [(&str, Format); 4] = [
 
 /// The format whose (futures) header is exactly `line`.
 pub(crate) fn detect_header(line: &[u8]) -> Option<Format> {
-    HEADERS.iter().find(|(h, _)| h.as_bytes() == line).map(|&(_, f)| f)
+    HEADERS.iter().find(|(h, _)| super::same_header(line, h)).map(|&(_, f)| f)
 }
 
 /// The format named in a Binance file name (`SYMBOL-trades-...`, `SYMBOL-aggTrades-...`,
@@ -129,16 +130,26 @@ fn time_at(rec: &ByteRecord, i: usize, col: &'static str) -> Result<Ts, RowError
 
 /// Imports one Binance public-data file of `format` whose symbol is `inst` (`None`: not
 /// among the instruments) into `out`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn import<R: Read>(
     input: R,
     path: &Path,
     format: Format,
     inst: Option<InstId>,
     table: &SymbolTable<'_>,
+    limits: &Limits,
     stats: &mut ImportStats,
     out: &mut Vec<MarketEvent>,
 ) -> Result<(), ImportError> {
-    let mut rdr = ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(1 << 16).from_reader(input);
+    // No quoting (Binance quotes nothing): a record is a line, which the caller's
+    // `CappedRecords` bounds.
+    let mut rdr = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .quoting(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(input);
+    let mut times = Times::new(*limits);
     let mut rec = ByteRecord::new();
     let mut first = true;
     let mut order = Order::default();
@@ -155,7 +166,7 @@ pub(crate) fn import<R: Read>(
                 break;
             }
         }
-        if std::mem::take(&mut first) && parse_int(rec.get(0).unwrap_or_default()).is_none() {
+        if std::mem::take(&mut first) && parse_int(rec.get(0).unwrap_or_default().trim_ascii()).is_none() {
             continue; // header row
         }
         stats.rows += 1;
@@ -164,7 +175,7 @@ pub(crate) fn import<R: Read>(
             continue;
         };
         let line = rec.position().map_or(0, |p| p.line());
-        match row(&rec, format, need, inst, table, out) {
+        match row(&rec, format, need, inst, table, &mut times, out) {
             Ok(local) => order.see(local, stats),
             Err(e) => stats.bad(path, line, &e, &|| row_text(&rec)),
         }
@@ -180,6 +191,7 @@ fn row(
     need: usize,
     inst: InstId,
     table: &SymbolTable<'_>,
+    times: &mut Times,
     out: &mut Vec<MarketEvent>,
 ) -> Result<Ts, RowError> {
     if rec.len() < need {
@@ -194,6 +206,7 @@ fn row(
             let ask = price(instrument, f(3), "best_ask_price")?;
             let ask_q = qty(instrument, f(4), "best_ask_qty")?;
             let t = time_at(rec, 6, "event_time")?;
+            times.check(t, t)?;
             out.push(ev(inst, t, t, EventKind::BestBid, bid, bid_q, false));
             out.push(ev(inst, t, t, EventKind::BestAsk, ask, ask_q, true));
             Ok(t)
@@ -201,8 +214,9 @@ fn row(
         _ => {
             let (t_col, m_col) = if format == Format::BinanceTrades { (4, 5) } else { (5, 6) };
             let px = price(instrument, f(1), "price")?;
-            let q = qty(instrument, f(2), "qty")?;
+            let q = trade_qty(instrument, f(2), "qty")?;
             let t = time_at(rec, t_col, "time")?;
+            times.check(t, t)?;
             let buyer_is_maker = parse_bool(f(m_col)).ok_or(RowError::Bool("is_buyer_maker"))?;
             let kind = if buyer_is_maker { EventKind::TradeSell } else { EventKind::TradeBuy };
             out.push(ev(inst, t, t, kind, px, q, true));
@@ -223,7 +237,8 @@ mod tests {
         let mut stats = ImportStats::default();
         let mut out = Vec::new();
         let inst = table.lookup(sym.as_bytes());
-        import(text.as_bytes(), Path::new("x.csv"), format, inst, &table, &mut stats, &mut out).unwrap();
+        import(text.as_bytes(), Path::new("x.csv"), format, inst, &table, &Limits::any_time(), &mut stats, &mut out)
+            .unwrap();
         (out, stats)
     }
 

@@ -33,7 +33,10 @@
 //! ([`Instrument::parse_price`], [`Instrument::parse_qty`]; an exponent such as `1e-8`,
 //! which Tardis may print for tiny numbers, is accepted too). A price that is not a
 //! whole number of ticks, a size that is not a whole number of lots, a price `<= 0`, a
-//! negative size, a missing or malformed field: the row is bad, counted
+//! negative size, a missing or malformed field, and the absurd values [`Limits`] bounds
+//! (a price above [`MAX_TICKS`], a trade of size 0, a time before 2009 or from 2100 on,
+//! exchange and receive times an hour apart, a receive time jumping a day ahead): the
+//! row is bad, counted (the absurd ones also per reason in [`ImportStats::rejected`])
 //! ([`ImportStats::skipped_bad_row`]) and skipped, never rounded; the first
 //! [`MAX_REPORTED_BAD_ROWS`] are kept with their file, line and reason
 //! ([`ImportStats::bad_rows`]) for the caller's message. A row's batch mates are still
@@ -51,20 +54,28 @@
 //! public data: see [`binance_csv`]).
 //!
 //! [`merge`] interleaves the streams of several inputs by `local_ts` into one, keeping
-//! batches whole; [`import_files`] does everything (detect, import, merge) for a list of
+//! batches whole and dropping the trades that overlapping inputs both hold
+//! ([`merge_counted`], counted in [`ImportStats::duplicates`]); [`import_files`] does everything (detect, import, merge) for a list of
 //! paths and returns a report per input.
 //!
 //! # Memory and speed
 //!
 //! Rows are streamed: CSV through one reused [`csv::ByteRecord`], recordings through one
 //! reused line buffer and the allocation-free [`crate::feed::binance::BinanceParser`].
+//! Both are bounded ([`lines`], [`Limits::max_line_bytes`]): a recording line longer
+//! than 1 MiB is skipped without being buffered and counted as a bad row; a CSV row
+//! longer than 64 KiB is [`ImportError::LineTooLong`] naming the file and line (CSV is
+//! read without quoting, so a row is a line). A UTF-8 byte order mark is dropped and
+//! CSV header names are matched trimmed of white space.
 //! Nothing is allocated per row except the output events (40 bytes each) and the text
 //! of the first few bad rows.
 
 pub mod binance_csv;
+pub mod lines;
 pub mod recording;
 pub mod tardis;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -74,10 +85,11 @@ use std::str::FromStr;
 use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
+use self::lines::CappedRecords;
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::ParseError;
 use crate::feed::sync::SyncStats;
-use crate::types::{Decimal, DecimalError, InstId, Instrument, Ts, MAX_SCALE};
+use crate::types::{Decimal, DecimalError, InstId, Instrument, Ts, MAX_SCALE, NS_PER_SEC};
 
 /// How many bad rows an [`ImportStats`] keeps with their text (all are counted).
 pub const MAX_REPORTED_BAD_ROWS: usize = 10;
@@ -195,6 +207,143 @@ pub struct ImportOptions {
     pub symbol: Option<String>,
     /// How recordings rebuild the book.
     pub recording_book: RecordingBook,
+    /// Bounds on line lengths and on times (see [`Limits`]).
+    pub limits: Limits,
+}
+
+/// 2009-01-01T00:00:00Z in ns: no market data of the venues read here is older.
+pub const MIN_TS: Ts = 1_230_768_000 * NS_PER_SEC;
+/// 2100-01-01T00:00:00Z in ns.
+pub const MAX_TS: Ts = 4_102_444_800 * NS_PER_SEC;
+/// Largest price in ticks, and size in lots, a reader accepts: 2^53, the largest range
+/// in which an `f64` holds every integer, so that the model's `f64` math on prices and
+/// the integer sums of the book and the portfolio (`px * qty` in `i128`, `bid + ask`)
+/// cannot lose or wrap. (A trade at 92233720368547758.07 with tick 0.01 is `i64::MAX`
+/// ticks: it parses, and it is refused here.)
+pub const MAX_TICKS: i64 = 1 << 53;
+
+/// What a reader accepts, beyond well-formedness: line lengths, and times. A row
+/// outside them is a bad row, counted per reason in [`ImportStats::rejected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line of a recording or record of a CSV file, in bytes; `None`:
+    /// [`lines::DEFAULT_MAX_LINE_BYTES`] for recordings (a longer line is a counted
+    /// bad row), [`lines::DEFAULT_MAX_ROW_BYTES`] for CSV (a longer row is
+    /// [`ImportError::LineTooLong`]).
+    pub max_line_bytes: Option<usize>,
+    /// Earliest time stamp accepted, ns since the epoch (default [`MIN_TS`]).
+    pub min_ts: Ts,
+    /// Time stamps at or after this are refused (default [`MAX_TS`]).
+    pub max_ts: Ts,
+    /// Largest difference between a row's exchange and receive times, ns (default
+    /// 1 h): one message stamped far from its receive time froze the exchange clock.
+    pub max_skew: Ts,
+    /// Largest step forward of a row's receive time over the latest one before it in
+    /// the same file, ns (default 1 day). A row past it is refused, unless the next row
+    /// is past it too and within this bound of the refused one: the data then really
+    /// jumped (a gap), and reading goes on from there.
+    pub max_jump: Ts,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_bytes: None,
+            min_ts: MIN_TS,
+            max_ts: MAX_TS,
+            max_skew: 3600 * NS_PER_SEC,
+            max_jump: 86_400 * NS_PER_SEC,
+        }
+    }
+}
+
+impl Limits {
+    /// The default line bounds with no bound on times (for data with synthetic times).
+    pub fn any_time() -> Self {
+        Limits { min_ts: Ts::MIN, max_ts: Ts::MAX, max_skew: Ts::MAX, max_jump: Ts::MAX, ..Limits::default() }
+    }
+
+    /// The line bound of recordings.
+    pub fn line_bytes(&self) -> usize {
+        self.max_line_bytes.unwrap_or(lines::DEFAULT_MAX_LINE_BYTES)
+    }
+
+    /// The record bound of CSV files.
+    pub fn row_bytes(&self) -> usize {
+        self.max_line_bytes.unwrap_or(lines::DEFAULT_MAX_ROW_BYTES)
+    }
+
+    /// `t` within `[min_ts, max_ts)`.
+    #[inline]
+    pub(crate) fn window(&self, t: Ts, col: &'static str) -> Result<(), RowError> {
+        if t < self.min_ts || t >= self.max_ts {
+            return Err(RowError::TimeRange(col));
+        }
+        Ok(())
+    }
+
+    /// Exchange and receive times both in the window and at most `max_skew` apart.
+    #[inline]
+    pub(crate) fn pair(&self, exch: Ts, local: Ts) -> Result<(), RowError> {
+        self.window(exch, "exchange time")?;
+        self.window(local, "receive time")?;
+        if exch.abs_diff(local) > self.max_skew.unsigned_abs() {
+            return Err(RowError::Skew);
+        }
+        Ok(())
+    }
+}
+
+/// The forward-jump check of one file's receive times ([`Limits::max_jump`]).
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    /// The latest accepted time.
+    last: Option<Ts>,
+    /// The time of the row refused just before, if the previous row was refused.
+    refused: Option<Ts>,
+}
+
+impl Clock {
+    /// Accepts `t` unless it jumps more than `max_jump` past the latest accepted time.
+    #[inline]
+    pub(crate) fn check(&mut self, lim: &Limits, t: Ts, col: &'static str) -> Result<(), RowError> {
+        let bound = lim.max_jump.unsigned_abs();
+        if let Some(last) = self.last {
+            if t > last && t.abs_diff(last) > bound {
+                if self.refused.is_some_and(|r| t.abs_diff(r) <= bound) {
+                    // Two rows past the bound and close together: a real gap.
+                    self.refused = None;
+                    self.last = Some(t);
+                    return Ok(());
+                }
+                self.refused = Some(t);
+                return Err(RowError::TimeJump(col));
+            }
+        }
+        self.refused = None;
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+        Ok(())
+    }
+}
+
+/// A row's times: both in the window, close together, and the receive time not
+/// jumping ahead.
+#[derive(Debug, Default)]
+pub(crate) struct Times {
+    pub(crate) lim: Limits,
+    clock: Clock,
+}
+
+impl Times {
+    pub(crate) fn new(lim: Limits) -> Self {
+        Times { lim, clock: Clock::default() }
+    }
+
+    #[inline]
+    pub(crate) fn check(&mut self, exch: Ts, local: Ts) -> Result<(), RowError> {
+        self.lim.pair(exch, local)?;
+        self.clock.check(&self.lim, local, "receive time")
+    }
 }
 
 /// Errors that stop an import. Bad rows do not: they are counted in [`ImportStats`].
@@ -239,6 +388,16 @@ pub enum ImportError {
         /// The file.
         path: PathBuf,
     },
+    /// A CSV record longer than [`Limits::max_line_bytes`].
+    #[error("{}:{line}: a row longer than {max} bytes (see --max-line-bytes)", path.display())]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line where the row starts.
+        line: u64,
+        /// The bound.
+        max: usize,
+    },
     /// No input files.
     #[error("no input files")]
     NoInput,
@@ -255,6 +414,53 @@ pub struct BadRow {
     pub reason: String,
     /// The start of the row, lossily decoded.
     pub text: String,
+}
+
+/// Bad rows refused for a well-formed but absurd value, by reason (each is also one of
+/// [`ImportStats::skipped_bad_row`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejected {
+    /// A price `<= 0`, above [`MAX_TICKS`], or too large for the tick conversion.
+    pub price: u64,
+    /// A size `< 0` (`<= 0` for a trade), above [`MAX_TICKS`] lots, or too large for
+    /// the lot conversion.
+    pub size: u64,
+    /// A time stamp outside [`Limits::min_ts`]..[`Limits::max_ts`] or too large for ns.
+    pub time: u64,
+    /// A receive time more than [`Limits::max_jump`] ahead of the file's latest.
+    pub jump: u64,
+    /// Exchange and receive times more than [`Limits::max_skew`] apart.
+    pub skew: u64,
+    /// A recording line longer than [`Limits::max_line_bytes`].
+    pub too_long: u64,
+}
+
+impl Rejected {
+    fn add(&mut self, o: &Rejected) {
+        self.price += o.price;
+        self.size += o.size;
+        self.time += o.time;
+        self.jump += o.jump;
+        self.skew += o.skew;
+        self.too_long += o.too_long;
+    }
+
+    /// The counter of `e`, if it is a rejection.
+    fn counter(&mut self, e: &RowError) -> Option<&mut u64> {
+        Some(match e {
+            RowError::Price { err: DecimalError::Overflow, .. } | RowError::PriceRange(_) => &mut self.price,
+            RowError::Qty { err: DecimalError::Overflow, .. } | RowError::SizeRange(_) => &mut self.size,
+            RowError::Parse(ParseError::Price { err: DecimalError::Overflow, .. }) => &mut self.price,
+            RowError::Parse(ParseError::Qty { err: DecimalError::Overflow, .. }) => &mut self.size,
+            RowError::Parse(ParseError::Range("p" | "b" | "a")) => &mut self.price,
+            RowError::Parse(ParseError::Range("q" | "B" | "A")) => &mut self.size,
+            RowError::Time(_) | RowError::TimeRange(_) => &mut self.time,
+            RowError::TimeJump(_) => &mut self.jump,
+            RowError::Skew => &mut self.skew,
+            RowError::TooLong { .. } => &mut self.too_long,
+            _ => return None,
+        })
+    }
 }
 
 /// Counters of an import. Every row is either imported (it gave events, or it went into
@@ -290,6 +496,11 @@ pub struct ImportStats {
     pub gaps: u64,
     /// Rows whose local time is earlier than the previous row's of the same file.
     pub out_of_order: u64,
+    /// Of the `skipped_bad_row` rows, those refused for an absurd value, by reason.
+    pub rejected: Rejected,
+    /// Trades dropped from the merge of several inputs as copies of a trade of another
+    /// input ([`merge_counted`]).
+    pub duplicates: u64,
     /// A gzip input ended early (a recording cut by a crash): it was read up to there.
     pub truncated: bool,
     /// Recordings: the synchronisers' counters, summed over instruments.
@@ -319,6 +530,8 @@ impl ImportStats {
         self.snapshots += o.snapshots;
         self.gaps += o.gaps;
         self.out_of_order += o.out_of_order;
+        self.rejected.add(&o.rejected);
+        self.duplicates += o.duplicates;
         self.truncated |= o.truncated;
         add_sync(&mut self.sync, &o.sync);
         for (mine, theirs) in [(&mut self.diffs_only, &o.diffs_only), (&mut self.diffs_after_gap, &o.diffs_after_gap)] {
@@ -336,8 +549,11 @@ impl ImportStats {
     }
 
     /// Counts a bad row, keeping its text if it is among the first ones.
-    fn bad(&mut self, path: &Path, line: u64, reason: &dyn fmt::Display, row: &dyn Fn() -> String) {
+    fn bad(&mut self, path: &Path, line: u64, reason: &RowError, row: &dyn Fn() -> String) {
         self.skipped_bad_row += 1;
+        if let Some(n) = self.rejected.counter(reason) {
+            *n += 1;
+        }
         if self.bad_rows.len() < MAX_REPORTED_BAD_ROWS {
             let mut text = row();
             if text.len() > MAX_ROW_TEXT {
@@ -390,6 +606,24 @@ impl fmt::Display for ImportStats {
             if n > 0 {
                 write!(f, "; {n} {name}")?;
             }
+        }
+        let r = &self.rejected;
+        let mut first = true;
+        for (name, n) in [
+            ("price", r.price),
+            ("size", r.size),
+            ("time out of range", r.time),
+            ("time jump", r.jump),
+            ("exchange/receive skew", r.skew),
+            ("line too long", r.too_long),
+        ] {
+            if n > 0 {
+                write!(f, "{}{n} {name}", if first { "; bad rows rejected for: " } else { ", " })?;
+                first = false;
+            }
+        }
+        if self.duplicates > 0 {
+            write!(f, "; {} duplicate trades dropped", self.duplicates)?;
         }
         if self.truncated {
             f.write_str("; truncated gzip input")?;
@@ -454,6 +688,7 @@ pub fn detect(path: &Path) -> Result<Format, ImportError> {
     }
     let line = head.split(|&c| c == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if is_recording_line(line) {
         return Ok(Format::Recording);
     }
@@ -483,10 +718,11 @@ pub fn import_file(
     let table = SymbolTable::new(instruments);
     match format {
         Format::Recording => {
-            out = recording::import(&[path.to_path_buf()], instruments, opts.recording_book, &mut s)?;
+            out = recording::import(&[path.to_path_buf()], instruments, opts.recording_book, &opts.limits, &mut s)?;
         }
         Format::TardisBookL2 | Format::TardisQuotes | Format::TardisTrades => {
-            tardis::import(open(path)?, path, format, &table, &mut s, &mut out)?;
+            let input = CappedRecords::new(open(path)?, opts.limits.row_bytes(), false);
+            tardis::import(input, path, format, &table, &opts.limits, &mut s, &mut out)?;
         }
         Format::BinanceTrades | Format::BinanceAggTrades | Format::BinanceFuturesBookTicker => {
             let symbol = match &opts.symbol {
@@ -495,7 +731,9 @@ pub fn import_file(
                     binance_csv::symbol_from_name(path).ok_or_else(|| ImportError::NoSymbol { path: path.into() })?
                 }
             };
-            binance_csv::import(open(path)?, path, format, table.lookup(symbol.as_bytes()), &table, &mut s, &mut out)?;
+            let input = CappedRecords::new(open(path)?, opts.limits.row_bytes(), false);
+            let inst = table.lookup(symbol.as_bytes());
+            binance_csv::import(input, path, format, inst, &table, &opts.limits, &mut s, &mut out)?;
         }
     }
     s.events = out.len() as u64;
@@ -517,7 +755,7 @@ pub fn import_recordings(
         return Err(ImportError::NoInput);
     }
     let mut s = ImportStats::default();
-    let out = recording::import(paths, instruments, opts.recording_book, &mut s)?;
+    let out = recording::import(paths, instruments, opts.recording_book, &opts.limits, &mut s)?;
     s.events = out.len() as u64;
     stats.add(&s);
     Ok(out)
@@ -559,7 +797,11 @@ pub fn import_files(
             reports.push(FileReport { paths: vec![p.clone()], format: f, stats });
         }
     }
-    Ok(Imported { events: merge(streams), reports })
+    let (events, dups) = merge_counted(streams);
+    for (r, d) in reports.iter_mut().zip(dups) {
+        r.stats.duplicates += d;
+    }
+    Ok(Imported { events, reports })
 }
 
 /// Merges event streams into one ordered by `local_ts`, keeping each batch (the events
@@ -569,7 +811,29 @@ pub fn import_files(
 /// itself out of order is put in order the same way. A stream's trailing events without
 /// a batch end are closed as a batch (flag set on the last), so that no batch straddles
 /// two streams.
+///
+/// Trades that overlapping inputs both hold are kept once: see [`merge_counted`].
 pub fn merge(streams: Vec<Vec<MarketEvent>>) -> Vec<MarketEvent> {
+    merge_counted(streams).0
+}
+
+/// A trade's identity across inputs: instrument, aggressor side, exchange time, price
+/// and size (the event carries no trade id).
+type TradeKey = (InstId, EventKind, Ts, i64, i64);
+
+/// [`merge`], also returning per stream how many of its trades were dropped as
+/// duplicates. With several streams, a trade of stream `s` is a duplicate when other
+/// streams already gave at least as many identical trades ([`TradeKey`]) as `s` has
+/// so far: two files that overlap in time thus give each trade once, while identical
+/// trades within one file (two fills at the same millisecond, price and size) are all
+/// kept. A batch whose events were all dropped disappears.
+pub fn merge_counted(streams: Vec<Vec<MarketEvent>>) -> (Vec<MarketEvent>, Vec<u64>) {
+    let mut dups = vec![0u64; streams.len()];
+    let dedup = streams.len() > 1;
+    // Per key: the most identical trades any stream gave so far (= kept), and per
+    // (key, stream) how many that stream gave.
+    let mut kept: HashMap<TradeKey, u32> = HashMap::new();
+    let mut seen: HashMap<(TradeKey, usize), u32> = HashMap::new();
     let total: usize = streams.iter().map(Vec::len).sum();
     // (first local_ts, stream, start, end)
     let mut batches: Vec<(Ts, usize, usize, usize)> = Vec::new();
@@ -585,12 +849,28 @@ pub fn merge(streams: Vec<Vec<MarketEvent>>) -> Vec<MarketEvent> {
     batches.sort_by_key(|b| b.0);
     let mut out = Vec::with_capacity(total);
     for (_, s, a, b) in batches {
-        out.extend_from_slice(&streams[s][a..b]);
-        if let Some(last) = out.last_mut() {
-            last.flags |= MarketEvent::END_OF_BATCH;
+        let before = out.len();
+        for e in &streams[s][a..b] {
+            if dedup && matches!(e.kind, EventKind::TradeBuy | EventKind::TradeSell) {
+                let key = (e.inst, e.kind, e.exch_ts, e.px, e.qty);
+                let mine = seen.entry((key, s)).or_insert(0);
+                *mine += 1;
+                let k = kept.entry(key).or_insert(0);
+                if *mine <= *k {
+                    dups[s] += 1;
+                    continue;
+                }
+                *k = *mine;
+            }
+            out.push(*e);
+        }
+        if out.len() > before {
+            if let Some(last) = out.last_mut() {
+                last.flags |= MarketEvent::END_OF_BATCH;
+            }
         }
     }
-    out
+    (out, dups)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -674,8 +954,13 @@ pub(crate) fn open(path: &Path) -> Result<Input, ImportError> {
     }
 }
 
+/// An I/O error of `path`; a [`lines::LineTooLong`] from a [`lines::CappedRecords`] is
+/// [`ImportError::LineTooLong`].
 pub(crate) fn io_err(path: &Path, source: io::Error) -> ImportError {
-    ImportError::Io { path: path.to_path_buf(), source }
+    match lines::too_long(&source) {
+        Some(t) => ImportError::LineTooLong { path: path.to_path_buf(), line: t.line, max: t.max },
+        None => ImportError::Io { path: path.to_path_buf(), source },
+    }
 }
 
 /// A read error: a gzip stream that ends early marks the input truncated and ends it
@@ -687,6 +972,13 @@ pub(crate) fn read_failed(path: &Path, e: io::Error, stats: &mut ImportStats) ->
     } else {
         Err(io_err(path, e))
     }
+}
+
+/// True if the CSV header `line` has exactly the columns of `header`, each name
+/// trimmed of ASCII white space (`exchange, symbol, ...` is a header too).
+pub(crate) fn same_header(line: &[u8], header: &str) -> bool {
+    let mut names = line.split(|&c| c == b',').map(<[u8]>::trim_ascii);
+    header.split(',').all(|h| names.next() == Some(h.as_bytes())) && names.next().is_none()
 }
 
 /// `<digits> {`: the start of a recording line.
@@ -728,9 +1020,24 @@ pub(crate) enum RowError {
     /// A size that is no decimal or off the lot grid.
     #[error("column `{col}`: {err} (lot {inc})")]
     Qty { col: &'static str, err: DecimalError, inc: Decimal },
-    /// A price `<= 0` or a negative size.
-    #[error("column `{0}`: out of range")]
-    Range(&'static str),
+    /// A price `<= 0` or above [`MAX_TICKS`].
+    #[error("column `{0}`: price not in 1..=2^53 ticks")]
+    PriceRange(&'static str),
+    /// A negative size (zero for a trade), or above [`MAX_TICKS`] lots.
+    #[error("column `{0}`: size out of range")]
+    SizeRange(&'static str),
+    /// A time stamp outside [`Limits::min_ts`]..[`Limits::max_ts`].
+    #[error("{0}: time stamp outside the accepted years")]
+    TimeRange(&'static str),
+    /// A receive time more than [`Limits::max_jump`] ahead of the file's latest.
+    #[error("{0}: jumps ahead of the previous rows by more than the bound")]
+    TimeJump(&'static str),
+    /// Exchange and receive times further apart than [`Limits::max_skew`].
+    #[error("exchange and receive times further apart than the bound")]
+    Skew,
+    /// A line longer than the bound (its bytes were not kept).
+    #[error("line of {len} bytes, longer than {max}")]
+    TooLong { len: u64, max: usize },
     /// A price given without its size or the reverse.
     #[error("columns `{0}`: price and size must both be given or both be empty")]
     HalfQuote(&'static str),
@@ -808,13 +1115,22 @@ pub(crate) fn price(inst: &Instrument, s: &[u8], col: &'static str) -> Result<i6
         err,
         inc: inst.tick,
     })?;
-    if px <= 0 {
-        return Err(RowError::Range(col));
+    if px <= 0 || px > MAX_TICKS {
+        return Err(RowError::PriceRange(col));
     }
     Ok(px)
 }
 
-/// A size in lots, `>= 0`.
+/// A size in lots, `> 0`: a trade's.
+#[inline]
+pub(crate) fn trade_qty(inst: &Instrument, s: &[u8], col: &'static str) -> Result<i64, RowError> {
+    match qty(inst, s, col)? {
+        0 => Err(RowError::SizeRange(col)),
+        q => Ok(q),
+    }
+}
+
+/// A size in lots, `>= 0` (0 deletes a level) and at most [`MAX_TICKS`].
 #[inline]
 pub(crate) fn qty(inst: &Instrument, s: &[u8], col: &'static str) -> Result<i64, RowError> {
     let q = parse_decimal(s).and_then(|d| d.to_increments(inst.lot)).map_err(|err| RowError::Qty {
@@ -822,8 +1138,8 @@ pub(crate) fn qty(inst: &Instrument, s: &[u8], col: &'static str) -> Result<i64,
         err,
         inc: inst.lot,
     })?;
-    if q < 0 {
-        return Err(RowError::Range(col));
+    if !(0..=MAX_TICKS).contains(&q) {
+        return Err(RowError::SizeRange(col));
     }
     Ok(q)
 }
@@ -886,8 +1202,8 @@ mod tests {
         let btc = Instrument::new("BTCUSDT", d("0.01"), d("0.00001"));
         assert_eq!(qty(&btc, b"1e-5", "amount"), Ok(1));
         assert!(matches!(qty(&btc, b"1e-8", "amount"), Err(RowError::Qty { err: DecimalError::OffGrid, .. })));
-        assert_eq!(price(&btc, b"0", "price"), Err(RowError::Range("price")));
-        assert_eq!(qty(&btc, b"-1", "amount"), Err(RowError::Range("amount")));
+        assert_eq!(price(&btc, b"0", "price"), Err(RowError::PriceRange("price")));
+        assert_eq!(qty(&btc, b"-1", "amount"), Err(RowError::SizeRange("amount")));
     }
 
     #[test]

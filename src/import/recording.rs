@@ -68,15 +68,21 @@
 //!
 //! A line that is not `<ns> <message>`, a message the parser refuses (malformed JSON, a
 //! price off the tick grid, ...), a snapshot before any line named its symbol: counted
-//! as bad rows with their line number. Unknown streams and other JSON (subscription
+//! as bad rows with their line number; so are a line longer than
+//! [`super::Limits::max_line_bytes`] (skipped without being buffered), a receive or
+//! exchange time outside the accepted years or a receive time jumping ahead, and prices
+//! or sizes beyond [`MAX_TICKS`] or a trade of size 0 ([`ImportStats::rejected`]). Unknown streams and other JSON (subscription
 //! replies) are ignored and counted; messages of other symbols are counted. A gzip file
 //! cut short (a crash) is read up to the cut ([`ImportStats::truncated`]). Empty lines
 //! are not rows.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use super::{excerpt, open, read_failed, ImportError, ImportStats, Input, Order, RecordingBook, RowError, SymbolTable};
+use super::lines::{BoundedLines, Line};
+use super::{
+    excerpt, open, read_failed, Clock, ImportError, ImportStats, Input, Limits, Order, RecordingBook, RowError,
+    SymbolTable, MAX_TICKS,
+};
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::{emit_levels, BinanceParser, DepthLevel, Parsed};
 use crate::feed::sync::DepthSync;
@@ -92,16 +98,17 @@ pub(crate) fn import(
     paths: &[PathBuf],
     instruments: &[Instrument],
     book: RecordingBook,
+    lim: &Limits,
     stats: &mut ImportStats,
 ) -> Result<Vec<MarketEvent>, ImportError> {
     let n = instruments.len();
     let first = if book == RecordingBook::Diffs { Mode::Diffs } else { Mode::Sync };
     let mut s = ImportStats::default();
-    let mut pass = run(paths, instruments, vec![first; n], &mut s)?;
+    let mut pass = run(paths, instruments, vec![first; n], lim, &mut s)?;
     if book == RecordingBook::Auto && (0..n).any(|i| pass.depth_msgs[i] > 0 && !pass.synced[i]) {
         let modes = pass.last_snapshot.iter().map(|l| l.map_or(Mode::Diffs, Mode::SyncUntil)).collect();
         s = ImportStats::default();
-        pass = run(paths, instruments, modes, &mut s)?;
+        pass = run(paths, instruments, modes, lim, &mut s)?;
     }
     for (i, inst) in instruments.iter().enumerate() {
         if pass.depth_msgs[i] == 0 {
@@ -147,12 +154,12 @@ struct Pass {
 /// One input file with one line of lookahead.
 struct Source {
     path: PathBuf,
-    input: Input,
-    buf: Vec<u8>,
-    /// Line number of the line in `buf`.
-    line: u64,
-    /// The current line's time and message bounds, if there is a current line.
+    input: BoundedLines<Input>,
+    /// The current line's time and message bounds in the reader's line, if there is a
+    /// current line.
     cur: Option<(Ts, usize, usize)>,
+    /// Receive times: window and forward jumps.
+    clock: Clock,
     /// Symbol of the last message line: `None` before any, `Some(None)` for a symbol
     /// not among the instruments.
     last_sym: Option<Option<InstId>>,
@@ -161,34 +168,46 @@ struct Source {
 
 impl Source {
     /// Loads the next line that has a time stamp into `cur` (bad ones are counted).
-    fn advance(&mut self, stats: &mut ImportStats) -> Result<(), ImportError> {
+    /// Lines longer than [`Limits::line_bytes`] are skipped (unbuffered) and counted as
+    /// bad rows; so are receive times outside the window or jumping ahead
+    /// ([`Limits::max_jump`]).
+    fn advance(&mut self, lim: &Limits, stats: &mut ImportStats) -> Result<(), ImportError> {
         self.cur = None;
         loop {
-            self.buf.clear();
-            match self.input.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
+            match self.input.next_line() {
+                Ok(None) => return Ok(()),
+                Ok(Some(Line::Text(_))) => {}
+                Ok(Some(Line::TooLong { len })) => {
+                    stats.rows += 1;
+                    let e = RowError::TooLong { len, max: lim.line_bytes() };
+                    stats.bad(&self.path, self.input.line(), &e, &String::new);
+                    continue;
+                }
                 Err(e) => return read_failed(&self.path, e, stats),
             }
-            self.line += 1;
-            let mut end = self.buf.len();
-            while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
-                end -= 1;
-            }
+            let n = self.input.line();
+            let line = self.input.current();
+            let end = line.iter().rposition(|&c| c != b'\r' && c != b'\n').map_or(0, |i| i + 1);
             if end == 0 {
                 continue;
             }
-            let line = &self.buf[..end];
+            let line = &line[..end];
             let digits = line.iter().take_while(|c| c.is_ascii_digit()).count();
             let ts = super::parse_int(&line[..digits]);
-            match (ts, line.get(digits)) {
-                (Some(ts), Some(b' ')) => {
+            let checked =
+                ts.map(|t| lim.window(t, "receive time").and_then(|()| self.clock.check(lim, t, "receive time")));
+            match (ts, line.get(digits), checked) {
+                (Some(ts), Some(b' '), Some(Ok(()))) => {
                     self.cur = Some((ts, digits + 1, end));
                     return Ok(());
                 }
+                (Some(_), Some(b' '), Some(Err(e))) => {
+                    stats.rows += 1;
+                    stats.bad(&self.path, n, &e, &|| excerpt(line));
+                }
                 _ => {
                     stats.rows += 1;
-                    stats.bad(&self.path, self.line, &RowError::Line, &|| excerpt(line));
+                    stats.bad(&self.path, n, &RowError::Line, &|| excerpt(line));
                 }
             }
         }
@@ -234,12 +253,14 @@ struct Session<'a> {
     depth_msgs: Vec<u64>,
     last_snapshot: Vec<Option<u64>>,
     sink: Sink,
+    lim: Limits,
 }
 
 fn run(
     paths: &[PathBuf],
     instruments: &[Instrument],
     modes: Vec<Mode>,
+    lim: &Limits,
     stats: &mut ImportStats,
 ) -> Result<Pass, ImportError> {
     let n = instruments.len();
@@ -247,14 +268,13 @@ fn run(
     for p in paths {
         let mut s = Source {
             path: p.clone(),
-            input: open(p)?,
-            buf: Vec::with_capacity(1 << 16),
-            line: 0,
+            input: BoundedLines::new(open(p)?, lim.line_bytes()),
             cur: None,
+            clock: Clock::default(),
             last_sym: None,
             order: Order::default(),
         };
-        s.advance(stats)?;
+        s.advance(lim, stats)?;
         sources.push(s);
     }
     let mut ses = Session {
@@ -271,6 +291,7 @@ fn run(
         depth_msgs: vec![0; n],
         last_snapshot: vec![None; n],
         sink: Sink { out: Vec::new(), last_local: Ts::MIN },
+        lim: *lim,
     };
     loop {
         // The earliest current line; ties go to the earlier file.
@@ -287,9 +308,12 @@ fn run(
         if let Some((_, a, b)) = src.cur {
             src.order.see(ts, stats);
             ses.seq += 1;
-            ses.line(&src.buf[a..b], ts, &mut src.last_sym, &src.path, src.line, stats);
+            let line = src.input.line();
+            let Source { input, last_sym, path, .. } = src;
+            let msg = input.current().get(a..b).unwrap_or_default();
+            ses.line(msg, ts, last_sym, path, line, stats);
         }
-        src.advance(stats)?;
+        src.advance(lim, stats)?;
     }
     for s in &ses.syncs {
         super::add_sync(&mut stats.sync, s.stats());
@@ -350,8 +374,9 @@ impl Session<'_> {
             *last_sym = Some(self.table.lookup(sym));
         }
         let unknown_before = self.parser.stats().unknown_symbols;
-        match self.parser.parse(msg, ts, &mut self.levels) {
-            Err(e) => stats.bad(path, line, &RowError::Parse(e), &|| excerpt(msg)),
+        let parsed = self.parser.parse(msg, ts, &mut self.levels).map_err(RowError::Parse);
+        match parsed.and_then(|p| self.sane(&p, ts).map(|()| p)) {
+            Err(e) => stats.bad(path, line, &e, &|| excerpt(msg)),
             Ok(Parsed::Ignored) => {
                 if self.parser.stats().unknown_symbols > unknown_before {
                     stats.skipped_other_symbol += 1;
@@ -387,6 +412,39 @@ impl Session<'_> {
                 p.emit(levels, ts, &mut |e| sink.push(e));
             }
         }
+    }
+
+    /// The checks beyond the parser's (which refuses prices `<= 0` and negative sizes):
+    /// prices and sizes at most [`MAX_TICKS`], a trade's size `> 0`, the exchange time
+    /// in the window and close to the receive time `ts`.
+    fn sane(&self, p: &Parsed, ts: Ts) -> Result<(), RowError> {
+        let px = |v: i64, col| if v > 0 && v <= MAX_TICKS { Ok(()) } else { Err(RowError::PriceRange(col)) };
+        let q = |v: i64, col| if (0..=MAX_TICKS).contains(&v) { Ok(()) } else { Err(RowError::SizeRange(col)) };
+        match *p {
+            Parsed::Depth { exch_ts, .. } => {
+                self.lim.pair(exch_ts, ts)?;
+                for l in &self.levels {
+                    px(l.px, "level price")?;
+                    q(l.qty, "level size")?;
+                }
+            }
+            Parsed::Trade { exch_ts, px: p, qty, .. } => {
+                self.lim.pair(exch_ts, ts)?;
+                px(p, "p")?;
+                q(qty, "q")?;
+                if qty == 0 {
+                    return Err(RowError::SizeRange("q"));
+                }
+            }
+            Parsed::BookTicker { bid, bid_qty, ask, ask_qty, .. } => {
+                px(bid, "b")?;
+                px(ask, "a")?;
+                q(bid_qty, "B")?;
+                q(ask_qty, "A")?;
+            }
+            Parsed::Ignored => {}
+        }
+        Ok(())
     }
 
     /// A depth diff, its levels in `self.levels`.
@@ -449,6 +507,14 @@ impl Session<'_> {
         }
         match self.parser.parse_snapshot(msg, inst, &mut self.levels) {
             Err(e) => stats.bad(path, line, &RowError::Parse(e), &|| excerpt(msg)),
+            Ok(_) if self.levels.iter().any(|l| l.px > MAX_TICKS || l.qty > MAX_TICKS) => {
+                let e = if self.levels.iter().any(|l| l.px > MAX_TICKS) {
+                    RowError::PriceRange("level price")
+                } else {
+                    RowError::SizeRange("level size")
+                };
+                stats.bad(path, line, &e, &|| excerpt(msg));
+            }
             Ok(id) => {
                 let Session { syncs, levels, sink, .. } = self;
                 let _ = syncs[i].on_snapshot(id, levels, ts, &mut |e| sink.push(e));
@@ -506,7 +572,7 @@ mod tests {
     fn sync_mode_follows_the_live_procedure() {
         let f = file(&lines());
         let mut st = ImportStats::default();
-        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &Limits::any_time(), &mut st).unwrap();
         use EventKind::*;
         let k: Vec<_> = evs.iter().map(|e| (e.kind, e.px, e.qty, e.local_ts, e.flags)).collect();
         assert_eq!(
@@ -550,7 +616,7 @@ mod tests {
         let f = file(&l);
         let p = [f.path().to_path_buf()];
         let mut st = ImportStats::default();
-        let evs = import(&p, &btc(), RecordingBook::Auto, &mut st).unwrap();
+        let evs = import(&p, &btc(), RecordingBook::Auto, &Limits::any_time(), &mut st).unwrap();
         use EventKind::*;
         let k: Vec<_> = evs.iter().map(|e| (e.kind, e.px)).collect();
         assert_eq!(
@@ -572,7 +638,7 @@ mod tests {
         assert_eq!((st.gaps, st.skipped_ignored, st.rows), (1, 1, 9));
         // Forced sync: no book at all, trades still there.
         let mut st = ImportStats::default();
-        let evs = import(&p, &btc(), RecordingBook::Sync, &mut st).unwrap();
+        let evs = import(&p, &btc(), RecordingBook::Sync, &Limits::any_time(), &mut st).unwrap();
         let k: Vec<_> = evs.iter().map(|e| e.kind).collect();
         assert_eq!(k, [BestBid, BestAsk, Clear, TradeBuy]);
         assert_eq!(st.skipped_stale_ticker, 2);
@@ -587,8 +653,8 @@ mod tests {
         let f = file(&l);
         let p = [f.path().to_path_buf()];
         let (mut auto, mut sync) = (ImportStats::default(), ImportStats::default());
-        let a = import(&p, &btc(), RecordingBook::Auto, &mut auto).unwrap();
-        let s = import(&p, &btc(), RecordingBook::Sync, &mut sync).unwrap();
+        let a = import(&p, &btc(), RecordingBook::Auto, &Limits::any_time(), &mut auto).unwrap();
+        let s = import(&p, &btc(), RecordingBook::Sync, &Limits::any_time(), &mut sync).unwrap();
         // Identical up to the gap (the 11 events of the sync test).
         assert_eq!(a[..11], s[..11]);
         use EventKind::*;
@@ -616,7 +682,7 @@ mod tests {
         l.push((950, r#"{"lastUpdateId":20,"bids":[["10.01","1"]],"asks":[["10.06","1"]]}"#.to_string()));
         let f = file(&l);
         let mut st = ImportStats::default();
-        let a = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        let a = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &Limits::any_time(), &mut st).unwrap();
         let k: Vec<_> = a[11..].iter().map(|e| (e.kind, e.px, e.local_ts)).collect();
         assert_eq!(
             k,
@@ -640,7 +706,7 @@ mod tests {
         ];
         let f = file(&l);
         let mut st = ImportStats::default();
-        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &mut st).unwrap();
+        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &Limits::any_time(), &mut st).unwrap();
         assert!(evs.is_empty());
         assert_eq!((st.rows, st.skipped_bad_row, st.skipped_other_symbol, st.skipped_ignored), (5, 2, 2, 1));
         assert_eq!(st.bad_rows[0].reason, RowError::SnapshotWithoutSymbol.to_string());

@@ -41,7 +41,10 @@ use std::path::Path;
 
 use csv::{ByteRecord, ReaderBuilder};
 
-use super::{ev, excerpt, price, qty, read_failed, Format, ImportError, ImportStats, Order, RowError, SymbolTable};
+use super::{
+    ev, excerpt, price, qty, read_failed, trade_qty, Format, ImportError, ImportStats, Limits, Order, RowError,
+    SymbolTable, Times,
+};
 use crate::event::{EventKind, MarketEvent};
 use crate::types::{InstId, Ts};
 
@@ -60,7 +63,7 @@ pub(crate) fn detect_header(line: &[u8]) -> Option<Format> {
         (TRADES_HEADER, Format::TardisTrades),
     ]
     .into_iter()
-    .find(|(h, _)| h.as_bytes() == line)
+    .find(|(h, _)| super::same_header(line, h))
     .map(|(_, f)| f)
 }
 
@@ -91,8 +94,9 @@ struct Cols {
 
 impl Cols {
     fn from_header(h: &ByteRecord, format: Format) -> Result<Cols, String> {
-        let find =
-            |name: &str| h.iter().position(|c| c == name.as_bytes()).ok_or_else(|| format!("no `{name}` column"));
+        let find = |name: &str| {
+            h.iter().position(|c| c.trim_ascii() == name.as_bytes()).ok_or_else(|| format!("no `{name}` column"))
+        };
         let (a, b, c, d) = match format {
             Format::TardisBookL2 => ("is_snapshot", "side", "price", "amount"),
             Format::TardisQuotes => ("ask_amount", "ask_price", "bid_price", "bid_amount"),
@@ -136,10 +140,19 @@ pub(crate) fn import<R: Read>(
     path: &Path,
     format: Format,
     table: &SymbolTable<'_>,
+    limits: &Limits,
     stats: &mut ImportStats,
     out: &mut Vec<MarketEvent>,
 ) -> Result<(), ImportError> {
-    let mut rdr = ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(1 << 16).from_reader(input);
+    // No quoting (Tardis quotes nothing): a record is a line, which the caller's
+    // `CappedRecords` bounds.
+    let mut rdr = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .quoting(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(input);
+    let mut times = Times::new(*limits);
     let mut rec = ByteRecord::new();
     let header_err = |reason: String| ImportError::Header { path: path.to_path_buf(), reason };
     match rdr.read_byte_record(&mut rec) {
@@ -164,9 +177,11 @@ pub(crate) fn import<R: Read>(
         stats.rows += 1;
         let line = rec.position().map_or(0, |p| p.line());
         let res = match format {
-            Format::TardisBookL2 => book_row(&rec, &cols, table, &mut book, &mut open, &mut snapshots, stats, out),
-            Format::TardisQuotes => quote_row(&rec, &cols, table, stats, out),
-            _ => trade_row(&rec, &cols, table, stats, out),
+            Format::TardisBookL2 => {
+                book_row(&rec, &cols, table, &mut times, &mut book, &mut open, &mut snapshots, stats, out)
+            }
+            Format::TardisQuotes => quote_row(&rec, &cols, table, &mut times, stats, out),
+            _ => trade_row(&rec, &cols, table, &mut times, stats, out),
         };
         match res {
             Ok(Some(local)) => order.see(local, stats),
@@ -215,6 +230,7 @@ fn book_row(
     rec: &ByteRecord,
     cols: &Cols,
     table: &SymbolTable<'_>,
+    times: &mut Times,
     book: &mut [BookState],
     open: &mut Option<BatchKey>,
     snapshots: &mut u64,
@@ -226,6 +242,7 @@ fn book_row(
     let f = |i: usize| rec.get(i).unwrap_or_default();
     let ts = us(rec, cols.ts, "timestamp")?;
     let local = us(rec, cols.local, "local_timestamp")?;
+    times.check(ts, local)?;
     let snap = super::parse_bool(f(cols.a)).ok_or(RowError::Bool("is_snapshot"))?;
     let kind = match f(cols.b) {
         b"bid" => EventKind::BidLevel,
@@ -267,6 +284,7 @@ fn quote_row(
     rec: &ByteRecord,
     cols: &Cols,
     table: &SymbolTable<'_>,
+    times: &mut Times,
     stats: &mut ImportStats,
     out: &mut Vec<MarketEvent>,
 ) -> Result<Option<Ts>, RowError> {
@@ -275,6 +293,7 @@ fn quote_row(
     let f = |i: usize| rec.get(i).unwrap_or_default();
     let ts = us(rec, cols.ts, "timestamp")?;
     let local = us(rec, cols.local, "local_timestamp")?;
+    times.check(ts, local)?;
     let side = |p: &[u8], a: &[u8], pc, ac, both| -> Result<Option<(i64, i64)>, RowError> {
         match (p.is_empty(), a.is_empty()) {
             (true, true) => Ok(None),
@@ -311,6 +330,7 @@ fn trade_row(
     rec: &ByteRecord,
     cols: &Cols,
     table: &SymbolTable<'_>,
+    times: &mut Times,
     stats: &mut ImportStats,
     out: &mut Vec<MarketEvent>,
 ) -> Result<Option<Ts>, RowError> {
@@ -319,6 +339,7 @@ fn trade_row(
     let f = |i: usize| rec.get(i).unwrap_or_default();
     let ts = us(rec, cols.ts, "timestamp")?;
     let local = us(rec, cols.local, "local_timestamp")?;
+    times.check(ts, local)?;
     let kind = match f(cols.a) {
         b"buy" => Some(EventKind::TradeBuy),
         b"sell" => Some(EventKind::TradeSell),
@@ -326,7 +347,7 @@ fn trade_row(
         _ => return Err(RowError::Side("side")),
     };
     let px = price(instrument, f(cols.b), "price")?;
-    let q = qty(instrument, f(cols.c), "amount")?;
+    let q = trade_qty(instrument, f(cols.c), "amount")?;
     let Some(kind) = kind else {
         stats.unknown_side += 1;
         stats.skipped_ignored += 1;
@@ -386,7 +407,7 @@ mod tests {
         let table = SymbolTable::new(&insts);
         let mut stats = ImportStats::default();
         let mut out = Vec::new();
-        import(text.as_bytes(), Path::new("t.csv"), format, &table, &mut stats, &mut out).unwrap();
+        import(text.as_bytes(), Path::new("t.csv"), format, &table, &Limits::any_time(), &mut stats, &mut out).unwrap();
         (out, stats)
     }
 
@@ -465,9 +486,18 @@ mod tests {
         let table = SymbolTable::new(&insts);
         let mut st = ImportStats::default();
         let mut out = Vec::new();
-        let r = import(&b""[..], Path::new("e.csv"), Format::TardisTrades, &table, &mut st, &mut out);
+        let r =
+            import(&b""[..], Path::new("e.csv"), Format::TardisTrades, &table, &Limits::any_time(), &mut st, &mut out);
         assert!(matches!(r, Err(ImportError::Header { .. })));
-        let r = import(&b"a,b\n1,2\n"[..], Path::new("e.csv"), Format::TardisTrades, &table, &mut st, &mut out);
+        let r = import(
+            &b"a,b\n1,2\n"[..],
+            Path::new("e.csv"),
+            Format::TardisTrades,
+            &table,
+            &Limits::any_time(),
+            &mut st,
+            &mut out,
+        );
         assert!(matches!(r, Err(ImportError::Header { reason, .. }) if reason.contains("symbol")));
         // Columns in another order still map.
         let (evs, _) =

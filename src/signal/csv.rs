@@ -10,7 +10,11 @@
 //! between this output and any reader.
 //!
 //! Rows are handled one at a time through one reused [`csv::ByteRecord`] and one reused
-//! number buffer, so memory does not grow with the file.
+//! number buffer, so memory does not grow with the file; a row (the header included)
+//! longer than [`MAX_ROW_BYTES`] is [`CsvError::LineTooLong`], found before it is
+//! buffered ([`CappedRecords`]), so that an endless header (`/dev/zero`) fails at once
+//! instead of growing. Header names are matched trimmed of white space, and a UTF-8 byte
+//! order mark before the header is dropped.
 //!
 //! - A row whose `x` or `y` is not a finite number (empty, text, `NaN`, `inf`), or whose
 //!   field count differs from the header's, is an error naming its 1-based line (the
@@ -28,7 +32,11 @@ use std::io::{Read, Write};
 use csv::{ReaderBuilder, WriterBuilder};
 use thiserror::Error;
 
+use crate::import::lines::{too_long, CappedRecords};
 use crate::signal::kalman::{Kalman, KalmanError, KalmanOutput, KalmanParams};
+
+/// Longest input row, the header included, in bytes.
+pub const MAX_ROW_BYTES: usize = 1 << 20;
 
 /// Names of the appended columns, in order.
 pub const OUTPUT_COLUMNS: [&str; 5] = ["beta", "alpha", "e", "q", "z"];
@@ -96,6 +104,14 @@ pub enum CsvError {
         /// Fields in the row.
         found: usize,
     },
+    /// A row (or the header) is longer than [`MAX_ROW_BYTES`].
+    #[error("line {line}: a row longer than {max} bytes")]
+    LineTooLong {
+        /// 1-based line where the row starts.
+        line: u64,
+        /// The bound.
+        max: usize,
+    },
     /// Reading or writing CSV failed (I/O error, malformed quoting).
     #[error("csv: {0}")]
     Csv(#[from] csv::Error),
@@ -112,10 +128,10 @@ pub enum CsvError {
 pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> Result<CsvStats, CsvError> {
     let mut kalman = Kalman::new(&opts.params)?;
     // flexible: field counts are checked here, so that a ragged row can be skipped.
-    let mut rdr = ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
+    let mut rdr = reader(input);
     let mut wtr = WriterBuilder::new().from_writer(output);
 
-    let mut rec = rdr.byte_headers()?.clone();
+    let mut rec = rdr.byte_headers().map_err(read_err)?.clone();
     let width = rec.len();
     let yi = column(&rec, &opts.y)?;
     let xi = column(&rec, &opts.x)?;
@@ -126,7 +142,7 @@ pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> 
 
     let mut stats = CsvStats::default();
     let mut num = String::with_capacity(32);
-    while rdr.read_byte_record(&mut rec)? {
+    while rdr.read_byte_record(&mut rec).map_err(read_err)? {
         stats.rows += 1;
         let line = rec.position().map_or(0, |p| p.line());
         if rec.len() != width {
@@ -178,14 +194,14 @@ pub fn filter_csv<R: Read, W: Write>(input: R, output: W, opts: &CsvOptions) -> 
 /// the header and the bad-row rules of [`filter_csv`]; in the stats, `written` counts
 /// the pairs returned and `skipped` the rows dropped under `skip_bad`.
 pub fn read_xy<R: Read>(input: R, y: &str, x: &str, skip_bad: bool) -> Result<(Vec<(f64, f64)>, CsvStats), CsvError> {
-    let mut rdr = ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
-    let mut rec = rdr.byte_headers()?.clone();
+    let mut rdr = reader(input);
+    let mut rec = rdr.byte_headers().map_err(read_err)?.clone();
     let width = rec.len();
     let yi = column(&rec, y)?;
     let xi = column(&rec, x)?;
     let mut stats = CsvStats::default();
     let mut pairs = Vec::new();
-    while rdr.read_byte_record(&mut rec)? {
+    while rdr.read_byte_record(&mut rec).map_err(read_err)? {
         stats.rows += 1;
         let line = rec.position().map_or(0, |p| p.line());
         if rec.len() != width {
@@ -212,9 +228,26 @@ pub fn read_xy<R: Read>(input: R, y: &str, x: &str, skip_bad: bool) -> Result<(V
     Ok((pairs, stats))
 }
 
-/// Index of the header field `name`.
+/// The CSV reader of both entry points: rows bounded, BOM dropped, field counts
+/// checked by the caller (flexible), so that a ragged row can be skipped.
+fn reader<R: Read>(input: R) -> csv::Reader<CappedRecords<R>> {
+    ReaderBuilder::new().has_headers(true).flexible(true).from_reader(CappedRecords::new(input, MAX_ROW_BYTES, true))
+}
+
+/// A read error: an over-long row is [`CsvError::LineTooLong`].
+fn read_err(e: csv::Error) -> CsvError {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => match too_long(io) {
+            Some(t) => CsvError::LineTooLong { line: t.line, max: t.max },
+            None => CsvError::Csv(e),
+        },
+        _ => CsvError::Csv(e),
+    }
+}
+
+/// Index of the header field `name`, names compared trimmed of ASCII white space.
 fn column(header: &csv::ByteRecord, name: &str) -> Result<usize, CsvError> {
-    header.iter().position(|h| h == name.as_bytes()).ok_or_else(|| CsvError::MissingColumn {
+    header.iter().position(|h| h.trim_ascii() == name.trim().as_bytes()).ok_or_else(|| CsvError::MissingColumn {
         column: name.to_owned(),
         available: header.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect::<Vec<_>>().join(", "),
     })
@@ -385,6 +418,26 @@ mod tests {
         assert_eq!(pairs, [(10.0, 21.0), (12.0, 25.0)]);
         assert_eq!(stats, CsvStats { rows: 4, written: 2, skipped: 2 });
         assert!(matches!(read_xy("a,c\n".as_bytes(), "b", "a", false), Err(CsvError::MissingColumn { .. })));
+    }
+
+    #[test]
+    fn an_endless_header_is_an_error_not_growth() {
+        let err = filter_csv(std::io::repeat(0), std::io::sink(), &opts(false)).expect_err("endless");
+        assert!(matches!(err, CsvError::LineTooLong { line: 1, max: MAX_ROW_BYTES }), "{err:?}");
+        let err = read_xy(std::io::repeat(b'a'), "b", "a", false).expect_err("endless");
+        assert_eq!(err.to_string(), format!("line 1: a row longer than {MAX_ROW_BYTES} bytes"));
+        // A long row after a good one names its line.
+        let long = format!("a,b\n1,2\n{}\n", "9".repeat(MAX_ROW_BYTES + 1));
+        let err = read_xy(long.as_bytes(), "b", "a", true).expect_err("long row");
+        assert!(matches!(err, CsvError::LineTooLong { line: 3, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn header_names_are_trimmed_and_a_bom_dropped() {
+        let (pairs, _) = read_xy("\u{feff} a , b \n1,2\n".as_bytes(), "b", "a", false).expect("trimmed");
+        assert_eq!(pairs, [(1.0, 2.0)]);
+        let (out, _) = run("\u{feff}a,b\r\n1,2\r\n", &opts(false)).expect("bom");
+        assert!(out.starts_with("a,b,beta"), "{out}");
     }
 
     #[test]

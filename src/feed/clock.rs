@@ -47,22 +47,28 @@ impl ExchangeClock {
         } else if exch_ts > self.now {
             if exch_ts.saturating_sub(self.now) <= MAX_UNCONFIRMED_JUMP_NS {
                 self.now = exch_ts;
-                self.candidate = 0;
+                self.drop_candidate();
             } else if self.candidate != 0 && exch_ts.abs_diff(self.candidate) <= MAX_UNCONFIRMED_JUMP_NS as u64 {
                 self.now = exch_ts;
                 self.candidate = 0;
             } else {
-                if self.candidate != 0 {
-                    self.refused += 1;
-                }
+                self.drop_candidate();
                 self.candidate = exch_ts;
             }
-        } else if self.candidate != 0 {
-            // A message back on the old clock: the jump was a lone bad stamp.
+        } else {
+            // A message back on the old clock: a pending jump was a lone bad stamp.
+            self.drop_candidate();
+        }
+        self.now
+    }
+
+    /// Forgets an unconfirmed jump, counting it as refused.
+    #[inline]
+    fn drop_candidate(&mut self) {
+        if self.candidate != 0 {
             self.candidate = 0;
             self.refused += 1;
         }
-        self.now
     }
 }
 

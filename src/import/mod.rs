@@ -503,6 +503,11 @@ pub struct ImportStats {
     pub duplicates: u64,
     /// A gzip input ended early (a recording cut by a crash): it was read up to there.
     pub truncated: bool,
+    /// Recordings: gap markers the recorder wrote where it had to drop messages
+    /// ([`crate::feed::record::GAP_MARKER_KEY`]).
+    pub recorder_gaps: u64,
+    /// Recordings: messages those markers say were dropped.
+    pub recorder_dropped: u64,
     /// Recordings: the synchronisers' counters, summed over instruments.
     pub sync: SyncStats,
     /// Recordings: symbols whose book was rebuilt from diffs only
@@ -533,6 +538,8 @@ impl ImportStats {
         self.rejected.add(&o.rejected);
         self.duplicates += o.duplicates;
         self.truncated |= o.truncated;
+        self.recorder_gaps += o.recorder_gaps;
+        self.recorder_dropped += o.recorder_dropped;
         add_sync(&mut self.sync, &o.sync);
         for (mine, theirs) in [(&mut self.diffs_only, &o.diffs_only), (&mut self.diffs_after_gap, &o.diffs_after_gap)] {
             for s in theirs {
@@ -600,6 +607,8 @@ impl fmt::Display for ImportStats {
         for (name, n) in [
             ("snapshots", self.snapshots),
             ("gaps", self.gaps),
+            ("recorder gap markers", self.recorder_gaps),
+            ("messages the recorder dropped", self.recorder_dropped),
             ("one-sided quotes", self.one_sided_quotes),
             ("out of order", self.out_of_order),
         ] {

@@ -330,6 +330,13 @@ fn run(
     })
 }
 
+/// The dropped count of a recorder gap marker, `{"statarb_gap":{"dropped":N}}`.
+fn gap_marker(msg: &[u8]) -> Option<u64> {
+    let rest = msg.strip_prefix(b"{\"")?.strip_prefix(crate::feed::record::GAP_MARKER_KEY.as_bytes())?;
+    let digits = rest.strip_prefix(b"\":{\"dropped\":")?.strip_suffix(b"}}")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// A REST depth snapshot: Binance puts `lastUpdateId` first.
 #[inline]
 fn is_snapshot(msg: &[u8]) -> bool {
@@ -362,6 +369,13 @@ impl Session<'_> {
         stats: &mut ImportStats,
     ) {
         stats.rows += 1;
+        if let Some(dropped) = gap_marker(msg) {
+            // Messages lost in the recorder: the depth sync finds the missing update
+            // ids itself and resyncs; the marker says how many messages went.
+            stats.recorder_gaps += 1;
+            stats.recorder_dropped = stats.recorder_dropped.saturating_add(dropped);
+            return;
+        }
         if is_snapshot(msg) {
             match *last_sym {
                 None => stats.bad(path, line, &RowError::SnapshotWithoutSymbol, &|| excerpt(msg)),
@@ -566,6 +580,20 @@ mod tests {
             (700, "garbage".to_string()),
             (800, r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":3,"s":"BTCUSDT","t":1,"p":"10.04","q":"0.1","T":3,"m":false,"M":true}}"#.to_string()),
         ]
+    }
+
+    #[test]
+    fn recorder_gap_markers_are_counted_not_parsed() {
+        assert_eq!(gap_marker(br#"{"statarb_gap":{"dropped":12}}"#), Some(12));
+        assert_eq!(gap_marker(br#"{"statarb_gap":{"dropped":x}}"#), None);
+        assert_eq!(gap_marker(br#"{"stream":"btcusdt@trade"}"#), None);
+        let mut l = lines();
+        l.insert(2, (250, r#"{"statarb_gap":{"dropped":7}}"#.to_string()));
+        let f = file(&l);
+        let mut st = ImportStats::default();
+        import(&[f.path().to_path_buf()], &btc(), RecordingBook::Auto, &Limits::any_time(), &mut st).unwrap();
+        // The marker is not a bad row: only the "garbage" line is.
+        assert_eq!((st.recorder_gaps, st.recorder_dropped, st.skipped_bad_row), (1, 7, 1));
     }
 
     #[test]

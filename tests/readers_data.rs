@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use statarb::import::lines::DEFAULT_MAX_ROW_BYTES;
+use statarb::lines::DEFAULT_MAX_ROW_BYTES;
 use statarb::import::{detect, import_file, import_files, Format, ImportOptions, ImportStats, Limits};
 use statarb::types::{Decimal, Instrument};
 

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use flate2::write::GzEncoder;
-use statarb::import::lines::DEFAULT_MAX_LINE_BYTES;
+use statarb::lines::DEFAULT_MAX_LINE_BYTES;
 use statarb::import::{import_file, Format, ImportError, ImportOptions, ImportStats};
 use statarb::types::{Decimal, Instrument};
 

@@ -71,7 +71,7 @@
 //! of the first few bad rows.
 
 pub mod binance_csv;
-pub mod lines;
+pub use crate::lines;
 pub mod recording;
 pub mod tardis;
 

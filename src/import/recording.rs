@@ -78,7 +78,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::lines::{BoundedLines, Line};
+use crate::lines::{BoundedLines, Line};
 use super::{
     excerpt, open, read_failed, Clock, ImportError, ImportStats, Input, Limits, Order, RecordingBook, RowError,
     SymbolTable, MAX_TICKS,

@@ -32,7 +32,7 @@ use std::io::{Read, Write};
 use csv::{ReaderBuilder, WriterBuilder};
 use thiserror::Error;
 
-use crate::import::lines::{too_long, CappedRecords};
+use crate::lines::{too_long, CappedRecords};
 use crate::signal::kalman::{Kalman, KalmanError, KalmanOutput, KalmanParams};
 
 /// Longest input row, the header included, in bytes.

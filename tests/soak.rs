@@ -19,7 +19,7 @@
 //! - the core (`on_market`, `on_exec`, `on_timer`) allocates nothing after warm-up.
 //!
 //! `SOAK_MESSAGES` sets the number of messages (default 250 000, the CI run);
-//! `tools/soak.sh` runs the long one (2 000 000) and prints the figures.
+//! `tools/soak.sh` runs the long one (1 000 000) and prints the figures.
 
 mod common;
 

@@ -360,7 +360,9 @@ fn chaos_soak() {
         assert!(resyncs[l] >= clears[l], "leg {l}: {} clears, {} resyncs after the first sync", clears[l], resyncs[l]);
         assert!(resyncs[l] <= clears[l] + 1);
     }
-    assert!(syncs + 2 >= gaps, "{syncs} syncs, {gaps} gaps");
+    // (Book gaps may outnumber syncs: a second gap while a leg waits for its snapshot
+    // is covered by the same resync.)
+    assert!(syncs >= resyncs.iter().sum::<u64>(), "{syncs} syncs, resyncs {resyncs:?}");
     assert!(fs.parse_errors >= 10, "{fs:?}");
     // Snapshot weight within the per-IP budget, pro rata for the soak's length.
     let minutes = elapsed.as_secs_f64() / 60.0;

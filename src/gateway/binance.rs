@@ -251,16 +251,16 @@ impl BinanceGatewayConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
         if !http(&self.rest_url) {
-            return Err(("gateway.rest_url".into(), "must be an http:// or https:// URL".into()));
+            return Err(("gateway.binance.rest_url".into(), "must be an http:// or https:// URL".into()));
         }
         if !(self.ws_url.is_empty() || self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
-            return Err(("gateway.ws_url".into(), "must be empty or a ws:// or wss:// URL".into()));
+            return Err(("gateway.binance.ws_url".into(), "must be empty or a ws:// or wss:// URL".into()));
         }
         if self.key_env.is_empty() || self.secret_env.is_empty() {
-            return Err(("gateway.key_env".into(), "key_env and secret_env must name variables".into()));
+            return Err(("gateway.binance.key_env".into(), "key_env and secret_env must name variables".into()));
         }
         if !(1..=60_000).contains(&self.recv_window_ms) {
-            return Err(("gateway.recv_window_ms".into(), "must be in 1..=60000".into()));
+            return Err(("gateway.binance.recv_window_ms".into(), "must be in 1..=60000".into()));
         }
         for (k, v) in [
             ("timeout_ms", self.timeout_ms),
@@ -268,18 +268,18 @@ impl BinanceGatewayConfig {
             ("settle_interval_ms", self.settle_interval_ms),
         ] {
             if v == 0 {
-                return Err((format!("gateway.{k}"), "must be > 0".into()));
+                return Err((format!("gateway.binance.{k}"), "must be > 0".into()));
             }
         }
         let l = &self.limits;
         if l.orders_per_10s == 0 || l.orders_per_day == 0 || l.weight_per_minute == 0 {
-            return Err(("gateway.limits".into(), "every limit must be > 0".into()));
+            return Err(("gateway.binance.limits".into(), "every limit must be > 0".into()));
         }
         if !(1..=86_400).contains(&self.retry_after_cap_s) {
-            return Err(("gateway.retry_after_cap_s".into(), "must be in 1..=86400".into()));
+            return Err(("gateway.binance.retry_after_cap_s".into(), "must be in 1..=86400".into()));
         }
         if !(1..=86_400_000).contains(&self.max_clock_skew_ms) {
-            return Err(("gateway.max_clock_skew_ms".into(), "must be in 1..=86400000".into()));
+            return Err(("gateway.binance.max_clock_skew_ms".into(), "must be in 1..=86400000".into()));
         }
         Ok(())
     }
@@ -757,9 +757,9 @@ impl BinanceSpot {
             wc.connect_timeout_ms = cfg.connect_timeout_ms;
             wc.backoff_min_ms = 200;
             wc.backoff_max_ms = 10_000;
-            let tls = tls_config(&[]).map_err(|e| GatewayError::Config("gateway.ws_url".into(), e.to_string()))?;
+            let tls = tls_config(&[]).map_err(|e| GatewayError::Config("gateway.binance.ws_url".into(), e.to_string()))?;
             let ws = WsClient::new(wc, tls, Token(0))
-                .map_err(|e| GatewayError::Config("gateway.ws_url".into(), e.to_string()))?;
+                .map_err(|e| GatewayError::Config("gateway.binance.ws_url".into(), e.to_string()))?;
             let poll = Poll::new().map_err(|e| GatewayError::Transport { path: "mio", msg: e.to_string() })?;
             Some(UserStream {
                 poll,

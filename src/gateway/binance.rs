@@ -757,7 +757,8 @@ impl BinanceSpot {
             wc.connect_timeout_ms = cfg.connect_timeout_ms;
             wc.backoff_min_ms = 200;
             wc.backoff_max_ms = 10_000;
-            let tls = tls_config(&[]).map_err(|e| GatewayError::Config("gateway.binance.ws_url".into(), e.to_string()))?;
+            let tls =
+                tls_config(&[]).map_err(|e| GatewayError::Config("gateway.binance.ws_url".into(), e.to_string()))?;
             let ws = WsClient::new(wc, tls, Token(0))
                 .map_err(|e| GatewayError::Config("gateway.binance.ws_url".into(), e.to_string()))?;
             let poll = Poll::new().map_err(|e| GatewayError::Transport { path: "mio", msg: e.to_string() })?;
@@ -1887,7 +1888,7 @@ mod tests {
         assert_eq!(c.recv_window_ms, 5000);
         assert!(c.validate().is_ok());
         let c: BinanceGatewayConfig = toml::from_str("recv_window_ms = 70000").unwrap();
-        assert_eq!(c.validate().unwrap_err().0, "gateway.recv_window_ms");
+        assert_eq!(c.validate().unwrap_err().0, "gateway.binance.recv_window_ms");
         assert!(toml::from_str::<BinanceGatewayConfig>("typo = 1").is_err());
         let c: BinanceGatewayConfig = toml::from_str("[limits]\norders_per_10s = 10").unwrap();
         assert_eq!(c.limits.orders_per_10s, 10);

@@ -529,7 +529,9 @@ impl Config {
             return Err(("quote.session_secs".into(), "must be > 0".into()));
         }
         self.check_durations()?;
-        if !(self.quote.horizon_secs.is_finite() && self.quote.horizon_secs > 0.0 && self.quote.horizon_secs <= 86_400.0)
+        if !(self.quote.horizon_secs.is_finite()
+            && self.quote.horizon_secs > 0.0
+            && self.quote.horizon_secs <= 86_400.0)
         {
             return Err(("quote.horizon_secs".into(), "must be in (0, 86400]".into()));
         }

@@ -77,7 +77,7 @@ use crate::quote::{QuoteError, Quoter, Session, SigmaEstimator};
 use crate::risk::{OrderCheck, Reject, Risk};
 use crate::signal::kalman::{Kalman, KalmanOutput};
 use crate::signal::pairs::{Pairs, SpreadState, Targets};
-use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, ms_to_ns, secs_to_ns, NS_PER_SEC};
+use crate::types::{ms_to_ns, secs_to_ns, InstId, Instrument, Px, Qty, Side, Ts, NS_PER_SEC};
 
 /// Index of the Y (dependent) leg.
 pub const LEG_Y: usize = 0;
@@ -662,7 +662,17 @@ impl Core {
     /// Sends a new order that is not a resting quote (an IOC), after the risk check.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn send(&mut self, l: usize, side: Side, px: Px, qty: Qty, tif: Tif, top: Option<(Px, Px)>, t: Clocks, out: &mut Commands) {
+    fn send(
+        &mut self,
+        l: usize,
+        side: Side,
+        px: Px,
+        qty: Qty,
+        tif: Tif,
+        top: Option<(Px, Px)>,
+        t: Clocks,
+        out: &mut Commands,
+    ) {
         if self.check(l, side, px, qty, top, t).is_ok() {
             self.push_new(l, side, px, qty, tif, out);
         }
@@ -670,7 +680,15 @@ impl Core {
 
     /// The pre-trade risk check of a new order on leg `l`.
     #[inline]
-    fn check(&mut self, l: usize, side: Side, px: Px, qty: Qty, top: Option<(Px, Px)>, t: Clocks) -> Result<(), Reject> {
+    fn check(
+        &mut self,
+        l: usize,
+        side: Side,
+        px: Px,
+        qty: Qty,
+        top: Option<(Px, Px)>,
+        t: Clocks,
+    ) -> Result<(), Reject> {
         let leg = &self.legs[l];
         let open_same_side = self.orders.iter().filter(|o| o.leg == l && o.side == side).map(|o| o.leaves).sum();
         let check = OrderCheck {

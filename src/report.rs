@@ -184,8 +184,7 @@ impl fmt::Display for Summary {
         let rejects: Vec<String> =
             self.rejects.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         writeln!(f, "risk rejects    {}", if rejects.is_empty() { "none".into() } else { rejects.join(" ") })?;
-        let bad: Vec<String> =
-            self.bad_data.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        let bad: Vec<String> = self.bad_data.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
         writeln!(f, "bad data        {}", if bad.is_empty() { "none".into() } else { bad.join(" ") })?;
         if let Some(r) = &self.last_venue_reject {
             writeln!(f, "venue reject    last: {r}")?;

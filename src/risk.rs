@@ -22,7 +22,7 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::types::{Instrument, Px, Qty, Side, Ts, ms_to_ns, NS_PER_SEC};
+use crate::types::{ms_to_ns, Instrument, Px, Qty, Side, Ts, NS_PER_SEC};
 
 /// Limits from config `[risk]` (per-leg position limits live with the legs).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -352,8 +352,8 @@ impl Risk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use crate::types::NS_PER_MS;
+    use proptest::prelude::*;
 
     fn params() -> RiskParams {
         RiskParams {
@@ -454,7 +454,10 @@ mod tests {
             let e = RiskParams { max_clock_jump_ms: ms, ..params() }.validate().unwrap_err();
             assert_eq!(e.key, "max_clock_jump_ms", "{ms}");
         }
-        assert_eq!(RiskParams { max_clock_jump_ms: MAX_CLOCK_JUMP_MS, ..params() }.max_clock_jump_ns(), 86_400 * NS_PER_SEC);
+        assert_eq!(
+            RiskParams { max_clock_jump_ms: MAX_CLOCK_JUMP_MS, ..params() }.max_clock_jump_ns(),
+            86_400 * NS_PER_SEC
+        );
     }
 
     #[test]
@@ -463,7 +466,8 @@ mod tests {
         let p: RiskParams = toml::from_str(base).unwrap();
         assert_eq!((p.data_band_bps, p.max_clock_jump_ms), (2_000.0, 60_000));
         assert_eq!(p.data_band(), 0.2);
-        let p: RiskParams = toml::from_str(&format!("{base}data_band_bps = 500.0\nmax_clock_jump_ms = 5000\n")).unwrap();
+        let p: RiskParams =
+            toml::from_str(&format!("{base}data_band_bps = 500.0\nmax_clock_jump_ms = 5000\n")).unwrap();
         assert_eq!((p.data_band_bps, p.max_clock_jump_ns()), (500.0, 5 * NS_PER_SEC));
     }
 

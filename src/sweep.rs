@@ -143,7 +143,9 @@ fn read_text(path: &Path) -> Result<String, SweepError> {
     let max = crate::config::MAX_CONFIG_BYTES;
     match crate::config::read_bounded(path, max) {
         Ok(Some(text)) => Ok(text),
-        Ok(None) => Err(SweepError::Invalid { file, msg: format!("longer than {max} bytes; not a grid or config file") }),
+        Ok(None) => {
+            Err(SweepError::Invalid { file, msg: format!("longer than {max} bytes; not a grid or config file") })
+        }
         Err(error) => Err(SweepError::Io { file, error }),
     }
 }

@@ -230,10 +230,7 @@ fn empty_data_and_wrapping_durations_are_errors_not_aborts() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("g.toml");
     std::fs::write(&grid, "[params]\n\"pairs.entry_z\" = [2.0]\n").unwrap();
-    for args in [
-        &["replay", "--events", "0"][..],
-        &["sweep", "--grid", grid.to_str().unwrap(), "--events", "0"][..],
-    ] {
+    for args in [&["replay", "--events", "0"][..], &["sweep", "--grid", grid.to_str().unwrap(), "--events", "0"][..]] {
         let o = statarb(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("--events 0"), "{}", stderr(&o));

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use statarb::book::Book;
-use statarb::config::{Config, FeedClock, FeedConfig, Venue};
+use statarb::config::{Config, FeedClock, FeedConfig};
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, MarketEvent, OrderCmd};
 use statarb::feed::gen::{self, GenParams};
@@ -33,19 +33,7 @@ fn dataset(events: usize) -> Arc<gen::Dataset> {
 }
 
 fn feed_config(ws: std::net::SocketAddr, end_on_close: bool) -> FeedConfig {
-    FeedConfig {
-        venue: Venue::Binance,
-        ws_url: format!("ws://{ws}/stream"),
-        rest_url: format!("http://{ws}"),
-        depth_levels: 20,
-        snapshot_limit: 100,
-        agg_trades: false,
-        read_buffer_size: 64 * 1024,
-        end_on_close,
-        clock: FeedClock::Exchange,
-        key_env: None,
-        secret_env: None,
-    }
+    common::binance_feed(ws, ws, end_on_close, FeedClock::Exchange)
 }
 
 /// Polls `feed` until it ends or `limit` passes, handing every event to `f` and
@@ -246,7 +234,8 @@ fn dropped_connections_reconnect_and_resync() {
 #[test]
 fn malformed_frames_are_counted_and_skipped() {
     let faults = Faults { malformed_every: Some(100), ..Faults::default() };
-    let (feed, core, _) = run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &common::market_make_config());
+    let (feed, core, _) =
+        run_with_faults(faults, FeedClock::Exchange, Duration::from_secs(4), &common::market_make_config());
     assert!(feed.stats().parse_errors > 10, "{:?}", feed.stats());
     assert!(core.stats().events > 10_000);
 }

@@ -8,6 +8,8 @@
 //! - the books are cleared when the connection drops, not when the next one opens;
 //! - with `end_on_close`, a TCP reset reconnects; only a clean close ends the data.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use statarb::config::{FeedClock, FeedConfig, Venue};
+use statarb::config::{FeedClock, FeedConfig};
 use statarb::event::EventKind;
 use statarb::feed::source::BinanceFeed;
 use statarb::gateway::limits::{Limit, RateLimiter, RateLimits};
@@ -41,19 +43,7 @@ fn depth(u: u64) -> String {
 }
 
 fn feed_config(ws: SocketAddr, rest: SocketAddr, end_on_close: bool) -> FeedConfig {
-    FeedConfig {
-        venue: Venue::Binance,
-        ws_url: format!("ws://{ws}/stream"),
-        rest_url: format!("http://{rest}"),
-        depth_levels: 20,
-        snapshot_limit: 100,
-        agg_trades: false,
-        read_buffer_size: 64 * 1024,
-        end_on_close,
-        clock: FeedClock::Wall,
-        key_env: None,
-        secret_env: None,
-    }
+    common::binance_feed(ws, rest, end_on_close, FeedClock::Wall)
 }
 
 /// A loopback HTTP server answering every request with `answer` (status line and

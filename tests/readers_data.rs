@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use statarb::lines::DEFAULT_MAX_ROW_BYTES;
 use statarb::import::{detect, import_file, import_files, Format, ImportOptions, ImportStats, Limits};
+use statarb::lines::DEFAULT_MAX_ROW_BYTES;
 use statarb::types::{Decimal, Instrument};
 
 fn insts() -> Vec<Instrument> {

@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use flate2::write::GzEncoder;
-use statarb::lines::DEFAULT_MAX_LINE_BYTES;
 use statarb::import::{import_file, Format, ImportError, ImportOptions, ImportStats};
+use statarb::lines::DEFAULT_MAX_LINE_BYTES;
 use statarb::types::{Decimal, Instrument};
 
 /// Peak resident memory of this process, bytes (Linux `/proc/self/status`).

@@ -149,10 +149,8 @@ fn exhausted_pool_drops_and_counts_without_blocking() {
     assert_eq!(ts.len() as u64, ok);
     assert!(ts.windows(2).all(|w| w[0] < w[1]));
     // Every drop is accounted for by a gap marker in the file.
-    let marked: u64 = gaps
-        .iter()
-        .map(|l| l.rsplit(':').next().unwrap().trim_end_matches('}').parse::<u64>().unwrap())
-        .sum();
+    let marked: u64 =
+        gaps.iter().map(|l| l.rsplit(':').next().unwrap().trim_end_matches('}').parse::<u64>().unwrap()).sum();
     assert_eq!(marked, s.dropped);
     assert_eq!(gaps.len() as u64, s.gap_markers);
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use statarb::book::Book;
-use statarb::config::{FeedClock, FeedConfig, Venue};
+use statarb::config::FeedClock;
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId, RejectMsg};
 use statarb::feed::gen::{self, GenParams};
@@ -155,23 +155,6 @@ impl TroubledVenue {
     }
 }
 
-fn feed_config(ws: std::net::SocketAddr) -> FeedConfig {
-    FeedConfig {
-        venue: Venue::Binance,
-        ws_url: format!("ws://{ws}/stream"),
-        rest_url: format!("http://{ws}"),
-        depth_levels: 20,
-        snapshot_limit: 100,
-        agg_trades: false,
-        read_buffer_size: 64 * 1024,
-        // A dropped connection must reconnect, not end the run.
-        end_on_close: false,
-        clock: FeedClock::Exchange,
-        key_env: None,
-        secret_env: None,
-    }
-}
-
 /// What the soak saw, for the assertions and the printed summary.
 #[derive(Debug, Default)]
 struct Tally {
@@ -202,7 +185,9 @@ fn chaos_soak() {
         .expect("start the replay server");
     // Quote actively, so that the venue's faults meet real order traffic.
     let cfg = common::market_make_config();
-    let mut feed = BinanceFeed::new(&feed_config(server.ws_addr()), &ds.instruments, None).unwrap();
+    // Not end_on_close: a dropped connection must reconnect, not end the run.
+    let fc = common::binance_feed(server.ws_addr(), server.ws_addr(), false, FeedClock::Exchange);
+    let mut feed = BinanceFeed::new(&fc, &ds.instruments, None).unwrap();
     let mut core = Core::new(&cfg, &ds.instruments, 1).unwrap();
     let mut venue = TroubledVenue::new(SimExchange::new(ds.instruments.clone(), cfg.fees));
     let max_position = [cfg.y.max_position_lots(), cfg.x.max_position_lots()];
@@ -222,14 +207,14 @@ fn chaos_soak() {
     // Hands commands to the venue and reports to the core until both are quiet,
     // checking every new order against the books the feed has built.
     let settle = |core: &mut Core,
-                      venue: &mut TroubledVenue,
-                      cmds: &mut Commands,
-                      reports: &mut Vec<ExecReport>,
-                      books: &[Book; 2],
-                      synced: &[bool; 2],
-                      now: Ts,
-                      tally: &mut Tally,
-                      measuring: bool| {
+                  venue: &mut TroubledVenue,
+                  cmds: &mut Commands,
+                  reports: &mut Vec<ExecReport>,
+                  books: &[Book; 2],
+                  synced: &[bool; 2],
+                  now: Ts,
+                  tally: &mut Tally,
+                  measuring: bool| {
         while !cmds.is_empty() || !reports.is_empty() {
             for r in reports.drain(..) {
                 if r.is_final() && !tally.finished.insert(r.id) {

@@ -237,7 +237,8 @@ fn check_imported(events: &[MarketEvent], insts: &[Instrument], stats: &ImportSt
 pub fn recording(data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else { return };
     let book = [RecordingBook::Auto, RecordingBook::Sync, RecordingBook::Diffs][sel as usize % 3];
-    let opts = ImportOptions { format: Some(Format::Recording), symbol: None, recording_book: book, ..Default::default() };
+    let opts =
+        ImportOptions { format: Some(Format::Recording), symbol: None, recording_book: book, ..Default::default() };
     let insts = binance_instruments();
     with_scratch(|s| {
         let paths = if sel & 0x80 != 0 {
@@ -271,8 +272,12 @@ fn import_one(name: &str, body: &[u8], format: Option<Format>, symbol: Option<&s
     let insts = binance_instruments();
     with_scratch(|s| {
         let path = s.write(name, body);
-        let opts =
-            ImportOptions { format, symbol: symbol.map(str::to_string), recording_book: RecordingBook::Auto, ..Default::default() };
+        let opts = ImportOptions {
+            format,
+            symbol: symbol.map(str::to_string),
+            recording_book: RecordingBook::Auto,
+            ..Default::default()
+        };
         match format {
             Some(f) => {
                 let mut stats = ImportStats::default();

@@ -271,7 +271,12 @@ impl RecordTap {
         slot.ts = local_ts;
         slot.data.clear();
         slot.data.extend_from_slice(msg); // within capacity: no reallocation
-        slot.dropped_before = self.counters.unmarked.swap(0, Ordering::Relaxed);
+                                          // A plain load first: the read-modify-write only when there were drops.
+        slot.dropped_before = if self.counters.unmarked.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.counters.unmarked.swap(0, Ordering::Relaxed)
+        };
         // The filled queue has room for every buffer, so this push cannot fail.
         if let Err(slot) = self.filled.push(slot) {
             self.counters.unmarked.fetch_add(slot.dropped_before + 1, Ordering::Relaxed);
@@ -402,14 +407,8 @@ impl Recorder {
             .spawn(move || writer.run(&stop_w))
             .map_err(|e| RecordError::Thread(e.to_string()))?;
         let large_cap = if pool.large_buffers > 0 { pool.large_bytes } else { pool.buffer_bytes };
-        let tap = RecordTap {
-            free,
-            free_large,
-            filled,
-            counters: counters.clone(),
-            small_cap: pool.buffer_bytes,
-            large_cap,
-        };
+        let tap =
+            RecordTap { free, free_large, filled, counters: counters.clone(), small_cap: pool.buffer_bytes, large_cap };
         Ok((tap, RecorderHandle { stop, counters, error, files, thread: Some(thread) }))
     }
 }
@@ -666,13 +665,8 @@ mod tests {
     #[test]
     fn oversize_is_dropped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let (tap, h) = Recorder::spawn_with_pool(
-            dir.path(),
-            "t",
-            RotatePolicy::default(),
-            PoolConfig::uniform(4, 8),
-        )
-        .unwrap();
+        let (tap, h) =
+            Recorder::spawn_with_pool(dir.path(), "t", RotatePolicy::default(), PoolConfig::uniform(4, 8)).unwrap();
         assert!(!tap.record(1, b"123456789"));
         assert!(tap.record(2, b"12345678"));
         let s = h.stop().unwrap();
@@ -708,9 +702,6 @@ mod tests {
         let mut text = String::new();
         use std::io::Read;
         flate2::read::GzDecoder::new(File::open(file).unwrap()).read_to_string(&mut text).unwrap();
-        assert_eq!(
-            text,
-            "1 one\n4 {\"statarb_gap\":{\"dropped\":2}}\n4 four\n4 {\"statarb_gap\":{\"dropped\":1}}\n"
-        );
+        assert_eq!(text, "1 one\n4 {\"statarb_gap\":{\"dropped\":2}}\n4 four\n4 {\"statarb_gap\":{\"dropped\":1}}\n");
     }
 }

@@ -43,9 +43,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use csv::{ByteRecord, ReaderBuilder};
+use csv::ByteRecord;
 
-use super::tardis::{csv_io, row_text};
+use super::tardis::{csv_io, line_records, row_text};
 use super::{
     ev, parse_bool, parse_int, price, qty, read_failed, trade_qty, Format, ImportError, ImportStats, Limits, Order,
     RowError, SymbolTable, Times,
@@ -141,14 +141,7 @@ pub(crate) fn import<R: Read>(
     stats: &mut ImportStats,
     out: &mut Vec<MarketEvent>,
 ) -> Result<(), ImportError> {
-    // No quoting (Binance quotes nothing): a record is a line, which the caller's
-    // `CappedRecords` bounds.
-    let mut rdr = ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .quoting(false)
-        .buffer_capacity(1 << 16)
-        .from_reader(input);
+    let mut rdr = line_records(input);
     let mut times = Times::new(*limits);
     let mut rec = ByteRecord::new();
     let mut first = true;

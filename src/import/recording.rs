@@ -78,7 +78,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::lines::{BoundedLines, Line};
 use super::{
     excerpt, open, read_failed, Clock, ImportError, ImportStats, Input, Limits, Order, RecordingBook, RowError,
     SymbolTable, MAX_TICKS,
@@ -86,6 +85,7 @@ use super::{
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::{emit_levels, BinanceParser, DepthLevel, Parsed};
 use crate::feed::sync::DepthSync;
+use crate::lines::{BoundedLines, Line};
 use crate::types::{InstId, Instrument, Ts};
 
 /// Depth levels one message may carry (a REST snapshot of 5000 per side fits).

@@ -144,14 +144,7 @@ pub(crate) fn import<R: Read>(
     stats: &mut ImportStats,
     out: &mut Vec<MarketEvent>,
 ) -> Result<(), ImportError> {
-    // No quoting (Tardis quotes nothing): a record is a line, which the caller's
-    // `CappedRecords` bounds.
-    let mut rdr = ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .quoting(false)
-        .buffer_capacity(1 << 16)
-        .from_reader(input);
+    let mut rdr = line_records(input);
     let mut times = Times::new(*limits);
     let mut rec = ByteRecord::new();
     let header_err = |reason: String| ImportError::Header { path: path.to_path_buf(), reason };
@@ -370,6 +363,13 @@ pub(crate) fn row_text(rec: &ByteRecord) -> String {
         }
     }
     excerpt(&s)
+}
+
+/// A CSV reader that takes one record per line: no header row, no quoting (neither
+/// Tardis nor Binance quotes anything), rows of any width. The caller's
+/// `CappedRecords` bounds each line, so a line is all the reader ever buffers.
+pub(super) fn line_records<R: Read>(input: R) -> csv::Reader<R> {
+    ReaderBuilder::new().has_headers(false).flexible(true).quoting(false).buffer_capacity(1 << 16).from_reader(input)
 }
 
 /// A CSV error as an I/O error (the only kind a flexible byte reader returns), or an

@@ -460,7 +460,11 @@ impl Kalman {
             phi,
             stationary: 1.0 / (1.0 - phi * phi),
             centre: 0.0,
-            centre_w: if p.centre_halflife > 0.0 { 1.0 - (-std::f64::consts::LN_2 / p.centre_halflife).exp() } else { 0.0 },
+            centre_w: if p.centre_halflife > 0.0 {
+                1.0 - (-std::f64::consts::LN_2 / p.centre_halflife).exp()
+            } else {
+                0.0
+            },
             last_x: 0.0,
             last_y: 0.0,
             log: p.prices == Prices::Log,
@@ -513,7 +517,8 @@ impl Kalman {
         let e = y - (self.beta * xc + a);
         let q_model = xc * (p_bb * xc + p_ba) + (p_ba * xc + p_aa) + self.ve * self.stationary;
         let level_var = self.level_num / self.level_den;
-        let q = if self.adaptive && self.level_den >= MIN_LEVEL_WEIGHT && level_var > 0.0 { level_var } else { q_model };
+        let q =
+            if self.adaptive && self.level_den >= MIN_LEVEL_WEIGHT && level_var > 0.0 { level_var } else { q_model };
 
         // The observation that corrects the state: the level, or the quasi-difference.
         let (h_b, h_a, obs, r) = if self.started && self.phi > 0.0 {
@@ -986,7 +991,8 @@ mod tests {
     /// Log prices: beta is the elasticity and the hedge ratio in units follows it.
     #[test]
     fn log_prices_estimate_the_elasticity() {
-        let params = KalmanParams { prices: Prices::Log, delta: 1e-12, ve: ObsNoise::Fixed(1e-8), ..KalmanParams::default() };
+        let params =
+            KalmanParams { prices: Prices::Log, delta: 1e-12, ve: ObsNoise::Fixed(1e-8), ..KalmanParams::default() };
         let mut k = Kalman::new(&params).expect("valid");
         for t in 0..2000 {
             let x = 100.0 * (1.0 + 0.2 * (t as f64 * 0.01).sin());
@@ -1063,7 +1069,8 @@ mod tests {
 
     #[test]
     fn reset_returns_to_the_prior() {
-        let params = KalmanParams { ve: ObsNoise::Adaptive, centre_halflife: 10.0, spread_halflife: 5.0, ..Default::default() };
+        let params =
+            KalmanParams { ve: ObsNoise::Adaptive, centre_halflife: 10.0, spread_halflife: 5.0, ..Default::default() };
         for p in [KalmanParams::default(), params] {
             let mut fresh = Kalman::new(&p).expect("valid");
             let mut k = Kalman::new(&p).expect("valid");

@@ -76,3 +76,26 @@ pub fn market_make_config() -> statarb::config::Config {
     let text = format!("extends = \"default\"\n{}", market_make_tables());
     statarb::config::Config::from_toml(&text, "config/market_make.toml").expect("market_make.toml is valid")
 }
+
+/// A Binance feed on the replay server at `ws` (snapshots from `rest`): 20 levels,
+/// snapshots of 100, no aggregate trades, no keys.
+pub fn binance_feed(
+    ws: std::net::SocketAddr,
+    rest: std::net::SocketAddr,
+    end_on_close: bool,
+    clock: statarb::config::FeedClock,
+) -> statarb::config::FeedConfig {
+    statarb::config::FeedConfig {
+        venue: statarb::config::Venue::Binance,
+        ws_url: format!("ws://{ws}/stream"),
+        rest_url: format!("http://{rest}"),
+        depth_levels: 20,
+        snapshot_limit: 100,
+        agg_trades: false,
+        read_buffer_size: 64 * 1024,
+        end_on_close,
+        clock,
+        key_env: None,
+        secret_env: None,
+    }
+}

@@ -322,11 +322,12 @@ fn default_read_buffer() -> usize {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GatewayVenue {
-    /// The simple simulated venue ([`crate::gateway::sim`]): fills on trade-through.
+    /// The simulated venue (paper trading): the market data of the run, fills from the
+    /// backtester's matching engine ([`crate::backtest::matching`]) with
+    /// `backtest.queue`, `[fees]` and `risk.data_band_bps`, on the gateway thread.
+    /// `"sim"`, the name of an earlier, simpler simulated venue, is accepted for it.
     #[default]
-    Sim,
-    /// Paper trading: live market data, fills from the backtester's matching engine
-    /// with its queue model and `[fees]`, on the gateway thread.
+    #[serde(alias = "sim")]
     Paper,
     /// Binance Spot (signed REST + WebSocket API user data stream), `[gateway.binance]`.
     Binance,
@@ -354,7 +355,7 @@ fn default_cancel_timeout_ms() -> u64 {
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
-            venue: GatewayVenue::Sim,
+            venue: GatewayVenue::Paper,
             binance: Default::default(),
             cancel_timeout_ms: default_cancel_timeout_ms(),
         }
@@ -699,6 +700,15 @@ mod tests {
         assert!(e.contains("extends"), "{e}");
         let e = Config::from_toml("extends = \"default\"\n[risk]\nstale = 1", "o.toml").unwrap_err().to_string();
         assert!(e.contains("o.toml") && e.contains("stale"), "{e}");
+    }
+
+    #[test]
+    fn sim_is_another_name_of_the_paper_venue() {
+        for name in ["sim", "paper"] {
+            let text = format!("extends = \"default\"\n[gateway]\nvenue = \"{name}\"\n");
+            assert_eq!(Config::from_toml(&text, "g.toml").unwrap().gateway.venue, GatewayVenue::Paper);
+        }
+        assert_eq!(Config::builtin().gateway.venue, GatewayVenue::Paper);
     }
 
     #[test]

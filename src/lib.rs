@@ -32,3 +32,4 @@ pub mod serve;
 pub mod signal;
 pub mod sweep;
 pub mod types;
+pub mod venue_codes;

@@ -83,8 +83,14 @@ pub enum Pacing {
     /// however long it takes, so results depend on thread timing.
     Max,
     /// Before each event the hot thread waits until the gateway has handled everything
-    /// sent so far and the reports are drained: zero simulated latency, and the same
-    /// fills on every run.
+    /// sent so far and the reports are drained; then it forwards the event to a
+    /// simulated venue and waits for its answer again before the core hears the event
+    /// ([`HotLoop::turn_lockstep`]): the venue acts first, as in a replay at equal
+    /// times. Zero simulated latency, and the same fills on every run.
+    ///
+    /// It waits only while the core has orders open: with none, every report has come
+    /// back and nothing can (a venue reports on our orders only), so the gateway may lag
+    /// without changing anything the core hears.
     Lockstep,
     /// Event time runs this many times faster than wall time.
     Speed(f64),
@@ -278,21 +284,49 @@ impl<S: MarketSource> HotLoop<S> {
     /// The core's clocks now, between events.
     #[inline]
     fn clocks(&self) -> Clocks {
-        let now = self.source.now();
-        Clocks { now, local: if S::RECORDED { now } else { self.local.at(Instant::now()) } }
+        clocks_now(&self.source, &self.local)
     }
 
     /// One turn: drain execution reports, then hand every ready market event to the
     /// core. Returns false once the source has ended.
     #[inline]
     pub fn turn(&mut self) -> bool {
+        self.turn_with(None)
+    }
+
+    /// One turn of [`Pacing::Lockstep`]: [`Self::sync`] first, then as [`Self::turn`],
+    /// but each market event goes to the gateway first, and the hot thread waits until
+    /// the gateway has handled it (`handled`, as in [`Self::sync`]) and feeds its
+    /// reports to the core, at the event's clocks, before the core hears the event.
+    /// Both waits happen only while the core has orders open (see [`Pacing::Lockstep`]).
+    #[inline]
+    pub fn turn_lockstep(&mut self, handled: &AtomicU64) -> bool {
+        if self.core.open_orders() > 0 {
+            self.sync(handled);
+        }
+        self.turn_with(Some(handled))
+    }
+
+    #[inline]
+    fn turn_with(&mut self, handled: Option<&AtomicU64>) -> bool {
         self.stats.turns += 1;
         self.drain_reports();
-        let HotLoop { core, source, outlet, forward_market, cmds, latencies, stats, local, .. } = self;
+        let HotLoop { core, source, outlet, from_gateway, forward_market, cmds, latencies, stats, local } = self;
+        let handled = handled.filter(|_| *forward_market);
         let polled = source.poll(&mut |ev: &MarketEvent| {
-            let t_read = Instant::now();
             stats.events += 1;
-            if *forward_market {
+            if handled.is_some() {
+                outlet.send(ToGateway::Market(*ev));
+            }
+            if let Some(handled) = handled.filter(|_| core.open_orders() > 0) {
+                let clocks = || Clocks {
+                    now: ev.local_ts,
+                    local: if S::RECORDED { ev.local_ts } else { local.at(Instant::now()) },
+                };
+                settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, clocks);
+            }
+            let t_read = Instant::now();
+            if *forward_market && handled.is_none() {
                 outlet.send(ToGateway::Market(*ev));
             }
             let t = Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.at(t_read) } };
@@ -325,12 +359,8 @@ impl<S: MarketSource> HotLoop<S> {
     /// Drains every report waiting in the ring into the core.
     #[inline]
     pub fn drain_reports(&mut self) {
-        while let Some(rep) = self.from_gateway.pop() {
-            self.stats.reports += 1;
-            let t = self.clocks();
-            self.core.on_exec_at(&rep, t, &mut self.cmds);
-            self.outlet.flush(&mut self.cmds);
-        }
+        let HotLoop { core, source, outlet, from_gateway, cmds, stats, local, .. } = self;
+        drain(from_gateway, core, cmds, outlet, &mut stats.reports, || clocks_now(source, local));
     }
 
     /// Lockstep: waits until the gateway has handled every message sent so far
@@ -338,20 +368,8 @@ impl<S: MarketSource> HotLoop<S> {
     /// feeds the reports to the core, and repeats until nothing is in flight.
     #[inline]
     pub fn sync(&mut self, handled: &AtomicU64) {
-        loop {
-            while handled.load(Ordering::Acquire) < self.outlet.sent {
-                // The gateway publishes `handled` once its reports are in the ring; a
-                // full ring must be drained for that to happen.
-                if self.from_gateway.is_full() {
-                    self.drain_reports();
-                }
-                std::hint::spin_loop();
-            }
-            if self.from_gateway.is_empty() {
-                return;
-            }
-            self.drain_reports();
-        }
+        let HotLoop { core, source, outlet, from_gateway, cmds, stats, local, .. } = self;
+        settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, || clocks_now(source, local));
     }
 
     /// Shuts the core down (cancel all, no more quotes) and tells the gateway to finish
@@ -386,6 +404,60 @@ impl<S: MarketSource> HotLoop<S> {
 #[inline]
 fn nanos(d: Duration) -> u64 {
     d.as_nanos() as u64
+}
+
+/// The core's clocks now, between events: the source's, and the local receive clock.
+#[inline]
+fn clocks_now<S: MarketSource>(source: &S, local: &LocalClock) -> Clocks {
+    let now = source.now();
+    Clocks { now, local: if S::RECORDED { now } else { local.at(Instant::now()) } }
+}
+
+/// Drains every report waiting in the ring into the core at `clocks()`, pushing the
+/// commands it answers with.
+#[inline]
+fn drain(
+    from_gateway: &mut Consumer<ExecReport>,
+    core: &mut Core,
+    cmds: &mut Commands,
+    outlet: &mut Outlet,
+    reports: &mut u64,
+    clocks: impl Fn() -> Clocks,
+) {
+    while let Some(rep) = from_gateway.pop() {
+        *reports += 1;
+        core.on_exec_at(&rep, clocks(), cmds);
+        outlet.flush(cmds);
+    }
+}
+
+/// The lockstep wait ([`HotLoop::sync`]): until the gateway has handled every message
+/// sent, feeding its reports to the core at `clocks()`, and again for the commands
+/// those make, until nothing is in flight.
+#[inline]
+fn settle(
+    handled: &AtomicU64,
+    outlet: &mut Outlet,
+    from_gateway: &mut Consumer<ExecReport>,
+    core: &mut Core,
+    cmds: &mut Commands,
+    reports: &mut u64,
+    clocks: impl Fn() -> Clocks,
+) {
+    loop {
+        while handled.load(Ordering::Acquire) < outlet.sent {
+            // The gateway publishes `handled` once its reports are in the ring; a full
+            // ring must be drained for that to happen.
+            if from_gateway.is_full() {
+                drain(from_gateway, core, cmds, outlet, reports, &clocks);
+            }
+            std::hint::spin_loop();
+        }
+        if from_gateway.is_empty() {
+            return;
+        }
+        drain(from_gateway, core, cmds, outlet, reports, &clocks);
+    }
 }
 
 /// Counters of the gateway loop.
@@ -691,10 +763,8 @@ where
             let mut hl = HotLoop::new(core, source, to_gw, from_gw, forward);
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if lockstep {
-                    hl.sync(&handled);
-                }
-                if !hl.turn() {
+                let more = if lockstep { hl.turn_lockstep(&handled) } else { hl.turn() };
+                if !more {
                     break;
                 }
             }

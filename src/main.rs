@@ -23,7 +23,6 @@ use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed};
 use statarb::feed::ws::{tls_config, WsClient, WsConfig};
 use statarb::feed::{evfile, gen};
 use statarb::gateway::binance::BinanceSpot;
-use statarb::gateway::sim::SimExchange;
 use statarb::gateway::Exchange;
 use statarb::live::{self, MarketSource, Pacing, Pinning, RunOptions, SliceSource};
 use statarb::metrics::{write_hgrm, Stage};
@@ -80,6 +79,9 @@ enum Cmd {
     },
     /// Measure tick-to-quote latency: the live thread model (pinned hot thread, rings,
     /// gateway thread, simulated venue) over a data set, the built-in one by default.
+    /// The venue is `replay`'s matching engine and reads the data at exchange time; the
+    /// core hears it at `replay`'s local times (`backtest.feed_latency`); orders take no
+    /// simulated time.
     Latency {
         /// Configuration file (default: the built-in config/default.toml).
         #[arg(long)]
@@ -97,7 +99,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// `lockstep` (the hot thread waits for the gateway before each event: the same
-        /// fills every run), `max` (no waiting), or a speed factor such as `1000x`.
+        /// fills every run, and with zero feed latency those of `replay` with zero
+        /// latency), `max` (no waiting), or a speed factor such as `1000x`.
         #[arg(long, default_value = "lockstep")]
         pace: Pacing,
     },
@@ -509,25 +512,50 @@ fn latency_cmd(
     }
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let core = Core::new(&cfg, &instruments, session_id)?;
-    let venue = SimExchange::new(instruments.clone(), cfg.fees);
+    let bt = Backtest::new(&cfg, &cfg.backtest)?;
     let opts = RunOptions {
         ring_capacity: cfg.live.ring_capacity,
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
         lockstep: pace == Pacing::Lockstep,
         cancel_timeout: std::time::Duration::from_millis(cfg.gateway.cancel_timeout_ms),
     };
+    // The queue model is picked here, once; each is its own monomorphised run.
+    use statarb::backtest::queue::{ProbLog, ProbPower, QueueConfig, RiskAverse};
+    let (summary, latencies) = match cfg.backtest.queue {
+        QueueConfig::RiskAverse {} => latency_run(&bt, core, &instruments, &events, RiskAverse, pace, &opts),
+        QueueConfig::ProbPower { n } => latency_run(&bt, core, &instruments, &events, ProbPower::new(n), pace, &opts),
+        QueueConfig::ProbLog {} => latency_run(&bt, core, &instruments, &events, ProbLog, pace, &opts),
+    };
+    report(&summary, &latencies, out)
+}
+
+/// The threaded run of `statarb latency` with queue model `queue`: the hot thread reads
+/// `events` at the local times `replay` gives them, the venue on the gateway thread
+/// ([`Backtest::replay_venue`]) reads them at exchange time.
+fn latency_run<Q: statarb::backtest::queue::QueueModel>(
+    bt: &Backtest,
+    core: Core,
+    instruments: &[Instrument],
+    events: &[MarketEvent],
+    queue: Q,
+    pace: Pacing,
+    opts: &RunOptions,
+) -> (Summary, statarb::metrics::Latencies) {
+    let local = bt.local_events(events);
+    let heard = local.as_deref().unwrap_or(events);
+    let venue = bt.replay_venue(instruments, events, queue);
     let source = match pace {
-        Pacing::Speed(x) => SliceSource::paced(&events, x),
-        Pacing::Max | Pacing::Lockstep => SliceSource::new(&events),
+        Pacing::Speed(x) => SliceSource::paced(heard, x),
+        Pacing::Max | Pacing::Lockstep => SliceSource::new(heard),
     };
     let stop = AtomicBool::new(false);
-    let outcome = live::run(core, source, venue, &opts, &stop);
+    let outcome = live::run(core, source, venue, opts, &stop);
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
     let mut summary = Summary::of_run(&outcome);
     summary.venue = Some(outcome.exchange.stats());
-    report(&summary, &outcome.latencies, out)
+    (summary, outcome.latencies)
 }
 
 /// Prints the summary of a threaded run and writes `summary.json` and the `.hgrm`
@@ -604,14 +632,6 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
 ) -> Result<LiveResult> {
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
     match cfg.gateway.venue {
-        GatewayVenue::Sim => {
-            let venue = SimExchange::new(instruments.clone(), cfg.fees);
-            let outcome = live::run(core, source, venue, opts, stop);
-            finish(cfg, &instruments, &outcome);
-            let mut summary = Summary::of_run(&outcome);
-            summary.venue = Some(outcome.exchange.stats());
-            Ok(LiveResult { summary, latencies: outcome.latencies })
-        }
         GatewayVenue::Paper => {
             // The backtester's matching engine on the gateway thread, fed the live data:
             // queue position, partial fills and fees as in `replay`. The queue model is
@@ -670,11 +690,15 @@ fn run_paper<S: live::MarketSource + Send + FeedReport, Q: statarb::backtest::qu
     stop: &AtomicBool,
 ) -> Result<LiveResult> {
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
-    let venue = statarb::backtest::matching::MatchingEngine::new(instruments.clone(), cfg.fees, queue);
+    // As `Backtest::engine` builds it for `replay`: the fees and the bad-data band.
+    let mut venue = statarb::backtest::matching::MatchingEngine::new(instruments.clone(), cfg.fees, queue);
+    venue.set_data_band_bps(cfg.risk.data_band_bps);
     let outcome = live::run(core, source, venue, opts, stop);
     finish(cfg, &instruments, &outcome);
     eprintln!("paper venue: {:?}", outcome.exchange.stats());
-    Ok(LiveResult { summary: Summary::of_run(&outcome), latencies: outcome.latencies })
+    let mut summary = Summary::of_run(&outcome);
+    summary.venue = Some(outcome.exchange.stats());
+    Ok(LiveResult { summary, latencies: outcome.latencies })
 }
 
 /// Prints the warnings and counters every live run ends with.

@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::backtest::matching::MatchStats;
 use crate::book::DataReject;
 use crate::core::{Core, CoreStats, LEG_X, LEG_Y};
-use crate::gateway::sim::SimStats;
 use crate::live::{LoopStats, RunOutcome};
 use crate::metrics::{Percentiles, Stage};
 use crate::risk::Reject;
@@ -78,8 +78,8 @@ pub struct Summary {
     pub core: CoreStats,
     /// Hot-loop counters.
     pub hot_loop: LoopStats,
-    /// Simulated venue counters (simulated venue only).
-    pub venue: Option<SimStats>,
+    /// The simulated venue's counters (its matching engine's; simulated venues only).
+    pub venue: Option<MatchStats>,
     /// Gateway thread counters (threaded runs only).
     pub gateway: Option<crate::live::GatewayStats>,
     /// Wall time of the hot loop, seconds.

@@ -1,15 +1,16 @@
 //! Zero allocation on the hot path, proven with a counting global allocator.
 //!
 //! Drives the hot loop body (`HotLoop::turn`: drain reports, core, rings) over the
-//! built-in data set, with the gateway's side (a simulated venue) served from the same
+//! built-in data set, with the gateway's side (the simulated venue, the matching engine) served from the same
 //! thread between turns. Only allocations made inside `turn` are counted: after a
 //! warm-up there must be none for at least 100k events.
 
+use statarb::backtest::matching::MatchingEngine;
+use statarb::backtest::queue::ProbPower;
 use statarb::config::Config;
 use statarb::core::Core;
 use statarb::event::ExecReport;
 use statarb::feed::gen;
-use statarb::gateway::sim::SimExchange;
 use statarb::gateway::Exchange;
 use statarb::live::{HotLoop, SliceSource, ToGateway};
 use statarb::ring::ring;
@@ -45,7 +46,7 @@ fn hot_loop_allocations(cfg: &Config) -> (statarb::core::CoreStats, statarb::liv
     const MEASURED: u64 = 150_000;
     let ds = gen::generate(&gen::GenParams { events: (WARM + MEASURED) as usize, ..gen::GenParams::default() });
     let core = Core::new(cfg, &ds.instruments, 1).unwrap();
-    let mut venue = SimExchange::new(ds.instruments.clone(), cfg.fees);
+    let mut venue = MatchingEngine::new(ds.instruments.clone(), cfg.fees, ProbPower::new(2.0));
     let (to_gw, mut gw_rx) = ring::<ToGateway>(4096);
     let (mut gw_tx, from_gw) = ring::<ExecReport>(4096);
     let mut hl = HotLoop::new(core, SliceSource::new(&ds.events), to_gw, from_gw, true);

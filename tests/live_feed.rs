@@ -15,13 +15,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use statarb::backtest::matching::MatchingEngine;
+use statarb::backtest::queue::ProbPower;
 use statarb::book::Book;
 use statarb::config::{Config, FeedClock, FeedConfig};
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, MarketEvent, OrderCmd};
 use statarb::feed::gen::{self, GenParams};
 use statarb::feed::source::BinanceFeed;
-use statarb::gateway::sim::SimExchange;
 use statarb::gateway::Exchange;
 use statarb::live::{MarketSource, Polled};
 use statarb::risk::Reject;
@@ -160,7 +161,7 @@ fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration, config: &C
     let mut cmds = Commands::new();
     let mut orders = 0;
     let mut idle_cmds = Commands::new();
-    let mut venue = SimExchange::new(ds.instruments.clone(), config.fees);
+    let mut venue = MatchingEngine::new(ds.instruments.clone(), config.fees, ProbPower::new(2.0));
     let mut reports = Vec::new();
     let core = std::cell::RefCell::new(core);
     drain_with(

@@ -27,13 +27,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use statarb::backtest::matching::MatchingEngine;
+use statarb::backtest::queue::ProbPower;
 use statarb::book::Book;
 use statarb::config::FeedClock;
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId, RejectMsg};
 use statarb::feed::gen::{self, GenParams};
 use statarb::feed::source::BinanceFeed;
-use statarb::gateway::sim::SimExchange;
 use statarb::gateway::Exchange;
 use statarb::live::{MarketSource, Polled};
 use statarb::serve::{self, Faults, ServeConfig, Source};
@@ -47,12 +48,12 @@ const SNAPSHOT_WEIGHT: u64 = 5;
 /// The per-IP request weight budget per minute (Binance Spot `REQUEST_WEIGHT`).
 const WEIGHT_PER_MINUTE: u64 = 6_000;
 
-/// A venue in trouble, around the simulated one: of the new orders, about 3 % are
+/// A venue in trouble, around the simulated one (the matching engine): of the new orders, about 3 % are
 /// refused with -1003 (HTTP 429), 2 % with -1021, and 2 % are accepted but their
 /// reports held back for 200 events, as when a request timed out and only a later
 /// query settles it.
 struct TroubledVenue {
-    inner: SimExchange,
+    inner: MatchingEngine<ProbPower>,
     rng: u64,
     /// Reports held back: (release at event number, report).
     held: Vec<(u64, ExecReport)>,
@@ -66,7 +67,7 @@ struct TroubledVenue {
 }
 
 impl TroubledVenue {
-    fn new(inner: SimExchange) -> Self {
+    fn new(inner: MatchingEngine<ProbPower>) -> Self {
         TroubledVenue {
             inner,
             rng: 0x9e37_79b9_7f4a_7c15,
@@ -189,7 +190,7 @@ fn chaos_soak() {
     let fc = common::binance_feed(server.ws_addr(), server.ws_addr(), false, FeedClock::Exchange);
     let mut feed = BinanceFeed::new(&fc, &ds.instruments, None).unwrap();
     let mut core = Core::new(&cfg, &ds.instruments, 1).unwrap();
-    let mut venue = TroubledVenue::new(SimExchange::new(ds.instruments.clone(), cfg.fees));
+    let mut venue = TroubledVenue::new(MatchingEngine::new(ds.instruments.clone(), cfg.fees, ProbPower::new(2.0)));
     let max_position = [cfg.y.max_position_lots(), cfg.x.max_position_lots()];
 
     let mut books = [Book::default(), Book::default()];
@@ -359,7 +360,7 @@ fn chaos_soak() {
     // The venue's faults met real traffic, and every order is accounted for.
     assert!(tally.orders > 100 && venue.refused_429 > 0 && venue.refused_1021 > 0 && venue.timeouts > 0);
     let finals: u64 = tally.final_kinds.values().sum();
-    let open = venue.inner.resting() as u64;
+    let open = venue.inner.resting().len() as u64;
     assert_eq!(venue.placed, tally.orders);
     assert_eq!(
         venue.placed,

@@ -1,5 +1,7 @@
-//! The simulated venue of the backtest: an L2 book per instrument rebuilt from the
-//! market data at exchange time, and our orders with their queue positions.
+//! The simulated venue: an L2 book per instrument rebuilt from the market data at
+//! exchange time, and our orders with their queue positions. The backtest's engine,
+//! and, on the gateway thread, the venue of `run`, `latency` and paper trading
+//! ([`Exchange`]; see [`super::venue`]).
 //!
 //! # Rules
 //!
@@ -70,16 +72,11 @@ use serde::Serialize;
 use crate::book::{Book, DataRejects};
 use crate::config::Fees;
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
-use crate::gateway::sim::{reject_text, REJECT_UNKNOWN_ORDER, REJECT_WOULD_TAKE};
 use crate::gateway::Exchange;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts};
+use crate::venue_codes::{reject_text, REJECT_INVALID, REJECT_UNKNOWN_ORDER, REJECT_UNKNOWN_SYMBOL, REJECT_WOULD_TAKE};
 
 use super::queue::{QueueModel, QueuePos};
-
-/// Binance's code for an order that fails a filter (size or price not positive).
-pub const REJECT_INVALID: i32 = -1013;
-/// Binance's code for an unknown symbol.
-pub const REJECT_UNKNOWN_SYMBOL: i32 = -1121;
 
 /// One of our orders resting in the engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -636,7 +633,8 @@ impl<Q: QueueModel> Exchange for MatchingEngine<Q> {
     }
 
     /// `now` is the gateway's clock; the engine keeps the latest of the times it is
-    /// given, as [`crate::gateway::sim::SimExchange`] does.
+    /// given, so an order takes effect at the exchange time of the last market event
+    /// (the gateway's own clock, counted from its start, is far behind it).
     fn on_order(&mut self, cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>) {
         self.on_order_at(cmd, now, out);
     }

@@ -36,7 +36,9 @@
 //! carry both cursors' clocks there): the event takes the cursor's current exchange
 //! time (its local time for a first event), and is counted
 //! ([`ReplayStats::clock_jumps`]). The Core refuses such an event itself
-//! ([`crate::book::DataReject::ClockJump`]).
+//! ([`crate::book::DataReject::ClockJump`]). The threaded replay of `statarb latency`
+//! takes both cursors' times from here: its venue ([`venue::ReplayVenue`]) the engine
+//! cursor's, its hot thread the Core cursor's ([`Backtest::local_events`]).
 //!
 //! Bad data: the Core and the engine each screen every event
 //! ([`crate::book::Book::screen`], with `risk.data_band_bps`), so a refused trade fills
@@ -87,6 +89,7 @@ pub mod plot;
 pub mod queue;
 pub mod stats;
 pub mod trace;
+pub mod venue;
 
 use std::collections::VecDeque;
 
@@ -103,6 +106,7 @@ use latency::{FeedLatencyConfig, Latency, LatencyConfig, LatencyError, LatencyMo
 use matching::{MatchStats, MatchingEngine};
 use queue::{ProbLog, ProbPower, QueueConfig, QueueError, QueueModel, RiskAverse};
 use trace::{EndState, FillRecord, Recorder, Sample, Trace};
+use venue::ReplayVenue;
 
 /// Seed offsets of the three latency streams, so that changing one model leaves the
 /// others' draws alone.
@@ -346,11 +350,49 @@ impl Backtest {
         events: &[MarketEvent],
         progress: P,
     ) -> Outcome {
-        let mut engine = MatchingEngine::new(instruments.to_vec(), self.fees, queue);
-        engine.set_data_band_bps(self.data_band_bps);
-        let mut r = Replay::new(self, core, engine, events);
+        let mut r = Replay::new(self, core, self.engine(instruments, queue), events);
         r.run(progress);
         r.finish()
+    }
+
+    /// The matching engine a replay runs against: `instruments` (the data's table),
+    /// the fees and the bad-data band of the configuration, and `queue`.
+    pub fn engine<Q: QueueModel>(&self, instruments: &[Instrument], queue: Q) -> MatchingEngine<Q> {
+        let mut engine = MatchingEngine::new(instruments.to_vec(), self.fees, queue);
+        engine.set_data_band_bps(self.data_band_bps);
+        engine
+    }
+
+    /// The venue of a threaded replay of `events` (`statarb latency`): [`Self::engine`]
+    /// reading the data itself at the exchange times a replay applies it at (see
+    /// [`venue::ReplayVenue`]).
+    pub fn replay_venue<'a, Q: QueueModel>(
+        &self,
+        instruments: &[Instrument],
+        events: &'a [MarketEvent],
+        queue: Q,
+    ) -> ReplayVenue<'a, Q> {
+        ReplayVenue::new(self.engine(instruments, queue), events, self.exchange_clock())
+    }
+
+    /// `events` as the Core hears them in a replay: each with the local time the
+    /// replay gives it (the recorded one made nondecreasing, or exchange time plus the
+    /// modelled feed latency, with the same draws), for the hot thread of a threaded
+    /// replay. `None` if that is every recorded local time unchanged.
+    pub fn local_events(&self, events: &[MarketEvent]) -> Option<Vec<MarketEvent>> {
+        let mut clock = self.local_clock();
+        if self.feed.is_none() && events.windows(2).all(|w| w[0].local_ts <= w[1].local_ts) {
+            return None;
+        }
+        Some(events.iter().map(|ev| MarketEvent { local_ts: clock.next(ev), ..*ev }).collect())
+    }
+
+    fn exchange_clock(&self) -> ExchangeClock {
+        ExchangeClock::new(self.feed.is_none(), self.max_clock_jump_ns)
+    }
+
+    fn local_clock(&self) -> LocalClock {
+        LocalClock::new(self.feed.clone(), self.max_clock_jump_ns)
     }
 }
 
@@ -475,6 +517,70 @@ impl Clock {
     const START: Clock = Clock { exch: Ts::MIN, local: Ts::MIN };
 }
 
+/// The engine cursor's clock: the exchange time at which the matching engine applies
+/// each event (see the module docs). Shared by the replay loop and
+/// [`venue::ReplayVenue`], so that both apply the data at the same times.
+#[derive(Debug, Clone, Copy)]
+struct ExchangeClock {
+    clock: Clock,
+    /// True if local times come from the data (no feed-latency model): exchange times
+    /// are capped at them.
+    cap_at_local: bool,
+    max_jump: i64,
+}
+
+impl ExchangeClock {
+    fn new(cap_at_local: bool, max_jump: i64) -> Self {
+        ExchangeClock { clock: Clock::START, cap_at_local, max_jump }
+    }
+
+    /// The exchange time of `ev`, the next event in file order (call once per event,
+    /// in order), and whether its stamp was not believed (a clock jump).
+    #[inline]
+    fn next(&mut self, ev: &MarketEvent) -> (Ts, bool) {
+        let stamp = believed_exch(ev, self.max_jump, self.clock.exch);
+        let c = &mut self.clock;
+        let mut t = c.exch.max(stamp);
+        if self.cap_at_local {
+            c.local = c.local.max(ev.local_ts);
+            t = t.min(c.local);
+        }
+        c.exch = t;
+        (t, stamp != ev.exch_ts)
+    }
+}
+
+/// The Core cursor's clock: the local time at which the Core hears each event, the
+/// recorded one made nondecreasing, or exchange time plus a modelled feed latency.
+#[derive(Debug, Clone)]
+struct LocalClock {
+    clock: Clock,
+    feed: Option<LatencyModel>,
+    max_jump: i64,
+}
+
+impl LocalClock {
+    fn new(feed: Option<LatencyModel>, max_jump: i64) -> Self {
+        LocalClock { clock: Clock::START, feed, max_jump }
+    }
+
+    /// The local time of `ev`, the next event in file order (call once per event, in
+    /// order: a modelled feed latency draws here).
+    #[inline]
+    fn next(&mut self, ev: &MarketEvent) -> Ts {
+        let c = &mut self.clock;
+        let t = match &mut self.feed {
+            None => c.local.max(ev.local_ts),
+            Some(model) => {
+                c.exch = c.exch.max(believed_exch(ev, self.max_jump, c.exch));
+                c.local.max(c.exch.saturating_add(model.sample(c.exch)))
+            }
+        };
+        c.local = t;
+        t
+    }
+}
+
 /// FNV-1a, 64 bit.
 #[derive(Debug, Clone, Copy)]
 struct Fnv(u64);
@@ -507,19 +613,16 @@ struct Replay<'a, Q: QueueModel> {
     cmds: Commands,
     engine: MatchingEngine<Q>,
     out: Vec<ExecReport>,
-    feed: Option<LatencyModel>,
     entry: LatencyModel,
     response: LatencyModel,
-    /// Largest lead of an exchange stamp over its local time that the clocks follow.
-    max_clock_jump_ns: i64,
-    /// Engine cursor: next event, its exchange time, running maxima.
+    /// Engine cursor: next event, its exchange time, its clock.
     ie: usize,
     te: Ts,
-    eclock: Clock,
-    /// Core cursor: next event, its local time, running maxima.
+    eclock: ExchangeClock,
+    /// Core cursor: next event, its local time, its clock.
     ic: usize,
     tc: Ts,
-    cclock: Clock,
+    cclock: LocalClock,
     orders: VecDeque<InFlightOrder>,
     last_order_at: Ts,
     reports: VecDeque<InFlightReport>,
@@ -588,16 +691,14 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             cmds: Commands::new(),
             engine,
             out: Vec::with_capacity(256),
-            feed: bt.feed.clone(),
             entry: bt.entry.clone(),
             response: bt.response.clone(),
-            max_clock_jump_ns: bt.max_clock_jump_ns,
             ie: 0,
             te: Ts::MAX,
-            eclock: Clock::START,
+            eclock: bt.exchange_clock(),
             ic: 0,
             tc: Ts::MAX,
-            cclock: Clock::START,
+            cclock: bt.local_clock(),
             orders: VecDeque::with_capacity(256),
             last_order_at: Ts::MIN,
             reports: VecDeque::with_capacity(256),
@@ -630,20 +731,13 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     #[inline]
     fn engine_time(&mut self, i: usize) -> Ts {
         let ev = &self.events[i];
-        let stamp = believed_exch(ev, self.max_clock_jump_ns, self.eclock.exch);
-        if stamp != ev.exch_ts {
+        let (t, jumped) = self.eclock.next(ev);
+        if jumped {
             self.stats.clock_jumps += 1;
-        }
-        let c = &mut self.eclock;
-        let mut t = c.exch.max(stamp);
-        if self.feed.is_none() {
-            c.local = c.local.max(ev.local_ts);
-            t = t.min(c.local);
         }
         if t != ev.exch_ts {
             self.stats.exch_ts_adjusted += 1;
         }
-        c.exch = t;
         t
     }
 
@@ -652,18 +746,10 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     #[inline]
     fn core_time(&mut self, i: usize) -> Ts {
         let ev = &self.events[i];
-        let c = &mut self.cclock;
-        let t = match &mut self.feed {
-            None => c.local.max(ev.local_ts),
-            Some(model) => {
-                c.exch = c.exch.max(believed_exch(ev, self.max_clock_jump_ns, c.exch));
-                c.local.max(c.exch.saturating_add(model.sample(c.exch)))
-            }
-        };
-        if self.feed.is_none() && t != ev.local_ts {
+        let t = self.cclock.next(ev);
+        if self.cclock.feed.is_none() && t != ev.local_ts {
             self.stats.local_ts_adjusted += 1;
         }
-        c.local = t;
         t
     }
 

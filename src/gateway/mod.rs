@@ -5,14 +5,14 @@
 //! [`ExecReport`]s the exchange produces into the ring back. Implementations are used
 //! monomorphised (the gateway loop is generic), never as trait objects.
 //!
-//! Venues: [`sim`] (simulated, matches against the forwarded market data) and
-//! [`binance`] (Binance Spot REST + WebSocket API user data stream, with [`sign`] and
-//! [`limits`]).
+//! Venues: [`binance`] (Binance Spot REST + WebSocket API user data stream, with
+//! [`sign`] and [`limits`]) and the simulated venue, which is the backtester's
+//! [`crate::backtest::matching::MatchingEngine`] (fed the forwarded market data) or,
+//! for a threaded replay of in-memory data, [`crate::backtest::venue::ReplayVenue`].
 
 pub mod binance;
 pub mod limits;
 pub mod sign;
-pub mod sim;
 
 use thiserror::Error;
 

@@ -345,6 +345,16 @@ pub struct GatewayConfig {
     /// How long shutdown waits for the venue to confirm the final cancels, ms.
     #[serde(default = "default_cancel_timeout_ms")]
     pub cancel_timeout_ms: u64,
+    /// The position journal ([`crate::journal`]): orders and fills written ahead, so
+    /// that a restarted engine reconciles its positions with the venue before it
+    /// quotes. Binance only; none by default (each session then starts flat).
+    #[serde(default)]
+    pub journal: Option<std::path::PathBuf>,
+    /// `fdatasync` the journal after every batch with a fill (power-loss safety, at
+    /// the cost of a disk sync on the gateway thread); without it a record survives a
+    /// crash of the process, not of the machine.
+    #[serde(default)]
+    pub journal_fsync: bool,
 }
 
 fn default_cancel_timeout_ms() -> u64 {
@@ -357,6 +367,8 @@ impl Default for GatewayConfig {
             venue: GatewayVenue::Sim,
             binance: Default::default(),
             cancel_timeout_ms: default_cancel_timeout_ms(),
+            journal: None,
+            journal_fsync: false,
         }
     }
 }
@@ -556,6 +568,12 @@ impl Config {
             if !(bps.is_finite() && (-100.0..=1_000.0).contains(&bps)) {
                 return Err((key.into(), format!("must be in [-100, 1000] bps, got {bps}")));
             }
+        }
+        if self.gateway.journal.is_some() && self.gateway.venue != GatewayVenue::Binance {
+            return Err((
+                "gateway.journal".into(),
+                "journals positions held at a venue: it needs gateway.venue = \"binance\"".into(),
+            ));
         }
         if let Some(f) = &self.feed {
             let scheme_ok = f.ws_url.starts_with("ws://") || f.ws_url.starts_with("wss://");

@@ -811,6 +811,15 @@ impl Core {
         &self.portfolio
     }
 
+    /// Starts from positions carried over from earlier sessions (the position journal's,
+    /// reconciled with the venue), before the first event: cost, realized PnL and fees
+    /// as they were, so that risk limits and the loss limit count them.
+    pub fn restore_positions(&mut self, positions: [crate::portfolio::Position; 2]) {
+        for (l, p) in positions.into_iter().enumerate() {
+            self.portfolio.restore(l, p);
+        }
+    }
+
     /// The risk controller (limits, kill switch state, rejection counters).
     pub fn risk(&self) -> &Risk {
         &self.risk

@@ -18,6 +18,7 @@ pub mod event;
 pub mod feed;
 pub mod gateway;
 pub mod import;
+pub mod journal;
 pub mod lines;
 pub mod live;
 pub mod metrics;

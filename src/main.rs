@@ -624,6 +624,7 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             }
         }
         GatewayVenue::Binance => {
+            let mut core = core;
             let mut venue = BinanceSpot::new(cfg.gateway.binance.clone(), instruments.clone(), cfg.fees)?;
             venue.share_budget(Arc::clone(budget));
             venue.start().context("starting the Binance gateway")?;
@@ -633,6 +634,16 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             if !leftover.is_empty() {
                 eprintln!("reconcile: {} open orders found at start (ours cancelled)", leftover.len());
             }
+            // With a journal, the positions of earlier sessions, checked against the venue.
+            let journal = match &cfg.gateway.journal {
+                Some(path) => {
+                    let (j, positions) = restore_from_journal(cfg, path, &mut venue, &instruments, session_id)?;
+                    core.restore_positions(positions);
+                    Some(j)
+                }
+                None => None,
+            };
+            let start = [*core.portfolio().position(0), *core.portfolio().position(1)];
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while !venue.stream_ready() && std::time::Instant::now() < deadline {
                 let mut reps = Vec::new();
@@ -643,21 +654,102 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
                 eprintln!("warning: the user data stream is not subscribed; orders settle by queries");
             }
             let before = venue.balances().context("reading balances")?;
-            let outcome = live::run(core, source, venue, opts, stop);
+            let mut outcome = match journal {
+                Some(j) => {
+                    let o = live::run(core, source, statarb::journal::Journaled::new(venue, j), opts, stop);
+                    let js = o.exchange.stats();
+                    eprintln!(
+                        "journal: {} records in {} writes, {} write errors, {} orders refused",
+                        js.records, js.writes, js.write_errors, js.refused
+                    );
+                    o.map_exchange(|e| e.into_parts().0)
+                }
+                None => live::run(core, source, venue, opts, stop),
+            };
             finish(cfg, &instruments, &outcome);
-            let mut outcome = outcome;
             for r in outcome.exchange.take_rejects() {
                 eprintln!("venue reject: {r:?}");
             }
             eprintln!("binance gateway: {:?}", outcome.exchange.stats());
             match outcome.exchange.balances() {
-                Ok(after) => print_reconciliation(&outcome.core, &instruments, &before, &after),
+                Ok(after) => print_reconciliation(&outcome.core, &instruments, &start, &before, &after),
                 Err(e) => eprintln!("warning: final balances unavailable: {e}"),
             }
             let summary = Summary::of_run(&outcome);
             Ok(LiveResult { summary, latencies: outcome.latencies })
         }
     }
+}
+
+/// Opens the position journal at `path` (creating it with the venue's balances as the
+/// baseline), recovers from the venue the fills of orders the journal left open, and
+/// checks each leg's position against the venue's balance change since the baseline.
+/// Returns the journal, open for the session, and the positions to start from; a
+/// mismatch is an error: the engine does not quote on positions the venue does not hold.
+fn restore_from_journal(
+    cfg: &Config,
+    path: &Path,
+    venue: &mut BinanceSpot,
+    instruments: &[Instrument],
+    session_id: u32,
+) -> Result<(statarb::journal::Journal, [statarb::portfolio::Position; 2])> {
+    use statarb::journal::{reconcile, Journal};
+    let insts = [instruments[0].clone(), instruments[1].clone()];
+    let base = |i: &Instrument| {
+        statarb::gateway::binance::split_symbol(&i.symbol)
+            .map(|(b, _)| b)
+            .with_context(|| format!("{}: no base asset in the symbol", i.symbol))
+    };
+    let assets = [base(&insts[0])?, base(&insts[1])?];
+    let (mut journal, mut state) = Journal::open(
+        path,
+        &insts,
+        [assets[0].as_str(), assets[1].as_str()],
+        || venue.balances().map_err(|e| statarb::gateway::VenueError { code: 0, msg: e.to_string() }),
+        session_id,
+        cfg.gateway.journal_fsync,
+        wall_ns().max(0) as u64,
+    )
+    .with_context(|| format!("opening the position journal {}", path.display()))?;
+    let verb = if state.created { "created" } else { "read" };
+    eprintln!(
+        "journal {verb}: {} ({} earlier sessions, {} fills, {} orders to settle{})",
+        path.display(),
+        state.sessions,
+        state.fills.len(),
+        state.pending.len(),
+        if state.torn_tail { ", a torn last line dropped" } else { "" }
+    );
+    let found = journal
+        .recover(&mut state, &insts, (cfg.fees.maker_bps, cfg.fees.taker_bps), true, |p| venue.query_order(p.leg, p.id))
+        .context("settling the journal's open orders with the venue")?;
+    if found > 0 {
+        eprintln!("journal: {found} fills found at the venue that no report carried (fees estimated)");
+    }
+    let positions = state.positions(insts.clone());
+    let now = venue.balances().context("reading balances")?;
+    let checks = reconcile(&state, &positions, &insts, &now)?;
+    for c in &checks {
+        eprintln!(
+            "reconcile {} at start: journal position less base fees {} {} vs balance change since the journal began {}: {}",
+            c.symbol,
+            c.expected,
+            c.asset,
+            c.actual,
+            if c.ok { "match" } else { "MISMATCH" }
+        );
+    }
+    if let Some(c) = checks.iter().find(|c| !c.ok) {
+        bail!(
+            "{}: the journal's {} position ({} {}) is not the venue's ({}); not quoting on it. Settle the account or start a new journal",
+            path.display(),
+            c.symbol,
+            c.expected,
+            c.asset,
+            c.actual
+        );
+    }
+    Ok((journal, positions))
 }
 
 /// A live run against the paper venue with queue model `queue`.
@@ -696,11 +788,12 @@ fn finish<S: FeedReport, E>(
     }
 }
 
-/// Compares each leg's position with the change of its base asset's balance over the
-/// session, the check that the portfolio and the venue agree.
+/// Compares each leg's position change over the session with the change of its base
+/// asset's balance, the check that the portfolio and the venue agree.
 fn print_reconciliation(
     core: &Core,
     instruments: &[statarb::types::Instrument],
+    start: &[statarb::portfolio::Position; 2],
     before: &[statarb::gateway::Balance],
     after: &[statarb::gateway::Balance],
 ) {
@@ -711,13 +804,14 @@ fn print_reconciliation(
         let Some((base, _)) = statarb::gateway::binance::split_symbol(&inst.symbol) else { continue };
         let delta = total(after, &base) - total(before, &base);
         let p = core.portfolio().position(l);
-        let pos = inst.qty_f64(p.qty);
+        // The session's trades: the position and fees less those it started with.
+        let pos = inst.qty_f64(p.qty - start[l].qty);
+        let fees_base = p.fees_base - start[l].fees_base;
         // The venue keeps base-asset commissions out of the balance.
-        let ok = (delta - (pos - p.fees_base)).abs() <= inst.lot_f64() / 2.0;
+        let ok = (delta - (pos - fees_base)).abs() <= inst.lot_f64() / 2.0;
         eprintln!(
-            "reconcile {}: position {pos} less {} {base} of fees vs {base} balance change {delta}: {}",
+            "reconcile {}: position change {pos} less {fees_base} {base} of fees vs {base} balance change {delta}: {}",
             inst.symbol,
-            p.fees_base,
             if ok { "match" } else { "MISMATCH" }
         );
     }

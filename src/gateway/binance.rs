@@ -85,7 +85,7 @@ use thiserror::Error;
 
 use super::limits::{Limit, RateLimited, RateLimiter, RateLimits};
 use super::sign::{ws_payload, Credentials, CredentialsError, Query};
-use super::{Balance, Exchange, OpenOrder, VenueError};
+use super::{Balance, Exchange, OpenOrder, VenueError, VenueOrder};
 use crate::config::Fees;
 use crate::event::{reject_msg, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, RejectMsg, Tif};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
@@ -837,6 +837,28 @@ impl BinanceSpot {
             }
         }
         Ok(open)
+    }
+
+    /// Asks the venue about our order `id` on instrument `inst` (reconciliation at
+    /// restart): `None` if the venue does not know it.
+    pub fn query_order(&mut self, inst: InstId, id: OrderId) -> Result<Option<VenueOrder>, GatewayError> {
+        let path = "/api/v3/order";
+        let ins = self.instruments[inst as usize].clone();
+        let mut q = Query::new();
+        q.push("symbol", &ins.symbol).push("origClientOrderId", client_order_id(id));
+        let v = match self.call(Method::Get, path, q, W_QUERY, 0) {
+            Call::Ok(v) => v,
+            Call::Api { code: CODE_NO_SUCH_ORDER, .. } => return Ok(None),
+            Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
+            Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
+            Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
+        };
+        let bad = || GatewayError::Parse { path, msg: self.venue_text(&format!("bad order {v}")) };
+        let snap = self.snapshot_of(inst, &v).ok_or_else(bad)?;
+        let executed_quote = str_of(&v, "cummulativeQuoteQty").and_then(|s| s.parse::<f64>().ok()).ok_or_else(bad)?;
+        let done = !matches!(snap.status, Status::New | Status::PartiallyFilled);
+        let maker = str_of(&v, "type") == Some("LIMIT_MAKER");
+        Ok(Some(VenueOrder { executed: snap.executed, executed_quote, done, maker }))
     }
 
     /// True once the user data stream is subscribed (always true without a stream).

@@ -351,6 +351,9 @@ impl Journal {
         now_ns: u64,
     ) -> Result<(Journal, JournalState), OpenError> {
         let io_err = |source| JournalError::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         let symbols: Vec<String> = instruments.iter().map(|i| i.symbol.clone()).collect();

@@ -1,8 +1,11 @@
 //! The `statarb` command line.
 
+mod cli;
+
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use cli::signals::Outputs;
 
 use statarb::assim::AsSimParams;
 use statarb::backtest::stats::Report as BacktestReport;
@@ -395,7 +399,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             } else {
                 serve::Source::Recording(recording)
             };
-            let stop = stop_on_signals()?;
+            let stop = cli::signals::stop_flag()?;
             let handle = serve::spawn(cfg, source)?;
             eprintln!(
                 "serving on ws://{}/stream, snapshots on http://{}/api/v3/depth; Ctrl-C to stop",
@@ -410,12 +414,16 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::AsSim { gamma, paths, seed, sigma, k, a, out } => {
+            let outputs = Outputs::watch()?;
             let p = AsSimParams { gamma, paths, seed, sigma, k, a, ..AsSimParams::default() };
             let r = statarb::assim::simulate(&p)?;
             println!("{r}");
             if let Some(path) = out {
-                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                let mut f = outputs.create(&path)?;
+                f.write_all((serde_json::to_string_pretty(&r)? + "\n").as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
+                drop(f);
+                outputs.commit(&path)?;
                 eprintln!("wrote {}", path.display());
             }
             Ok(())
@@ -487,6 +495,7 @@ fn latency_cmd(
     pace: Pacing,
     out: Option<&Path>,
 ) -> Result<()> {
+    let stop = cli::signals::stop_flag()?;
     let cfg = load_config(config)?;
     let (instruments, events) = match data {
         Some(p) => {
@@ -520,7 +529,6 @@ fn latency_cmd(
         Pacing::Speed(x) => SliceSource::paced(&events, x),
         Pacing::Max | Pacing::Lockstep => SliceSource::new(&events),
     };
-    let stop = AtomicBool::new(false);
     let outcome = live::run(core, source, venue, &opts, &stop);
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
@@ -818,7 +826,7 @@ fn print_reconciliation(
 }
 
 fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<()> {
-    let stop = stop_on_signals()?;
+    let stop = cli::signals::stop_flag()?;
     let (cfg, server) = match config {
         Some(p) => (load_config(Some(p))?, None),
         None => {
@@ -893,16 +901,6 @@ fn feed_instruments(cfg: &Config) -> Vec<statarb::types::Instrument> {
         .collect()
 }
 
-/// A flag that SIGINT and SIGTERM set, for a command that runs until stopped: it then
-/// finishes in order (cancels, flushes, reports) and exits 0.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-    }
-    Ok(stop)
-}
-
 fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
     let policy = RotatePolicy { max_bytes: r.rotate_mb << 20, max_age_secs: r.rotate_secs };
     Ok(Recorder::spawn_with_pool(&r.dir, &r.prefix, policy, r.pool)?)
@@ -911,7 +909,7 @@ fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
 fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
     let cfg = load_config(Some(config))?;
     let Some(feed_cfg) = &cfg.feed else { bail!("{}: no [feed] section", config.display()) };
-    let stop = stop_on_signals()?;
+    let stop = cli::signals::stop_flag()?;
     let dir = out.display().to_string();
     let rc = match &cfg.record {
         Some(r) => RecordConfig { dir, ..r.clone() },
@@ -1027,6 +1025,7 @@ fn load_data_with_truth(
 }
 
 fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
+    let stop = cli::signals::stop_flag()?;
     let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let core = Core::new(cfg, &instruments, session_id)?;
@@ -1035,9 +1034,14 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
     // A progress bar only for runs long enough to want one, and only on a terminal.
     let tty = io::IsTerminal::is_terminal(&io::stdout());
     let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut interrupted = None;
     let outcome = bt.run_with_progress(core, &instruments, &events, |done, total| {
+        if stop.load(Ordering::Relaxed) {
+            interrupted.get_or_insert(done);
+            return ControlFlow::Break(());
+        }
         if !tty {
-            return;
+            return ControlFlow::Continue(());
         }
         if bar.is_none() && t.elapsed() > std::time::Duration::from_secs(1) {
             let b = indicatif::ProgressBar::new(total as u64);
@@ -1050,6 +1054,7 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
         if let Some(b) = &bar {
             b.set_position(done as u64);
         }
+        ControlFlow::Continue(())
     });
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -1069,6 +1074,9 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
         outcome.replay.events as f64 / elapsed.as_secs_f64() / 1e6
     );
     println!("digest: {}", outcome.digest_hex());
+    if let Some(done) = interrupted {
+        println!("interrupted: the report is of the first {done} of {} events", events.len());
+    }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::json!({
@@ -1112,6 +1120,7 @@ fn sweep_cmd(
     events: usize,
     out: Option<&Path>,
 ) -> Result<()> {
+    let stop = cli::signals::stop_flag()?;
     let grid = statarb::sweep::Grid::load(grid)?;
     let points = grid.points(shard)?;
     // The data is read once; every point replays the same events.
@@ -1131,9 +1140,23 @@ fn sweep_cmd(
     // is the digest of a replay with the point's config.
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let rows = statarb::sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
+        // After a signal, the points not finished are rows marked interrupted.
+        let interrupted = || anyhow::anyhow!("interrupted");
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted());
+        }
         let core = Core::new(&p.config, &instruments, session_id)?;
         let bt = Backtest::new(&p.config, &p.config.backtest)?;
-        let o = bt.run(core, &instruments, &events);
+        let o = bt.run_with_progress(core, &instruments, &events, |_, _| {
+            if stop.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted());
+        }
         Ok((BacktestReport::from_trace(&o.trace), o.digest_hex()))
     });
     let sink: Box<dyn io::Write> = match out {
@@ -1191,6 +1214,9 @@ fn sweep_cmd(
     }
     w.flush()?;
     eprintln!("sweep: {} points in {:.2?}", points.len(), t.elapsed());
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("sweep: interrupted; the points not finished have `interrupted` in the error column");
+    }
     Ok(())
 }
 
@@ -1207,6 +1233,7 @@ fn import_cmd(
     max_bad: Option<u64>,
     out: &Path,
 ) -> Result<()> {
+    let outputs = Outputs::watch()?;
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
     let t = std::time::Instant::now();
     let imp = statarb::import::import_files(inputs, &instruments, opts)?;
@@ -1223,31 +1250,40 @@ fn import_cmd(
     if imp.events.is_empty() {
         bail!("no events for {} or {} in the inputs; nothing written", instruments[0].symbol, instruments[1].symbol);
     }
-    let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut w = BufWriter::new(f);
-    evfile::write(&mut w, &instruments, &imp.events)?;
-    w.flush()?;
+    let mut w = BufWriter::new(outputs.create(out)?);
+    let written = evfile::write(&mut w, &instruments, &imp.events).map_err(anyhow::Error::from).and_then(|()| {
+        w.flush().with_context(|| format!("writing {}", out.display()))?;
+        Ok(())
+    });
+    if let Err(e) = written {
+        outputs.abandon();
+        return Err(e);
+    }
+    outputs.commit(out)?;
     eprintln!("wrote {} events to {} in {:.2?}", imp.events.len(), out.display(), t.elapsed());
     Ok(())
 }
 
 fn gen_cmd(seed: u64, events: usize, out: Option<&Path>, truth_out: Option<&Path>) -> Result<()> {
+    let outputs = Outputs::watch()?;
     let (ds, truth) = gen::generate_with_truth(&gen_params(seed, events)?);
     if let Some(out) = out {
-        let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-        let mut w = BufWriter::new(f);
+        let mut w = BufWriter::new(outputs.create(out)?);
         evfile::write(&mut w, &ds.instruments, &ds.events)?;
-        w.flush()?;
+        w.flush().with_context(|| format!("writing {}", out.display()))?;
+        drop(w);
+        outputs.commit(out)?;
         eprintln!("wrote {} events to {}", ds.events.len(), out.display());
     }
     if let Some(path) = truth_out {
-        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = csv::Writer::from_writer(BufWriter::new(f));
+        let mut w = csv::Writer::from_writer(BufWriter::new(outputs.create(path)?));
         w.write_record(["ts_ns", "beta", "alpha"])?;
         for s in &truth.samples {
             w.write_record([s.ts.to_string(), s.beta.to_string(), s.alpha.to_string()])?;
         }
         w.flush().with_context(|| format!("writing {}", path.display()))?;
+        drop(w);
+        outputs.commit(path)?;
         let at = truth.beta_break.map_or_else(|| "not reached".to_string(), |b| format!("at {} ns", b.ts));
         eprintln!("wrote {} truth samples to {} (beta break {at})", truth.samples.len(), path.display());
     }
@@ -1255,12 +1291,17 @@ fn gen_cmd(seed: u64, events: usize, out: Option<&Path>, truth_out: Option<&Path
 }
 
 fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<()> {
+    let outputs = Outputs::watch()?;
     opts.params.validate()?;
     let r = BufReader::new(File::open(input).with_context(|| format!("opening {}", input.display()))?);
     let stats = match output {
         Some(p) => {
-            let w = BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
-            filter_csv(r, w, &opts)
+            let stats = filter_csv(r, BufWriter::new(outputs.create(p)?), &opts);
+            match &stats {
+                Ok(_) => outputs.commit(p)?,
+                Err(_) => outputs.abandon(),
+            }
+            stats
         }
         None => filter_csv(r, BufWriter::new(io::stdout().lock()), &opts),
     }
@@ -1271,6 +1312,7 @@ fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<(
 
 /// `statarb kalman --fit`: the `x`, `y` columns of the CSV, fitted from `opts.params`.
 fn kalman_fit_cmd(input: &Path, opts: &CsvOptions, fit_opts: FitOptions) -> Result<()> {
+    let _signals = Outputs::watch()?;
     opts.params.validate()?;
     let name = input.display().to_string();
     let r = BufReader::new(File::open(input).with_context(|| format!("opening {name}"))?);
@@ -1292,6 +1334,7 @@ fn fit_cmd(
     burn: Option<usize>,
     fit_halflife: bool,
 ) -> Result<()> {
+    let _signals = Outputs::watch()?;
     let source = if data.is_empty() {
         format!("the built-in data set (seed {seed}, {events} events)")
     } else {

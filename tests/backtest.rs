@@ -212,7 +212,10 @@ fn progress_is_reported() {
     let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
     let mut calls = Vec::new();
     let bt = Backtest::new(&cfg, &BacktestConfig::default()).unwrap();
-    bt.run_with_progress(core, &ds.instruments, &ds.events, |done, total| calls.push((done, total)));
+    bt.run_with_progress(core, &ds.instruments, &ds.events, |done, total| {
+        calls.push((done, total));
+        std::ops::ControlFlow::Continue(())
+    });
     assert_eq!(calls.len(), EVENTS / 65_536 + 1);
     assert_eq!(calls.last(), Some(&(EVENTS, EVENTS)));
 }

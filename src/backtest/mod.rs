@@ -89,6 +89,7 @@ pub mod stats;
 pub mod trace;
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -318,12 +319,14 @@ impl Backtest {
     /// Replays `events` (in file order) for `core`, whose instrument ids index
     /// `instruments` (the data's table). Never fails: bad events are counted.
     pub fn run(&self, core: Core, instruments: &[Instrument], events: &[MarketEvent]) -> Outcome {
-        self.run_with_progress(core, instruments, events, |_, _| {})
+        self.run_with_progress(core, instruments, events, |_, _| ControlFlow::Continue(()))
     }
 
     /// [`Self::run`], calling `progress(done, total)` every 65 536 events and once at
-    /// the end.
-    pub fn run_with_progress<P: FnMut(usize, usize)>(
+    /// the end. A `Break` ends the data there (a user's Ctrl-C): the core shuts down as
+    /// at the end of the data, and what is in flight is delivered, so the outcome is
+    /// that of a replay of the first `done` events.
+    pub fn run_with_progress<P: FnMut(usize, usize) -> ControlFlow<()>>(
         &self,
         core: Core,
         instruments: &[Instrument],
@@ -338,7 +341,7 @@ impl Backtest {
         }
     }
 
-    fn run_model<Q: QueueModel, P: FnMut(usize, usize)>(
+    fn run_model<Q: QueueModel, P: FnMut(usize, usize) -> ControlFlow<()>>(
         &self,
         queue: Q,
         core: Core,
@@ -667,8 +670,10 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         t
     }
 
-    fn run<P: FnMut(usize, usize)>(&mut self, mut progress: P) {
-        let n = self.events.len();
+    fn run<P: FnMut(usize, usize) -> ControlFlow<()>>(&mut self, mut progress: P) {
+        let total = self.events.len();
+        // The events replayed: all of them, unless `progress` breaks.
+        let mut n = total;
         if n == 0 {
             self.shutdown(0);
         }
@@ -705,8 +710,8 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
                 let before = t_eng.min(t_ord).min(t_rep);
                 loop {
                     let sent = self.core_market();
-                    if self.ic.is_multiple_of(PROGRESS_EVERY) {
-                        progress(self.ic, n);
+                    if self.ic.is_multiple_of(PROGRESS_EVERY) && progress(self.ic, total).is_break() {
+                        n = self.ic;
                     }
                     if self.ic == n {
                         self.shutdown(self.stats.last_ts);
@@ -720,7 +725,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
                 self.timer(t_rep.min(t_core));
             }
         }
-        progress(n, n);
+        let _ = progress(n, total);
     }
 
     /// Gives the engine its next event; true if it reported something.

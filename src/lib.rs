@@ -22,6 +22,7 @@ pub mod journal;
 pub mod lines;
 pub mod live;
 pub mod metrics;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod portfolio;
 pub mod quote;

@@ -601,7 +601,7 @@ impl Config {
             }
         })?;
         if self.gateway.venue == GatewayVenue::Binance {
-            self.gateway.binance.validate()?;
+            self.gateway.binance.validate().map_err(|e| (e.key().to_string(), e.reason().to_string()))?;
         }
         if self.gateway.cancel_timeout_ms == 0 {
             return Err(("gateway.cancel_timeout_ms".into(), "must be > 0".into()));

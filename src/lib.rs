@@ -14,6 +14,7 @@ pub mod backtest;
 pub mod book;
 pub mod config;
 pub mod core;
+pub mod detmath;
 pub mod event;
 pub mod feed;
 pub mod gateway;

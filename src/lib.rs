@@ -6,6 +6,12 @@
 //! with fills flowing back into [`portfolio`]. [`core::Core`] is the deterministic
 //! state machine that strings them together; [`live`] drives it from a pinned
 //! busy-polling thread with SPSC rings to a gateway thread.
+//!
+//! Every import points down. Each module defines its own parameters; [`config`] reads
+//! TOML, validates it and builds them (e.g. [`config::Config::core_params`]), and only
+//! the drivers (the binary, [`sweep`]) import it. Leaf modules hold what many layers
+//! share: [`types`], [`fees`], and [`detmath`] (the deterministic `ln`, `exp` and
+//! random numbers of the generator, the backtester and the Monte Carlo).
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -17,6 +23,7 @@ pub mod core;
 pub mod detmath;
 pub mod event;
 pub mod feed;
+pub mod fees;
 pub mod gateway;
 pub mod import;
 pub mod lines;

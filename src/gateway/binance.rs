@@ -86,9 +86,9 @@ use thiserror::Error;
 use super::limits::{Limit, RateLimited, RateLimiter, RateLimits};
 use super::sign::{ws_payload, Credentials, CredentialsError, Query};
 use super::{Balance, Exchange, OpenOrder, VenueError};
-use crate::config::Fees;
 use crate::event::{reject_msg, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, RejectMsg, Tif};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
+use crate::fees::Fees;
 use crate::ratelimit::IpBudget;
 use crate::types::{Decimal, InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
 

@@ -1,4 +1,5 @@
 //! The `statarb` command line.
+#![forbid(unsafe_code)]
 
 mod cli;
 
@@ -544,7 +545,7 @@ fn latency_cmd(
         bail!("the data set has no events");
     }
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
-    let core = Core::new(&cfg, &instruments, session_id)?;
+    let core = Core::new(&cfg.core_params()?, &instruments, session_id)?;
     let venue = SimExchange::new(instruments.clone(), cfg.fees);
     let opts = RunOptions {
         ring_capacity: cfg.live.ring_capacity,
@@ -879,7 +880,7 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
         None => (None, None),
     };
     let session_id = (wall_ns() / NS_PER_SEC) as u32;
-    let core = Core::new(&cfg, &instruments, session_id)?;
+    let core = Core::new(&cfg.core_params()?, &instruments, session_id)?;
     let opts = RunOptions {
         ring_capacity: cfg.live.ring_capacity,
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
@@ -1118,8 +1119,9 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
     let stop = cli::signals::stop_flag()?;
     let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
-    let core = Core::new(cfg, &instruments, session_id)?;
-    let bt = Backtest::new(cfg, &cfg.backtest)?;
+    let params = cfg.core_params()?;
+    let core = Core::new(&params, &instruments, session_id)?;
+    let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
     let t = std::time::Instant::now();
     // A progress bar only for runs long enough to want one, and only on a terminal.
     let tty = io::IsTerminal::is_terminal(&io::stdout());
@@ -1235,8 +1237,9 @@ fn sweep_cmd(
         if stop.load(Ordering::Relaxed) {
             return Err(interrupted());
         }
-        let core = Core::new(&p.config, &instruments, session_id)?;
-        let bt = Backtest::new(&p.config, &p.config.backtest)?;
+        let params = p.config.core_params()?;
+        let core = Core::new(&params, &instruments, session_id)?;
+        let bt = Backtest::new(&p.config.backtest, &params, p.config.fees)?;
         let o = bt.run_with_progress(core, &instruments, &events, |_, _| {
             if stop.load(Ordering::Relaxed) {
                 ControlFlow::Break(())
@@ -1431,7 +1434,7 @@ fn fit_cmd(
         data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     };
     let (instruments, events) = load_data(cfg, data, seed, events)?;
-    let mut core = Core::new(cfg, &instruments, 0).with_context(|| source.clone())?;
+    let mut core = Core::new(&cfg.core_params()?, &instruments, 0).with_context(|| source.clone())?;
     let mut out = statarb::core::Commands::new();
     let mut fed = 0;
     let mut samples = Vec::new();

@@ -13,9 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use statarb::book::Book;
-use statarb::config::{FeedClock, FeedConfig, Venue};
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, MarketEvent, OrderCmd};
+use statarb::feed::config::{FeedClock, FeedConfig, Venue};
 use statarb::feed::gen::{self, GenParams};
 use statarb::feed::source::{AlpacaFeed, AlpacaState};
 use statarb::gateway::sim::SimExchange;
@@ -280,7 +280,7 @@ fn the_core_quotes_from_alpaca_tops_and_never_inside_out() {
     let mut feed = AlpacaFeed::new(&cfg, &insts, None).unwrap();
     // The core trades the configured (Binance-named) legs; ids are shared by position.
     let config = common::market_make_config();
-    let mut core = Core::new(&config, &ds.instruments, 1).unwrap();
+    let mut core = Core::new(&config.core_params().unwrap(), &ds.instruments, 1).unwrap();
     let mut venue = SimExchange::new(ds.instruments.clone(), config.fees);
     let mut books = [Book::default(), Book::default()];
     let (mut cmds, mut reports, mut orders) = (Commands::new(), Vec::new(), 0);

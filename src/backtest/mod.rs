@@ -94,9 +94,9 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{Config, Fees};
-use crate::core::{Commands, Core, LEG_X, LEG_Y};
+use crate::core::{Commands, Core, CoreParams, LEG_X, LEG_Y};
 use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId};
+use crate::fees::Fees;
 use crate::signal::pairs::Targets;
 use crate::types::{InstId, Instrument, Ts, NS_PER_MS};
 
@@ -286,9 +286,11 @@ pub struct Backtest {
 }
 
 impl Backtest {
-    /// Validates `bt` and loads its latency series; takes the fees and the entry and
-    /// exit thresholds (for the trace) from `cfg`.
-    pub fn new(cfg: &Config, bt: &BacktestConfig) -> Result<Backtest, BacktestError> {
+    /// Validates `bt` and loads its latency series. `core` is what the replayed
+    /// [`Core`] is built from: the trace takes its entry and exit thresholds and signal
+    /// interval, the matching engine its bad-data band, the replay loop its clock-jump
+    /// limit. `fees` are the simulated venue's.
+    pub fn new(bt: &BacktestConfig, core: &CoreParams, fees: Fees) -> Result<Backtest, BacktestError> {
         bt.validate()?;
         let build = |which, c: &LatencyConfig, salt: u64| {
             c.build(bt.seed ^ salt).map_err(|error| BacktestError::Latency { which, error })
@@ -299,15 +301,15 @@ impl Backtest {
         };
         Ok(Backtest {
             cfg: bt.clone(),
-            fees: cfg.fees,
-            entry_z: cfg.pairs.entry_z,
-            exit_z: cfg.pairs.exit_z,
-            signal_ns: (cfg.signal.sample_ms as i64).saturating_mul(NS_PER_MS).max(1),
+            fees,
+            entry_z: core.pairs.entry_z,
+            exit_z: core.pairs.exit_z,
+            signal_ns: core.sample_ns.max(1),
             feed,
             entry: build("entry_latency", &bt.entry_latency, SEED_ENTRY)?,
             response: build("response_latency", &bt.response_latency, SEED_RESPONSE)?,
-            data_band_bps: cfg.risk.data_band_bps,
-            max_clock_jump_ns: cfg.risk.max_clock_jump_ns(),
+            data_band_bps: core.risk.data_band_bps,
+            max_clock_jump_ns: core.risk.max_clock_jump_ns(),
         })
     }
 

@@ -9,8 +9,8 @@
 //! best opposite level, as taker, up to its size. Fees are basis points of notional.
 
 use crate::book::Book;
-use crate::config::Fees;
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, RejectMsg, Tif};
+use crate::fees::Fees;
 use crate::gateway::Exchange;
 use crate::types::{Instrument, Px, Qty, Side, Ts};
 

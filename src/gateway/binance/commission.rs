@@ -19,7 +19,7 @@
 //! Which asset is the base and which the quote comes from the symbol
 //! ([`split_symbol`]), by the known quote assets.
 
-use crate::config::Fees;
+use crate::fees::Fees;
 use crate::types::{InstId, Instrument, Px, Qty};
 
 use super::error::GatewayError;

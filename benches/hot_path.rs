@@ -53,7 +53,7 @@ fn quote(c: &mut Criterion) {
 fn core(c: &mut Criterion) {
     let cfg = Config::builtin();
     let ds = gen::generate(&gen::GenParams { events: 200_000, ..gen::GenParams::default() });
-    let mut warm = Core::new(&cfg, &ds.instruments, 1).unwrap();
+    let mut warm = Core::new(&cfg.core_params().unwrap(), &ds.instruments, 1).unwrap();
     let mut out = Commands::new();
     let (warmup, rest) = ds.events.split_at(100_000);
     for ev in warmup {

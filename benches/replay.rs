@@ -23,6 +23,7 @@ fn replay(c: &mut Criterion) {
     evfile::write(&mut file, &ds.instruments, &ds.events).expect("write to memory");
     let (instruments, events) = evfile::read_all(file.as_slice()).expect("read back");
     let cfg = Config::builtin();
+    let params = cfg.core_params().expect("core params");
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(events.len() as u64));
     g.sample_size(10);
@@ -31,10 +32,11 @@ fn replay(c: &mut Criterion) {
         ("risk_averse", QueueConfig::RiskAverse {}),
         ("prob_log", QueueConfig::ProbLog {}),
     ] {
-        let bt = Backtest::new(&cfg, &BacktestConfig { queue, ..BacktestConfig::default() }).expect("valid config");
+        let bt = Backtest::new(&BacktestConfig { queue, ..BacktestConfig::default() }, &params, cfg.fees)
+            .expect("valid config");
         g.bench_function(name, |b| {
             b.iter(|| {
-                let core = Core::new(&cfg, &instruments, 1).expect("core");
+                let core = Core::new(&params, &instruments, 1).expect("core");
                 black_box(bt.run(core, &instruments, &events).digest)
             })
         });

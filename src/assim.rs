@@ -61,7 +61,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::feed::gen::{det_exp, det_ln, Rng};
+use crate::detmath::{det_exp, det_ln, Rng};
 
 /// Largest number of time steps accepted (`T/dt`).
 pub const MAX_STEPS: u64 = 10_000_000;

@@ -8,17 +8,32 @@
 //!
 //! The built-in default (`config/default.toml`, compiled in) is tuned to the built-in
 //! data set, so `statarb replay` runs with no file at all.
+//!
+//! # Layering
+//!
+//! Config sits above the modules it configures: each table is a type of the module it
+//! configures ([`crate::risk::RiskParams`], [`crate::backtest::BacktestConfig`],
+//! [`FeedConfig`], [`Fees`], ...), which also checks its own ranges, and
+//! [`Config::core_params`] builds the [`CoreParams`] that [`crate::core::Core::new`]
+//! takes. Only the drivers (`main`, [`crate::sweep`]) import this module; no module
+//! below it does (`tests/layering.rs` checks).
 
 use std::path::Path;
 
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::quote::{QuoteModel, QuoteParams};
+use crate::core::{CoreParams, LegParams, MAX_ORDERS};
+use crate::quote::{Complete, QuoteMode, QuoteModel, QuoteParams};
 use crate::risk::RiskParams;
 use crate::signal::kalman::KalmanParams;
 use crate::signal::pairs::PairsParams;
-use crate::types::{Decimal, Instrument, Px, Qty};
+use crate::types::{ms_to_ns, secs_to_ns, Decimal, DecimalError, Instrument, Qty, NS_PER_SEC};
+
+// The types of `[feed]` and `[fees]` are defined by their modules; re-exported because
+// they are part of `Config`, so that a driver can name its whole configuration from here.
+pub use crate::feed::config::{FeedClock, FeedConfig, Venue};
+pub use crate::fees::Fees;
 
 /// The compiled-in default configuration.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -60,6 +75,22 @@ pub enum ConfigError {
         key: String,
         /// What is wrong.
         msg: String,
+    },
+    /// A duration key does not convert to 64-bit nanoseconds (only for a [`Config`]
+    /// changed after its validation: a validated one always converts).
+    #[error("{key}: out of range as 64-bit nanoseconds")]
+    Duration {
+        /// Full key, e.g. `signal.sample_ms`.
+        key: &'static str,
+    },
+    /// A size is not a whole number of lots (only for a [`Config`] changed after its
+    /// validation).
+    #[error("{key}: {error}")]
+    Lots {
+        /// Full key, e.g. `y.order_qty`.
+        key: String,
+        /// Why it does not convert (shown in the message, so not chained as a source).
+        error: DecimalError,
     },
 }
 
@@ -113,6 +144,21 @@ impl LegConfig {
     /// Position limit in lots.
     pub fn max_position_lots(&self) -> Qty {
         self.max_position.to_increments(self.lot).unwrap_or(0)
+    }
+
+    /// The core's parameters of this leg, named `name` (`y` or `x`) in errors; its mode
+    /// is `default_mode` (`quote.mode`) unless the leg sets its own.
+    pub fn leg_params(&self, name: &str, default_mode: QuoteMode) -> Result<LegParams, ConfigError> {
+        let lots = |key: &str, v: Decimal| {
+            v.to_increments(self.lot).map_err(|error| ConfigError::Lots { key: format!("{name}.{key}"), error })
+        };
+        Ok(LegParams {
+            instrument: self.instrument(),
+            quote: self.quote_params(),
+            order_lots: lots("order_qty", self.order_qty)?,
+            max_position_lots: lots("max_position", self.max_position)?,
+            mode: self.mode.unwrap_or(default_mode),
+        })
     }
 }
 
@@ -176,56 +222,6 @@ fn default_horizon_secs() -> f64 {
     60.0
 }
 
-/// How a leg is quoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QuoteMode {
-    /// Only the side that moves the position toward the target, sized
-    /// `min(|position - target|, order_qty)`; nothing once at the target.
-    #[default]
-    Execute,
-    /// Both sides around the target, every time (a market maker skewed by the target).
-    MarketMake,
-}
-
-/// What an `execute` leg does with what is left at the end of its horizon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Complete {
-    /// Cross the spread with IOC limit orders at the far touch.
-    #[default]
-    Taker,
-    /// Keep quoting passively.
-    None,
-}
-
-/// Fees of the simulated venue, in basis points of notional.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fees {
-    /// Fee for adding liquidity (negative for a rebate).
-    pub maker_bps: f64,
-    /// Fee for taking liquidity.
-    pub taker_bps: f64,
-}
-
-impl Fees {
-    /// Fee of a fill in the quote asset: `px * qty * bps * 1e-4`, with the maker or
-    /// taker rate, price and size in units of `inst`.
-    #[inline]
-    pub fn of(&self, inst: &Instrument, px: Px, qty: Qty, maker: bool) -> f64 {
-        let bps = if maker { self.maker_bps } else { self.taker_bps };
-        inst.px_f64(px) * inst.qty_f64(qty) * bps * 1e-4
-    }
-}
-
-impl Default for Fees {
-    fn default() -> Self {
-        // Binance Spot regular tier.
-        Fees { maker_bps: 10.0, taker_bps: 10.0 }
-    }
-}
-
 /// Threads and rings of the live driver.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,78 +240,6 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig { hot_core: None, gateway_core: None, ring_capacity: 65_536 }
     }
-}
-
-/// Market-data venue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Venue {
-    /// Binance Spot combined streams (book ticker, diff depth, trades) + REST snapshots.
-    Binance,
-    /// Alpaca crypto market data v1beta3 (quotes, trades).
-    Alpaca,
-}
-
-/// Where the live driver's `now` comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FeedClock {
-    /// The local wall clock.
-    #[default]
-    Wall,
-    /// The latest exchange event time seen.
-    Exchange,
-}
-
-/// The live market-data feed, from config `[feed]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedConfig {
-    /// Venue protocol.
-    pub venue: Venue,
-    /// WebSocket URL. Binance: the combined-stream base (`wss://stream.binance.com:9443/stream`),
-    /// to which `?streams=...` for both legs is appended. Alpaca: the full feed URL.
-    pub ws_url: String,
-    /// Binance REST base URL for depth snapshots (`https://api.binance.com`).
-    #[serde(default)]
-    pub rest_url: String,
-    /// Book levels kept per side.
-    #[serde(default = "default_depth_levels")]
-    pub depth_levels: usize,
-    /// Levels requested per REST snapshot.
-    #[serde(default = "default_snapshot_limit")]
-    pub snapshot_limit: u32,
-    /// Subscribe to `aggTrade` instead of `trade`.
-    #[serde(default)]
-    pub agg_trades: bool,
-    /// tungstenite's read buffer, bytes (it zero-fills this much before each read).
-    #[serde(default = "default_read_buffer")]
-    pub read_buffer_size: usize,
-    /// Treat the server closing the connection as the end of the run (the replay
-    /// server closes with "end of data"); otherwise reconnect.
-    #[serde(default)]
-    pub end_on_close: bool,
-    /// The engine's clock: `wall` (live trading), or `exchange` (the messages' event
-    /// times: for replay servers that send faster than real time, so that sampling,
-    /// volatility and sessions keep their meaning).
-    #[serde(default)]
-    pub clock: FeedClock,
-    /// Alpaca: environment variable holding the API key id.
-    #[serde(default)]
-    pub key_env: Option<String>,
-    /// Alpaca: environment variable holding the API secret.
-    #[serde(default)]
-    pub secret_env: Option<String>,
-}
-
-fn default_depth_levels() -> usize {
-    20
-}
-fn default_snapshot_limit() -> u32 {
-    100
-}
-fn default_read_buffer() -> usize {
-    64 * 1024
 }
 
 /// The venue behind the gateway thread of `run`.
@@ -346,6 +270,16 @@ pub struct GatewayConfig {
     /// How long shutdown waits for the venue to confirm the final cancels, ms.
     #[serde(default = "default_cancel_timeout_ms")]
     pub cancel_timeout_ms: u64,
+    /// The position journal ([`crate::journal`]): orders and fills written ahead, so
+    /// that a restarted engine reconciles its positions with the venue before it
+    /// quotes. Binance only; none by default (each session then starts flat).
+    #[serde(default)]
+    pub journal: Option<std::path::PathBuf>,
+    /// `fdatasync` the journal after every batch with a fill (power-loss safety, at
+    /// the cost of a disk sync on the gateway thread); without it a record survives a
+    /// crash of the process, not of the machine.
+    #[serde(default)]
+    pub journal_fsync: bool,
 }
 
 fn default_cancel_timeout_ms() -> u64 {
@@ -358,6 +292,8 @@ impl Default for GatewayConfig {
             venue: GatewayVenue::Paper,
             binance: Default::default(),
             cancel_timeout_ms: default_cancel_timeout_ms(),
+            journal: None,
+            journal_fsync: false,
         }
     }
 }
@@ -505,6 +441,33 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The parameters of the strategy core: the legs in lots, each component's
+    /// parameters, and every interval in nanoseconds. Infallible for a config as
+    /// loaded (its validation bounds every key converted here); an error names the key
+    /// of a config changed since.
+    pub fn core_params(&self) -> Result<CoreParams, ConfigError> {
+        let ns = |key, v: Option<i64>| v.ok_or(ConfigError::Duration { key });
+        let horizon_ns = self.quote.horizon_secs * NS_PER_SEC as f64;
+        if !(horizon_ns.is_finite() && horizon_ns > 0.0 && horizon_ns <= i64::MAX as f64) {
+            return Err(ConfigError::Duration { key: "quote.horizon_secs" });
+        }
+        Ok(CoreParams {
+            legs: [self.y.leg_params("y", self.quote.mode)?, self.x.leg_params("x", self.quote.mode)?],
+            kalman: self.kalman,
+            pairs: self.pairs,
+            risk: self.risk,
+            model: self.quote.model,
+            sigma_halflife_s: self.quote.sigma_halflife_s,
+            session_ns: ns("quote.session_secs", secs_to_ns(self.quote.session_secs))?,
+            // Truncated, as it always was: a horizon under 1 ns is 0, completion at once.
+            horizon_ns: horizon_ns as i64,
+            complete: self.quote.complete(),
+            sample_ns: ns("signal.sample_ms", ms_to_ns(self.signal.sample_ms))?,
+            refresh_ns: ns("signal.refresh_ms", ms_to_ns(self.signal.refresh_ms))?,
+            min_replace_ticks: self.quote.min_replace_ticks,
+        })
+    }
+
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, leg) in [("y", &self.y), ("x", &self.x)] {
             let key = |k: &str| format!("{name}.{k}");
@@ -552,29 +515,15 @@ impl Config {
         if !(self.quote.sigma_halflife_s.is_finite() && self.quote.sigma_halflife_s > 0.0) {
             return Err(("quote.sigma_halflife_s".into(), "must be > 0".into()));
         }
-        for (key, bps) in [("fees.maker_bps", self.fees.maker_bps), ("fees.taker_bps", self.fees.taker_bps)] {
-            // A rebate of more than 1 % or a fee of more than 10 % is no venue's: a typo.
-            if !(bps.is_finite() && (-100.0..=1_000.0).contains(&bps)) {
-                return Err((key.into(), format!("must be in [-100, 1000] bps, got {bps}")));
-            }
+        self.fees.validate().map_err(|e| (format!("fees.{}", e.key), e.msg))?;
+        if self.gateway.journal.is_some() && self.gateway.venue != GatewayVenue::Binance {
+            return Err((
+                "gateway.journal".into(),
+                "journals positions held at a venue: it needs gateway.venue = \"binance\"".into(),
+            ));
         }
         if let Some(f) = &self.feed {
-            let scheme_ok = f.ws_url.starts_with("ws://") || f.ws_url.starts_with("wss://");
-            if !scheme_ok {
-                return Err(("feed.ws_url".into(), format!("must start with ws:// or wss://, got {:?}", f.ws_url)));
-            }
-            if f.venue == Venue::Binance && !(f.rest_url.starts_with("http://") || f.rest_url.starts_with("https://")) {
-                return Err(("feed.rest_url".into(), "must be an http:// or https:// URL for venue binance".into()));
-            }
-            if f.venue == Venue::Alpaca && (f.key_env.is_none() || f.secret_env.is_none()) {
-                return Err(("feed.key_env".into(), "venue alpaca needs key_env and secret_env".into()));
-            }
-            if !(1..=crate::book::MAX_LEVELS).contains(&f.depth_levels) {
-                return Err(("feed.depth_levels".into(), format!("must be in 1..={}", crate::book::MAX_LEVELS)));
-            }
-            if !(1024..=1 << 24).contains(&f.read_buffer_size) {
-                return Err(("feed.read_buffer_size".into(), "must be in 1024..=16777216".into()));
-            }
+            f.validate().map_err(|e| (format!("feed.{}", e.key), e.msg))?;
         }
         self.backtest.validate().map_err(|e| {
             let text = e.to_string();
@@ -584,7 +533,7 @@ impl Config {
             }
         })?;
         if self.gateway.venue == GatewayVenue::Binance {
-            self.gateway.binance.validate()?;
+            self.gateway.binance.validate().map_err(|e| (e.key().to_string(), e.reason().to_string()))?;
         }
         if self.gateway.cancel_timeout_ms == 0 {
             return Err(("gateway.cancel_timeout_ms".into(), "must be > 0".into()));
@@ -598,8 +547,8 @@ impl Config {
             }
             r.pool.validate().map_err(|e| ("record.pool".to_string(), e.to_string()))?;
         }
-        if self.risk.max_open_orders > crate::core::MAX_ORDERS {
-            return Err(("risk.max_open_orders".into(), format!("must be <= {}", crate::core::MAX_ORDERS)));
+        if self.risk.max_open_orders > MAX_ORDERS {
+            return Err(("risk.max_open_orders".into(), format!("must be <= {MAX_ORDERS}")));
         }
         if !(16..=1 << 24).contains(&self.live.ring_capacity) {
             return Err(("live.ring_capacity".into(), "must be in 16..=16777216".into()));
@@ -677,6 +626,8 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         for f in ["default.toml", "local.toml", "binance.toml", "alpaca.toml", "paper.toml", "binance-testnet.toml"] {
             let c = Config::load(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+            let p = c.core_params().unwrap_or_else(|e| panic!("{f}: {e}"));
+            p.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
             if f != "default.toml" {
                 assert!(c.feed.is_some(), "{f} has a feed");
             }
@@ -717,6 +668,29 @@ mod tests {
         assert_eq!(c.y.symbol, "ETHUSDT");
         assert_eq!(c.x.symbol, "BTCUSDT");
         assert!(c.y.order_lots() > 0 && c.x.order_lots() > 0);
+    }
+
+    #[test]
+    fn core_params_are_in_lots_and_nanoseconds() {
+        let c = Config::builtin();
+        let p = c.core_params().unwrap();
+        assert_eq!(p.legs[crate::core::LEG_Y].instrument.symbol, "ETHUSDT");
+        assert_eq!((p.legs[0].order_lots, p.legs[0].max_position_lots), (2_500, 20_000));
+        assert_eq!(p.legs[0].mode, QuoteMode::Execute);
+        assert_eq!((p.sample_ns, p.refresh_ns), (1_000_000_000, 200_000_000));
+        assert_eq!((p.session_ns, p.horizon_ns), (900 * NS_PER_SEC, 60 * NS_PER_SEC));
+        assert_eq!(p.complete, Complete::Taker);
+        // A config changed after its validation: the error names the key.
+        let mut bad = c.clone();
+        bad.signal.sample_ms = u64::MAX;
+        assert!(matches!(bad.core_params(), Err(ConfigError::Duration { key: "signal.sample_ms" })));
+        let mut bad = c.clone();
+        bad.quote.horizon_secs = f64::NAN;
+        assert!(matches!(bad.core_params(), Err(ConfigError::Duration { key: "quote.horizon_secs" })));
+        let mut bad = c;
+        bad.x.order_qty = "0.000001".parse().unwrap();
+        let e = bad.core_params().unwrap_err();
+        assert!(matches!(&e, ConfigError::Lots { key, .. } if key == "x.order_qty"), "{e}");
     }
 
     #[test]

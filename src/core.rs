@@ -70,14 +70,13 @@
 use arrayvec::ArrayVec;
 
 use crate::book::{Book, DataReject, DataRejects};
-use crate::config::{Complete, Config, QuoteMode};
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
 use crate::portfolio::Portfolio;
-use crate::quote::{QuoteError, Quoter, Session, SigmaEstimator};
-use crate::risk::{OrderCheck, Reject, Risk};
-use crate::signal::kalman::{Kalman, KalmanOutput};
-use crate::signal::pairs::{Pairs, SpreadState, Targets};
-use crate::types::{ms_to_ns, secs_to_ns, InstId, Instrument, Px, Qty, Side, Ts, NS_PER_SEC};
+use crate::quote::{Complete, QuoteError, QuoteMode, QuoteModel, QuoteParams, Quoter, Session, SigmaEstimator};
+use crate::risk::{OrderCheck, Reject, Risk, RiskParamError, RiskParams};
+use crate::signal::kalman::{Kalman, KalmanError, KalmanOutput, KalmanParams};
+use crate::signal::pairs::{Pairs, PairsError, PairsParams, SpreadState, Targets};
+use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, NS_PER_SEC};
 
 /// Index of the Y (dependent) leg.
 pub const LEG_Y: usize = 0;
@@ -180,9 +179,90 @@ struct Leg {
     horizon_start: Ts,
 }
 
-/// A checked duration conversion's result, or the error naming `key`.
-fn duration_ns(key: &'static str, ns: Option<Ts>) -> Result<Ts, CoreError> {
-    ns.ok_or(CoreError::Duration { key })
+/// One leg as the core trades it, from config `[y]` or `[x]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegParams {
+    /// The instrument: its symbol, tick and lot must match the data's table.
+    pub instrument: Instrument,
+    /// The leg's quote-model parameters.
+    pub quote: QuoteParams,
+    /// Size of each quote, lots (> 0).
+    pub order_lots: Qty,
+    /// Absolute position limit, lots (> 0).
+    pub max_position_lots: Qty,
+    /// How the leg is quoted.
+    pub mode: QuoteMode,
+}
+
+/// Everything a [`Core`] is built from: each component's own parameters and the
+/// core's intervals, already in nanoseconds. Built once, before a run (the
+/// configuration loader's `Config::core_params`); [`Core::new`] checks it, so a
+/// `CoreParams` written by hand cannot make a core that panics or wraps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreParams {
+    /// The Y (dependent, [`LEG_Y`]) and X (hedge, [`LEG_X`]) legs, in that order.
+    pub legs: [LegParams; 2],
+    /// The Kalman filter of the hedge ratio.
+    pub kalman: KalmanParams,
+    /// Entry, exit and sizing of the pair.
+    pub pairs: PairsParams,
+    /// Pre-trade limits; `max_open_orders` at most [`MAX_ORDERS`].
+    pub risk: RiskParams,
+    /// The quote model of both legs.
+    pub model: QuoteModel,
+    /// Half-life of the volatility EWMA, seconds (finite, > 0).
+    pub sigma_halflife_s: f64,
+    /// Length of the rolling session of `market_make` legs, ns (> 0).
+    pub session_ns: i64,
+    /// Execution horizon of `execute` legs, ns (>= 0; 0: complete at once).
+    pub horizon_ns: i64,
+    /// What `execute` legs do with the remainder at the horizon.
+    pub complete: Complete,
+    /// Kalman update interval, ns of the strategy clock (>= 0; 0: every market batch).
+    pub sample_ns: i64,
+    /// Longest wait of a due sample for both legs' data, ns of local time (>= 0).
+    pub refresh_ns: i64,
+    /// A resting quote is replaced only when its price moves by at least this many
+    /// ticks (>= 1) or its size changes.
+    pub min_replace_ticks: i64,
+}
+
+impl CoreParams {
+    /// Checks what the components' constructors do not: positive leg sizes, two
+    /// distinct symbols, the pair and risk limits, the open-order capacity and the
+    /// intervals. The quote, volatility and Kalman parameters are checked by their
+    /// constructors in [`Core::new`].
+    pub fn validate(&self) -> Result<(), CoreError> {
+        for leg in &self.legs {
+            for (param, lots) in [("order_lots", leg.order_lots), ("max_position_lots", leg.max_position_lots)] {
+                if lots <= 0 {
+                    return Err(CoreError::Lots { symbol: leg.instrument.symbol.clone(), param, lots });
+                }
+            }
+        }
+        if self.legs[LEG_Y].instrument.symbol == self.legs[LEG_X].instrument.symbol {
+            return Err(CoreError::SameSymbol(self.legs[LEG_Y].instrument.symbol.clone()));
+        }
+        self.pairs.validate()?;
+        self.risk.validate()?;
+        if self.risk.max_open_orders > MAX_ORDERS {
+            return Err(CoreError::TooManyOrders { max_open_orders: self.risk.max_open_orders });
+        }
+        for (param, ns, ok, requirement) in [
+            ("session_ns", self.session_ns, self.session_ns > 0, "> 0"),
+            ("horizon_ns", self.horizon_ns, self.horizon_ns >= 0, ">= 0"),
+            ("sample_ns", self.sample_ns, self.sample_ns >= 0, ">= 0"),
+            ("refresh_ns", self.refresh_ns, self.refresh_ns >= 0, ">= 0"),
+        ] {
+            if !ok {
+                return Err(CoreError::Duration { param, ns, requirement });
+            }
+        }
+        if self.min_replace_ticks < 1 {
+            return Err(CoreError::MinReplaceTicks(self.min_replace_ticks));
+        }
+        Ok(())
+    }
 }
 
 /// The strategy state machine.
@@ -211,7 +291,8 @@ pub struct Core {
     stats: CoreStats,
 }
 
-/// Why a core could not be built.
+/// Why a core could not be built: the data does not match the parameters, or a
+/// parameter is out of range (each component's own error, unflattened).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
     /// A configured symbol is not in the data source's instrument table.
@@ -231,27 +312,61 @@ pub enum CoreError {
         /// Lot of the data.
         data_lot: String,
     },
-    /// A component refused its parameters.
-    #[error("{0}")]
-    Params(String),
-    /// The quote model or its session refused its parameters.
+    /// Both legs trade the same symbol.
+    #[error("both legs trade {0}")]
+    SameSymbol(String),
+    /// A leg's quote size or position limit is not positive.
+    #[error("{symbol}: {param} = {lots} must be > 0")]
+    Lots {
+        /// The leg's symbol.
+        symbol: String,
+        /// `order_lots` or `max_position_lots`.
+        param: &'static str,
+        /// The value, lots.
+        lots: Qty,
+    },
+    /// The Kalman filter refused its parameters.
+    #[error(transparent)]
+    Kalman(#[from] KalmanError),
+    /// The pair's thresholds or sizing are out of range.
+    #[error(transparent)]
+    Pairs(#[from] PairsError),
+    /// A risk limit is out of range.
+    #[error(transparent)]
+    Risk(#[from] RiskParamError),
+    /// More open orders allowed than the core can track.
+    #[error("risk.max_open_orders = {max_open_orders} must be <= {MAX_ORDERS}")]
+    TooManyOrders {
+        /// The configured limit.
+        max_open_orders: usize,
+    },
+    /// The quote model, the volatility estimator or the session refused its parameters.
     #[error(transparent)]
     Quote(#[from] QuoteError),
-    /// A configured duration does not fit nanoseconds in an `i64`.
-    #[error("{key}: the duration does not fit 64-bit nanoseconds")]
+    /// An interval is out of range.
+    #[error("{param} = {ns} ns must be {requirement}")]
     Duration {
-        /// The config key.
-        key: &'static str,
+        /// The field of [`CoreParams`].
+        param: &'static str,
+        /// Its value.
+        ns: i64,
+        /// What it must satisfy.
+        requirement: &'static str,
     },
+    /// The replace threshold is below one tick.
+    #[error("min_replace_ticks = {0} must be >= 1")]
+    MinReplaceTicks(i64),
 }
 
 impl Core {
-    /// A core for a validated config, trading the configured symbols, whose ids are
-    /// their index in `instruments` (the data source's table). `session_id` (e.g. the
-    /// start time in seconds) makes client order ids unique across restarts.
-    pub fn new(cfg: &Config, instruments: &[Instrument], session_id: u32) -> Result<Core, CoreError> {
-        let leg = |lc: &crate::config::LegConfig| -> Result<Leg, CoreError> {
-            let inst = lc.instrument();
+    /// A core for `params` (see [`CoreParams::validate`]), trading its legs' symbols,
+    /// whose ids are their index in `instruments` (the data source's table).
+    /// `session_id` (e.g. the start time in seconds) makes client order ids unique
+    /// across restarts.
+    pub fn new(params: &CoreParams, instruments: &[Instrument], session_id: u32) -> Result<Core, CoreError> {
+        params.validate()?;
+        let leg = |lp: &LegParams| -> Result<Leg, CoreError> {
+            let inst = lp.instrument.clone();
             let id = instruments
                 .iter()
                 .position(|i| i.symbol == inst.symbol)
@@ -266,42 +381,40 @@ impl Core {
                     data_lot: data.lot.to_string(),
                 });
             }
-            let qp = lc.quote_params();
             Ok(Leg {
                 id: id as InstId,
                 inst,
                 book: Book::default(),
-                sigma: SigmaEstimator::new(qp.sigma0, cfg.quote.sigma_halflife_s, NS_PER_SEC)?,
-                quoter: Quoter::new(cfg.quote.model, qp)?,
-                order_lots: lc.order_lots(),
-                max_position: lc.max_position_lots(),
+                sigma: SigmaEstimator::new(lp.quote.sigma0, params.sigma_halflife_s, NS_PER_SEC)?,
+                quoter: Quoter::new(params.model, lp.quote)?,
+                order_lots: lp.order_lots,
+                max_position: lp.max_position_lots,
                 last_update: Ts::MIN,
                 last_exch: Ts::MIN,
                 unmarked_since: Ts::MAX,
                 unmarked_counted: false,
                 quotes: [None, None],
-                mode: lc.mode.unwrap_or(cfg.quote.mode),
+                mode: lp.mode,
                 horizon_start: 0,
             })
         };
-        let legs = [leg(&cfg.y)?, leg(&cfg.x)?];
-        let kalman = Kalman::new(&cfg.kalman).map_err(|e| CoreError::Params(e.to_string()))?;
+        let legs = [leg(&params.legs[LEG_Y])?, leg(&params.legs[LEG_X])?];
+        let kalman = Kalman::new(&params.kalman)?;
         let portfolio = Portfolio::new([legs[LEG_Y].inst.clone(), legs[LEG_X].inst.clone()]);
         Ok(Core {
             legs,
             kalman,
-            pairs: Pairs::new(cfg.pairs),
-            risk: Risk::new(cfg.risk),
+            pairs: Pairs::new(params.pairs),
+            risk: Risk::new(params.risk),
             portfolio,
-            session: Session::new(0, duration_ns("quote.session_secs", secs_to_ns(cfg.quote.session_secs))?)?,
-            // Validated in (0, 86400] s.
-            horizon_ns: (cfg.quote.horizon_secs * NS_PER_SEC as f64) as i64,
-            complete: cfg.quote.complete(),
-            sample_ns: duration_ns("signal.sample_ms", ms_to_ns(cfg.signal.sample_ms))?,
-            refresh_ns: duration_ns("signal.refresh_ms", ms_to_ns(cfg.signal.refresh_ms))?,
+            session: Session::new(0, params.session_ns)?,
+            horizon_ns: params.horizon_ns,
+            complete: params.complete,
+            sample_ns: params.sample_ns,
+            refresh_ns: params.refresh_ns,
             next_sample: Ts::MIN,
             last_signal: None,
-            min_replace_ticks: cfg.quote.min_replace_ticks,
+            min_replace_ticks: params.min_replace_ticks,
             orders: ArrayVec::new(),
             id_prefix: (session_id as u64) << 32,
             next_seq: 0,
@@ -811,6 +924,15 @@ impl Core {
         &self.portfolio
     }
 
+    /// Starts from positions carried over from earlier sessions (the position journal's,
+    /// reconciled with the venue), before the first event: cost, realized PnL and fees
+    /// as they were, so that risk limits and the loss limit count them.
+    pub fn restore_positions(&mut self, positions: [crate::portfolio::Position; 2]) {
+        for (l, p) in positions.into_iter().enumerate() {
+            self.portfolio.restore(l, p);
+        }
+    }
+
     /// The risk controller (limits, kill switch state, rejection counters).
     pub fn risk(&self) -> &Risk {
         &self.risk
@@ -865,6 +987,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn instruments() -> Vec<Instrument> {
         let c = Config::builtin();
@@ -883,9 +1006,15 @@ mod tests {
         }
     }
 
+    /// The core parameters of the built-in config.
+    fn builtin() -> CoreParams {
+        Config::builtin().core_params().unwrap()
+    }
+
     /// The built-in config with both legs market making.
-    fn mm() -> Config {
-        Config::from_toml("extends = \"default\"\n[quote]\nmode = \"market_make\"\n", "mm.toml").unwrap()
+    fn mm() -> CoreParams {
+        let cfg = Config::from_toml("extends = \"default\"\n[quote]\nmode = \"market_make\"\n", "mm.toml").unwrap();
+        cfg.core_params().unwrap()
     }
 
     fn news(out: &Commands) -> Vec<NewOrder> {
@@ -976,7 +1105,7 @@ mod tests {
 
     #[test]
     fn unknown_and_invalid_events_are_counted_not_fatal() {
-        let mut core = Core::new(&Config::builtin(), &instruments(), 1).unwrap();
+        let mut core = Core::new(&builtin(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         core.on_market(&ev(9, EventKind::BestBid, 1, 1, 0), 0, &mut out);
         core.on_market(&ev(0, EventKind::BestBid, -5, 1, 0), 0, &mut out);
@@ -1023,7 +1152,7 @@ mod tests {
     fn the_data_band_is_configurable() {
         let text = "extends = \"default\"\n[risk]\ndata_band_bps = 10.0\nmax_clock_jump_ms = 1000\n";
         let cfg = Config::from_toml(text, "band.toml").unwrap();
-        let mut core = Core::new(&cfg, &instruments(), 1).unwrap();
+        let mut core = Core::new(&cfg.core_params().unwrap(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
         // 0.1 % of the ETH mid (260 000.5 ticks) is 260.0005 ticks: 261.5 away is out,
@@ -1125,8 +1254,35 @@ mod tests {
     fn config_must_match_the_data_instruments() {
         let mut inst = instruments();
         inst[0] = Instrument::new("BTCUSDT", "0.1".parse().unwrap(), "0.00001".parse().unwrap());
-        assert!(matches!(Core::new(&Config::builtin(), &inst, 1), Err(CoreError::IncrementMismatch { .. })));
-        assert!(matches!(Core::new(&Config::builtin(), &inst[..1], 1), Err(CoreError::UnknownSymbol(_))));
+        assert!(matches!(Core::new(&builtin(), &inst, 1), Err(CoreError::IncrementMismatch { .. })));
+        assert!(matches!(Core::new(&builtin(), &inst[..1], 1), Err(CoreError::UnknownSymbol(_))));
+    }
+
+    #[test]
+    fn hand_made_params_are_refused_with_the_components_own_errors() {
+        let ok = builtin();
+        let new = |p: CoreParams| Core::new(&p, &instruments(), 1).map(|_| ()).unwrap_err();
+        let mut p = ok.clone();
+        p.legs[LEG_X].order_lots = 0;
+        assert!(matches!(new(p), CoreError::Lots { param: "order_lots", lots: 0, .. }));
+        let mut p = ok.clone();
+        p.legs[LEG_X].instrument = p.legs[LEG_Y].instrument.clone();
+        assert!(matches!(new(p), CoreError::SameSymbol(_)));
+        let e = new(CoreParams { pairs: PairsParams { entry_z: -1.0, ..ok.pairs }, ..ok.clone() });
+        assert!(matches!(e, CoreError::Pairs(PairsError::Invalid { key: "entry_z", .. })), "{e}");
+        let e = new(CoreParams { risk: RiskParams { stale_ms: 0, ..ok.risk }, ..ok.clone() });
+        assert!(matches!(e, CoreError::Risk(RiskParamError { key: "stale_ms", .. })), "{e}");
+        let e = new(CoreParams { risk: RiskParams { max_open_orders: MAX_ORDERS + 1, ..ok.risk }, ..ok.clone() });
+        assert_eq!(e, CoreError::TooManyOrders { max_open_orders: MAX_ORDERS + 1 });
+        let e = new(CoreParams { kalman: KalmanParams { p0: -1.0, ..ok.kalman }, ..ok.clone() });
+        assert!(matches!(e, CoreError::Kalman(_)), "{e}");
+        let e = new(CoreParams { sigma_halflife_s: f64::NAN, ..ok.clone() });
+        assert!(matches!(e, CoreError::Quote(_)), "{e}");
+        let e = new(CoreParams { session_ns: 0, ..ok.clone() });
+        assert!(matches!(e, CoreError::Duration { param: "session_ns", ns: 0, .. }), "{e}");
+        let e = new(CoreParams { sample_ns: -1, ..ok.clone() });
+        assert!(matches!(e, CoreError::Duration { param: "sample_ns", .. }), "{e}");
+        assert_eq!(new(CoreParams { min_replace_ticks: 0, ..ok }), CoreError::MinReplaceTicks(0));
     }
 
     fn fill(o: &NewOrder, qty: Qty, leaves: Qty, ts: Ts) -> ExecReport {
@@ -1151,7 +1307,7 @@ mod tests {
     /// 0.75 ETH (7 500 lots; the quote size is 2 500) and an entry hedge of 0.0445 BTC
     /// per ETH.
     fn long_core(horizon_start: Ts) -> Core {
-        let mut core = Core::new(&Config::builtin(), &instruments(), 1).unwrap();
+        let mut core = Core::new(&builtin(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         market(&mut core, horizon_start, 6_100_000, 260_000, &mut out);
         assert!(out.is_empty(), "flat and at target: nothing rests");

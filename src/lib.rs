@@ -6,21 +6,32 @@
 //! with fills flowing back into [`portfolio`]. [`core::Core`] is the deterministic
 //! state machine that strings them together; [`live`] drives it from a pinned
 //! busy-polling thread with SPSC rings to a gateway thread.
-#![warn(missing_docs, missing_debug_implementations)]
-#![deny(clippy::undocumented_unsafe_blocks)]
+//!
+//! Every import points down. Each module defines its own parameters; [`config`] reads
+//! TOML, validates it and builds them (e.g. [`config::Config::core_params`]), and only
+//! the drivers (the binary, [`sweep`]) import it. Leaf modules hold what many layers
+//! share: [`types`], [`fees`], and [`detmath`] (the deterministic `ln`, `exp` and
+//! random numbers of the generator, the backtester and the Monte Carlo).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 pub mod assim;
 pub mod backtest;
 pub mod book;
 pub mod config;
 pub mod core;
+pub mod detmath;
 pub mod event;
 pub mod feed;
+pub mod fees;
 pub mod gateway;
 pub mod import;
+pub mod journal;
 pub mod lines;
 pub mod live;
 pub mod metrics;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod portfolio;
 pub mod quote;

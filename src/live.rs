@@ -709,6 +709,13 @@ impl<S, E> RunOutcome<S, E> {
         let RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange, warnings, elapsed } = self;
         RunOutcome { core, latencies, loop_stats, gateway_stats, source: f(source), exchange, warnings, elapsed }
     }
+
+    /// The same outcome with the exchange replaced by `f(exchange)` (e.g. a wrapper's
+    /// venue, once the wrapper's counters have been read).
+    pub fn map_exchange<T>(self, f: impl FnOnce(E) -> T) -> RunOutcome<S, T> {
+        let RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange, warnings, elapsed } = self;
+        RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange: f(exchange), warnings, elapsed }
+    }
 }
 
 /// Options of a threaded run.

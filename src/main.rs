@@ -1,8 +1,12 @@
 //! The `statarb` command line.
+#![forbid(unsafe_code)]
+
+mod cli;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use cli::signals::Outputs;
 
 use statarb::assim::AsSimParams;
 use statarb::backtest::stats::Report as BacktestReport;
@@ -103,6 +108,29 @@ enum Cmd {
         /// latency), `max` (no waiting), or a speed factor such as `1000x`.
         #[arg(long, default_value = "lockstep")]
         pace: Pacing,
+    },
+    /// The mock Binance Spot venue (signed REST and the WebSocket API user data stream)
+    /// on 127.0.0.1, for a dry run of a live config: point `gateway.binance.rest_url`
+    /// and `ws_url` at it. Built only with `--features mock`.
+    #[cfg(feature = "mock")]
+    MockBinance {
+        /// Port (0: a free one, printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Config whose legs are the tradable symbols and whose `[fees]` the venue
+        /// charges (default: the built-in config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Environment variable holding the account's API key.
+        #[arg(long, default_value = "BINANCE_API_KEY")]
+        key_env: String,
+        /// Environment variable holding the account's API secret.
+        #[arg(long, default_value = "BINANCE_API_SECRET")]
+        secret_env: String,
+        /// A starting balance, `ASSET=AMOUNT` (repeatable; default 1,000,000 of each
+        /// quote asset and 100 of each base asset).
+        #[arg(long = "balance")]
+        balances: Vec<String>,
     },
     /// Serve a recording, or the built-in data set, as Binance combined streams on
     /// ws://127.0.0.1:PORT/stream plus the REST depth snapshot endpoint.
@@ -372,6 +400,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             import_cmd(&cfg, &inputs, &opts, max_bad, &out)
         }
         Cmd::Run { config, events, out } => run_cmd(config.as_deref(), events, out.as_deref()),
+        #[cfg(feature = "mock")]
+        Cmd::MockBinance { port, config, key_env, secret_env, balances } => {
+            mock_binance_cmd(port, config.as_deref(), &key_env, &secret_env, &balances)
+        }
         Cmd::Record { config, out, seconds } => record_cmd(&config, &out, seconds),
         Cmd::Serve {
             recording,
@@ -398,7 +430,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             } else {
                 serve::Source::Recording(recording)
             };
-            let stop = stop_on_signals()?;
+            let stop = cli::signals::stop_flag()?;
             let handle = serve::spawn(cfg, source)?;
             eprintln!(
                 "serving on ws://{}/stream, snapshots on http://{}/api/v3/depth; Ctrl-C to stop",
@@ -413,12 +445,16 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::AsSim { gamma, paths, seed, sigma, k, a, out } => {
+            let outputs = Outputs::watch()?;
             let p = AsSimParams { gamma, paths, seed, sigma, k, a, ..AsSimParams::default() };
             let r = statarb::assim::simulate(&p)?;
             println!("{r}");
             if let Some(path) = out {
-                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                let mut f = outputs.create(&path)?;
+                f.write_all((serde_json::to_string_pretty(&r)? + "\n").as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
+                drop(f);
+                outputs.commit(&path)?;
                 eprintln!("wrote {}", path.display());
             }
             Ok(())
@@ -490,6 +526,7 @@ fn latency_cmd(
     pace: Pacing,
     out: Option<&Path>,
 ) -> Result<()> {
+    let stop = cli::signals::stop_flag()?;
     let cfg = load_config(config)?;
     let (instruments, events) = match data {
         Some(p) => {
@@ -511,8 +548,9 @@ fn latency_cmd(
         bail!("the data set has no events");
     }
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
-    let core = Core::new(&cfg, &instruments, session_id)?;
-    let bt = Backtest::new(&cfg, &cfg.backtest)?;
+    let params = cfg.core_params()?;
+    let core = Core::new(&params, &instruments, session_id)?;
+    let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
     let opts = RunOptions {
         ring_capacity: cfg.live.ring_capacity,
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
@@ -522,16 +560,19 @@ fn latency_cmd(
     // The queue model is picked here, once; each is its own monomorphised run.
     use statarb::backtest::queue::{ProbLog, ProbPower, QueueConfig, RiskAverse};
     let (summary, latencies) = match cfg.backtest.queue {
-        QueueConfig::RiskAverse {} => latency_run(&bt, core, &instruments, &events, RiskAverse, pace, &opts),
-        QueueConfig::ProbPower { n } => latency_run(&bt, core, &instruments, &events, ProbPower::new(n), pace, &opts),
-        QueueConfig::ProbLog {} => latency_run(&bt, core, &instruments, &events, ProbLog, pace, &opts),
+        QueueConfig::RiskAverse {} => latency_run(&bt, core, &instruments, &events, RiskAverse, pace, &opts, &stop),
+        QueueConfig::ProbPower { n } => {
+            latency_run(&bt, core, &instruments, &events, ProbPower::new(n), pace, &opts, &stop)
+        }
+        QueueConfig::ProbLog {} => latency_run(&bt, core, &instruments, &events, ProbLog, pace, &opts, &stop),
     };
     report(&summary, &latencies, out)
 }
 
 /// The threaded run of `statarb latency` with queue model `queue`: the hot thread reads
 /// `events` at the local times `replay` gives them, the venue on the gateway thread
-/// ([`Backtest::replay_venue`]) reads them at exchange time.
+/// ([`Backtest::replay_venue`]) reads them at exchange time; `stop` (SIGINT) ends it.
+#[allow(clippy::too_many_arguments)]
 fn latency_run<Q: statarb::backtest::queue::QueueModel>(
     bt: &Backtest,
     core: Core,
@@ -540,6 +581,7 @@ fn latency_run<Q: statarb::backtest::queue::QueueModel>(
     queue: Q,
     pace: Pacing,
     opts: &RunOptions,
+    stop: &AtomicBool,
 ) -> (Summary, statarb::metrics::Latencies) {
     let local = bt.local_events(events);
     let heard = local.as_deref().unwrap_or(events);
@@ -548,8 +590,7 @@ fn latency_run<Q: statarb::backtest::queue::QueueModel>(
         Pacing::Speed(x) => SliceSource::paced(heard, x),
         Pacing::Max | Pacing::Lockstep => SliceSource::new(heard),
     };
-    let stop = AtomicBool::new(false);
-    let outcome = live::run(core, source, venue, opts, &stop);
+    let outcome = live::run(core, source, venue, opts, stop);
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -644,6 +685,7 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             }
         }
         GatewayVenue::Binance => {
+            let mut core = core;
             let mut venue = BinanceSpot::new(cfg.gateway.binance.clone(), instruments.clone(), cfg.fees)?;
             venue.share_budget(Arc::clone(budget));
             venue.start().context("starting the Binance gateway")?;
@@ -653,6 +695,16 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
             if !leftover.is_empty() {
                 eprintln!("reconcile: {} open orders found at start (ours cancelled)", leftover.len());
             }
+            // With a journal, the positions of earlier sessions, checked against the venue.
+            let journal = match &cfg.gateway.journal {
+                Some(path) => {
+                    let (j, positions) = restore_from_journal(cfg, path, &mut venue, &instruments, session_id)?;
+                    core.restore_positions(positions);
+                    Some(j)
+                }
+                None => None,
+            };
+            let start = [*core.portfolio().position(0), *core.portfolio().position(1)];
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while !venue.stream_ready() && std::time::Instant::now() < deadline {
                 let mut reps = Vec::new();
@@ -663,21 +715,102 @@ fn run_live<S: live::MarketSource + Send + FeedReport>(
                 eprintln!("warning: the user data stream is not subscribed; orders settle by queries");
             }
             let before = venue.balances().context("reading balances")?;
-            let outcome = live::run(core, source, venue, opts, stop);
+            let mut outcome = match journal {
+                Some(j) => {
+                    let o = live::run(core, source, statarb::journal::Journaled::new(venue, j), opts, stop);
+                    let js = o.exchange.stats();
+                    eprintln!(
+                        "journal: {} records in {} writes, {} write errors, {} orders refused",
+                        js.records, js.writes, js.write_errors, js.refused
+                    );
+                    o.map_exchange(|e| e.into_parts().0)
+                }
+                None => live::run(core, source, venue, opts, stop),
+            };
             finish(cfg, &instruments, &outcome);
-            let mut outcome = outcome;
             for r in outcome.exchange.take_rejects() {
                 eprintln!("venue reject: {r:?}");
             }
             eprintln!("binance gateway: {:?}", outcome.exchange.stats());
             match outcome.exchange.balances() {
-                Ok(after) => print_reconciliation(&outcome.core, &instruments, &before, &after),
+                Ok(after) => print_reconciliation(&outcome.core, &instruments, &start, &before, &after),
                 Err(e) => eprintln!("warning: final balances unavailable: {e}"),
             }
             let summary = Summary::of_run(&outcome);
             Ok(LiveResult { summary, latencies: outcome.latencies })
         }
     }
+}
+
+/// Opens the position journal at `path` (creating it with the venue's balances as the
+/// baseline), recovers from the venue the fills of orders the journal left open, and
+/// checks each leg's position against the venue's balance change since the baseline.
+/// Returns the journal, open for the session, and the positions to start from; a
+/// mismatch is an error: the engine does not quote on positions the venue does not hold.
+fn restore_from_journal(
+    cfg: &Config,
+    path: &Path,
+    venue: &mut BinanceSpot,
+    instruments: &[Instrument],
+    session_id: u32,
+) -> Result<(statarb::journal::Journal, [statarb::portfolio::Position; 2])> {
+    use statarb::journal::{reconcile, Journal};
+    let insts = [instruments[0].clone(), instruments[1].clone()];
+    let base = |i: &Instrument| {
+        statarb::gateway::binance::split_symbol(&i.symbol)
+            .map(|(b, _)| b)
+            .with_context(|| format!("{}: no base asset in the symbol", i.symbol))
+    };
+    let assets = [base(&insts[0])?, base(&insts[1])?];
+    let (mut journal, mut state) = Journal::open(
+        path,
+        &insts,
+        [assets[0].as_str(), assets[1].as_str()],
+        || venue.balances().map_err(|e| statarb::gateway::VenueError { code: 0, msg: e.to_string() }),
+        session_id,
+        cfg.gateway.journal_fsync,
+        wall_ns().max(0) as u64,
+    )
+    .with_context(|| format!("opening the position journal {}", path.display()))?;
+    let verb = if state.created { "created" } else { "read" };
+    eprintln!(
+        "journal {verb}: {} ({} earlier sessions, {} fills, {} orders to settle{})",
+        path.display(),
+        state.sessions,
+        state.fills.len(),
+        state.pending.len(),
+        if state.torn_tail { ", a torn last line dropped" } else { "" }
+    );
+    let found = journal
+        .recover(&mut state, &insts, (cfg.fees.maker_bps, cfg.fees.taker_bps), true, |p| venue.query_order(p.leg, p.id))
+        .context("settling the journal's open orders with the venue")?;
+    if found > 0 {
+        eprintln!("journal: {found} fills found at the venue that no report carried (fees estimated)");
+    }
+    let positions = state.positions(insts.clone());
+    let now = venue.balances().context("reading balances")?;
+    let checks = reconcile(&state, &positions, &insts, &now)?;
+    for c in &checks {
+        eprintln!(
+            "reconcile {} at start: journal position less base fees {} {} vs balance change since the journal began {}: {}",
+            c.symbol,
+            c.expected,
+            c.asset,
+            c.actual,
+            if c.ok { "match" } else { "MISMATCH" }
+        );
+    }
+    if let Some(c) = checks.iter().find(|c| !c.ok) {
+        bail!(
+            "{}: the journal's {} position ({} {}) is not the venue's ({}); not quoting on it. Settle the account or start a new journal",
+            path.display(),
+            c.symbol,
+            c.expected,
+            c.asset,
+            c.actual
+        );
+    }
+    Ok((journal, positions))
 }
 
 /// A live run against the paper venue with queue model `queue`.
@@ -720,11 +853,12 @@ fn finish<S: FeedReport, E>(
     }
 }
 
-/// Compares each leg's position with the change of its base asset's balance over the
-/// session, the check that the portfolio and the venue agree.
+/// Compares each leg's position change over the session with the change of its base
+/// asset's balance, the check that the portfolio and the venue agree.
 fn print_reconciliation(
     core: &Core,
     instruments: &[statarb::types::Instrument],
+    start: &[statarb::portfolio::Position; 2],
     before: &[statarb::gateway::Balance],
     after: &[statarb::gateway::Balance],
 ) {
@@ -735,20 +869,21 @@ fn print_reconciliation(
         let Some((base, _)) = statarb::gateway::binance::split_symbol(&inst.symbol) else { continue };
         let delta = total(after, &base) - total(before, &base);
         let p = core.portfolio().position(l);
-        let pos = inst.qty_f64(p.qty);
+        // The session's trades: the position and fees less those it started with.
+        let pos = inst.qty_f64(p.qty - start[l].qty);
+        let fees_base = p.fees_base - start[l].fees_base;
         // The venue keeps base-asset commissions out of the balance.
-        let ok = (delta - (pos - p.fees_base)).abs() <= inst.lot_f64() / 2.0;
+        let ok = (delta - (pos - fees_base)).abs() <= inst.lot_f64() / 2.0;
         eprintln!(
-            "reconcile {}: position {pos} less {} {base} of fees vs {base} balance change {delta}: {}",
+            "reconcile {}: position change {pos} less {fees_base} {base} of fees vs {base} balance change {delta}: {}",
             inst.symbol,
-            p.fees_base,
             if ok { "match" } else { "MISMATCH" }
         );
     }
 }
 
 fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<()> {
-    let stop = stop_on_signals()?;
+    let stop = cli::signals::stop_flag()?;
     let (cfg, server) = match config {
         Some(p) => (load_config(Some(p))?, None),
         None => {
@@ -774,7 +909,7 @@ fn run_cmd(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<(
         None => (None, None),
     };
     let session_id = (wall_ns() / NS_PER_SEC) as u32;
-    let core = Core::new(&cfg, &instruments, session_id)?;
+    let core = Core::new(&cfg.core_params()?, &instruments, session_id)?;
     let opts = RunOptions {
         ring_capacity: cfg.live.ring_capacity,
         pinning: Pinning { hot: cfg.live.hot_core, gateway: cfg.live.gateway_core },
@@ -823,14 +958,67 @@ fn feed_instruments(cfg: &Config) -> Vec<statarb::types::Instrument> {
         .collect()
 }
 
-/// A flag that SIGINT and SIGTERM set, for a command that runs until stopped: it then
-/// finishes in order (cancels, flushes, reports) and exits 0.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+/// `statarb mock-binance`: the mock venue until SIGINT or SIGTERM.
+#[cfg(feature = "mock")]
+fn mock_binance_cmd(
+    port: u16,
+    config: Option<&Path>,
+    key_env: &str,
+    secret_env: &str,
+    balances: &[String],
+) -> Result<()> {
+    use statarb::gateway::sign::Credentials;
+    use statarb::mock::{MockBinance, MockConfig};
+    let stop = cli::signals::stop_flag()?;
+    let cfg = load_config(config)?;
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    let var = |name: &str| std::env::var(name).with_context(|| format!("the environment variable {name} is not set"));
+    let creds = Credentials::new(&var(key_env)?, &var(secret_env)?);
+    let mut start: Vec<(String, f64)> = Vec::new();
+    for inst in &instruments {
+        if let Some((base, quote)) = statarb::gateway::binance::split_symbol(&inst.symbol) {
+            for (asset, amount) in [(base, 100.0), (quote, 1_000_000.0)] {
+                if !start.iter().any(|(a, _)| *a == asset) {
+                    start.push((asset, amount));
+                }
+            }
+        }
     }
-    Ok(stop)
+    for b in balances {
+        let (asset, amount) = b.split_once('=').with_context(|| format!("--balance {b}: not ASSET=AMOUNT"))?;
+        let amount: f64 = amount
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .with_context(|| format!("--balance {b}: the amount is not a number >= 0"))?;
+        start.retain(|(a, _)| a != asset);
+        start.push((asset.to_string(), amount));
+    }
+    let mock = MockBinance::spawn_on(
+        MockConfig {
+            creds,
+            instruments,
+            balances: start.clone(),
+            maker_bps: cfg.fees.maker_bps,
+            taker_bps: cfg.fees.taker_bps,
+        },
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+    .with_context(|| format!("starting the mock venue on 127.0.0.1:{port}"))?;
+    let shown: Vec<String> = start.iter().map(|(a, v)| format!("{a}={v}")).collect();
+    eprintln!(
+        "mock Binance Spot: REST {} and WebSocket API {} (keys from {key_env}, {secret_env}; balances {}); Ctrl-C to stop",
+        mock.rest_url(),
+        mock.ws_url(),
+        shown.join(" ")
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let st = mock.stats();
+    mock.stop();
+    eprintln!("mock Binance Spot stopped: {st:?}");
+    Ok(())
 }
 
 fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
@@ -841,7 +1029,7 @@ fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
 fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
     let cfg = load_config(Some(config))?;
     let Some(feed_cfg) = &cfg.feed else { bail!("{}: no [feed] section", config.display()) };
-    let stop = stop_on_signals()?;
+    let stop = cli::signals::stop_flag()?;
     let dir = out.display().to_string();
     let rc = match &cfg.record {
         Some(r) => RecordConfig { dir, ..r.clone() },
@@ -957,17 +1145,24 @@ fn load_data_with_truth(
 }
 
 fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
+    let stop = cli::signals::stop_flag()?;
     let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
-    let core = Core::new(cfg, &instruments, session_id)?;
-    let bt = Backtest::new(cfg, &cfg.backtest)?;
+    let params = cfg.core_params()?;
+    let core = Core::new(&params, &instruments, session_id)?;
+    let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
     let t = std::time::Instant::now();
     // A progress bar only for runs long enough to want one, and only on a terminal.
     let tty = io::IsTerminal::is_terminal(&io::stdout());
     let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut interrupted = None;
     let outcome = bt.run_with_progress(core, &instruments, &events, |done, total| {
+        if stop.load(Ordering::Relaxed) {
+            interrupted.get_or_insert(done);
+            return ControlFlow::Break(());
+        }
         if !tty {
-            return;
+            return ControlFlow::Continue(());
         }
         if bar.is_none() && t.elapsed() > std::time::Duration::from_secs(1) {
             let b = indicatif::ProgressBar::new(total as u64);
@@ -980,6 +1175,7 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
         if let Some(b) = &bar {
             b.set_position(done as u64);
         }
+        ControlFlow::Continue(())
     });
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -999,6 +1195,9 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
         outcome.replay.events as f64 / elapsed.as_secs_f64() / 1e6
     );
     println!("digest: {}", outcome.digest_hex());
+    if let Some(done) = interrupted {
+        println!("interrupted: the report is of the first {done} of {} events", events.len());
+    }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::json!({
@@ -1042,6 +1241,7 @@ fn sweep_cmd(
     events: usize,
     out: Option<&Path>,
 ) -> Result<()> {
+    let stop = cli::signals::stop_flag()?;
     let grid = statarb::sweep::Grid::load(grid)?;
     let points = grid.points(shard)?;
     // The data is read once; every point replays the same events.
@@ -1061,9 +1261,24 @@ fn sweep_cmd(
     // is the digest of a replay with the point's config.
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let rows = statarb::sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
-        let core = Core::new(&p.config, &instruments, session_id)?;
-        let bt = Backtest::new(&p.config, &p.config.backtest)?;
-        let o = bt.run(core, &instruments, &events);
+        // After a signal, the points not finished are rows marked interrupted.
+        let interrupted = || anyhow::anyhow!("interrupted");
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted());
+        }
+        let params = p.config.core_params()?;
+        let core = Core::new(&params, &instruments, session_id)?;
+        let bt = Backtest::new(&p.config.backtest, &params, p.config.fees)?;
+        let o = bt.run_with_progress(core, &instruments, &events, |_, _| {
+            if stop.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if stop.load(Ordering::Relaxed) {
+            return Err(interrupted());
+        }
         Ok((BacktestReport::from_trace(&o.trace), o.digest_hex()))
     });
     let sink: Box<dyn io::Write> = match out {
@@ -1121,6 +1336,9 @@ fn sweep_cmd(
     }
     w.flush()?;
     eprintln!("sweep: {} points in {:.2?}", points.len(), t.elapsed());
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("sweep: interrupted; the points not finished have `interrupted` in the error column");
+    }
     Ok(())
 }
 
@@ -1137,6 +1355,7 @@ fn import_cmd(
     max_bad: Option<u64>,
     out: &Path,
 ) -> Result<()> {
+    let outputs = Outputs::watch()?;
     let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
     let t = std::time::Instant::now();
     let imp = statarb::import::import_files(inputs, &instruments, opts)?;
@@ -1153,31 +1372,40 @@ fn import_cmd(
     if imp.events.is_empty() {
         bail!("no events for {} or {} in the inputs; nothing written", instruments[0].symbol, instruments[1].symbol);
     }
-    let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut w = BufWriter::new(f);
-    evfile::write(&mut w, &instruments, &imp.events)?;
-    w.flush()?;
+    let mut w = BufWriter::new(outputs.create(out)?);
+    let written = evfile::write(&mut w, &instruments, &imp.events).map_err(anyhow::Error::from).and_then(|()| {
+        w.flush().with_context(|| format!("writing {}", out.display()))?;
+        Ok(())
+    });
+    if let Err(e) = written {
+        outputs.abandon();
+        return Err(e);
+    }
+    outputs.commit(out)?;
     eprintln!("wrote {} events to {} in {:.2?}", imp.events.len(), out.display(), t.elapsed());
     Ok(())
 }
 
 fn gen_cmd(seed: u64, events: usize, out: Option<&Path>, truth_out: Option<&Path>) -> Result<()> {
+    let outputs = Outputs::watch()?;
     let (ds, truth) = gen::generate_with_truth(&gen_params(seed, events)?);
     if let Some(out) = out {
-        let f = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-        let mut w = BufWriter::new(f);
+        let mut w = BufWriter::new(outputs.create(out)?);
         evfile::write(&mut w, &ds.instruments, &ds.events)?;
-        w.flush()?;
+        w.flush().with_context(|| format!("writing {}", out.display()))?;
+        drop(w);
+        outputs.commit(out)?;
         eprintln!("wrote {} events to {}", ds.events.len(), out.display());
     }
     if let Some(path) = truth_out {
-        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = csv::Writer::from_writer(BufWriter::new(f));
+        let mut w = csv::Writer::from_writer(BufWriter::new(outputs.create(path)?));
         w.write_record(["ts_ns", "beta", "alpha"])?;
         for s in &truth.samples {
             w.write_record([s.ts.to_string(), s.beta.to_string(), s.alpha.to_string()])?;
         }
         w.flush().with_context(|| format!("writing {}", path.display()))?;
+        drop(w);
+        outputs.commit(path)?;
         let at = truth.beta_break.map_or_else(|| "not reached".to_string(), |b| format!("at {} ns", b.ts));
         eprintln!("wrote {} truth samples to {} (beta break {at})", truth.samples.len(), path.display());
     }
@@ -1185,12 +1413,17 @@ fn gen_cmd(seed: u64, events: usize, out: Option<&Path>, truth_out: Option<&Path
 }
 
 fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<()> {
+    let outputs = Outputs::watch()?;
     opts.params.validate()?;
     let r = BufReader::new(File::open(input).with_context(|| format!("opening {}", input.display()))?);
     let stats = match output {
         Some(p) => {
-            let w = BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?);
-            filter_csv(r, w, &opts)
+            let stats = filter_csv(r, BufWriter::new(outputs.create(p)?), &opts);
+            match &stats {
+                Ok(_) => outputs.commit(p)?,
+                Err(_) => outputs.abandon(),
+            }
+            stats
         }
         None => filter_csv(r, BufWriter::new(io::stdout().lock()), &opts),
     }
@@ -1201,6 +1434,7 @@ fn kalman_cmd(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<(
 
 /// `statarb kalman --fit`: the `x`, `y` columns of the CSV, fitted from `opts.params`.
 fn kalman_fit_cmd(input: &Path, opts: &CsvOptions, fit_opts: FitOptions) -> Result<()> {
+    let _signals = Outputs::watch()?;
     opts.params.validate()?;
     let name = input.display().to_string();
     let r = BufReader::new(File::open(input).with_context(|| format!("opening {name}"))?);
@@ -1222,13 +1456,14 @@ fn fit_cmd(
     burn: Option<usize>,
     fit_halflife: bool,
 ) -> Result<()> {
+    let _signals = Outputs::watch()?;
     let source = if data.is_empty() {
         format!("the built-in data set (seed {seed}, {events} events)")
     } else {
         data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     };
     let (instruments, events) = load_data(cfg, data, seed, events)?;
-    let mut core = Core::new(cfg, &instruments, 0).with_context(|| source.clone())?;
+    let mut core = Core::new(&cfg.core_params()?, &instruments, 0).with_context(|| source.clone())?;
     let mut out = statarb::core::Commands::new();
     let mut fed = 0;
     let mut samples = Vec::new();

@@ -282,7 +282,12 @@ pub struct MockBinance;
 impl MockBinance {
     /// Binds `127.0.0.1:0` and starts serving.
     pub fn spawn(cfg: MockConfig) -> io::Result<MockHandle> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        MockBinance::spawn_on(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// [`MockBinance::spawn`] on `addr` (port 0: a free port).
+    pub fn spawn_on(cfg: MockConfig, addr: SocketAddr) -> io::Result<MockHandle> {
+        let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let assets = cfg

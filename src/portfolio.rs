@@ -64,6 +64,12 @@ impl<const N: usize> Portfolio<N> {
         p.avg_px = if qty == 0 { 0.0 } else { avg_px };
     }
 
+    /// Replaces instrument `i`'s position, PnL and counters with `p` (a position carried
+    /// over from an earlier session).
+    pub fn restore(&mut self, i: usize, p: Position) {
+        self.positions[i] = p;
+    }
+
     /// Applies the fill in `rep` to instrument `i`; reports without a fill are ignored.
     #[inline]
     pub fn on_fill(&mut self, i: usize, rep: &ExecReport) {

@@ -64,6 +64,29 @@ pub enum QuoteModel {
     Glft,
 }
 
+/// How a leg is quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuoteMode {
+    /// Only the side that moves the position toward the target, sized
+    /// `min(|position - target|, order_qty)`; nothing once at the target.
+    #[default]
+    Execute,
+    /// Both sides around the target, every time (a market maker skewed by the target).
+    MarketMake,
+}
+
+/// What an `execute` leg does with what is left at the end of its horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Complete {
+    /// Cross the spread with IOC limit orders at the far touch.
+    #[default]
+    Taker,
+    /// Keep quoting passively.
+    None,
+}
+
 /// Parameters of the quote model, as read from the config.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

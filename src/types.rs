@@ -133,6 +133,9 @@ pub struct Decimal {
 }
 
 impl Decimal {
+    /// Zero.
+    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+
     /// `mantissa * 10^-scale`. Panics in const context if `scale > MAX_SCALE`.
     pub const fn new(mantissa: i64, scale: u32) -> Self {
         assert!(scale <= MAX_SCALE);
@@ -209,6 +212,14 @@ impl Decimal {
             return Err(DecimalError::OffGrid);
         }
         i64::try_from(a / b).map_err(|_| DecimalError::Overflow)
+    }
+
+    /// `self + other` exactly, at the larger scale; `None` if the mantissa overflows.
+    pub fn checked_add(self, other: Decimal) -> Option<Decimal> {
+        let scale = self.scale.max(other.scale);
+        let a = self.mantissa.checked_mul(POW10[(scale - self.scale) as usize])?;
+        let b = other.mantissa.checked_mul(POW10[(scale - other.scale) as usize])?;
+        Some(Decimal { mantissa: a.checked_add(b)?, scale })
     }
 
     /// `n * increment`, exactly: the decimal value of `n` ticks or lots.

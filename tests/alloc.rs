@@ -45,7 +45,7 @@ fn hot_loop_allocations(cfg: &Config) -> (statarb::core::CoreStats, statarb::liv
     const WARM: u64 = 50_000;
     const MEASURED: u64 = 150_000;
     let ds = gen::generate(&gen::GenParams { events: (WARM + MEASURED) as usize, ..gen::GenParams::default() });
-    let core = Core::new(cfg, &ds.instruments, 1).unwrap();
+    let core = Core::new(&cfg.core_params().unwrap(), &ds.instruments, 1).unwrap();
     let mut venue = MatchingEngine::new(ds.instruments.clone(), cfg.fees, ProbPower::new(2.0));
     let (to_gw, mut gw_rx) = ring::<ToGateway>(4096);
     let (mut gw_tx, from_gw) = ring::<ExecReport>(4096);

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use statarb::backtest::matching::MatchingEngine;
 use statarb::backtest::queue::ProbPower;
 use statarb::book::Book;
-use statarb::config::{FeedClock, FeedConfig, Venue};
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, MarketEvent, OrderCmd};
+use statarb::feed::config::{FeedClock, FeedConfig, Venue};
 use statarb::feed::gen::{self, GenParams};
 use statarb::feed::source::{AlpacaFeed, AlpacaState};
 use statarb::gateway::Exchange;
@@ -281,7 +281,7 @@ fn the_core_quotes_from_alpaca_tops_and_never_inside_out() {
     let mut feed = AlpacaFeed::new(&cfg, &insts, None).unwrap();
     // The core trades the configured (Binance-named) legs; ids are shared by position.
     let config = common::market_make_config();
-    let mut core = Core::new(&config, &ds.instruments, 1).unwrap();
+    let mut core = Core::new(&config.core_params().unwrap(), &ds.instruments, 1).unwrap();
     let mut venue = MatchingEngine::new(ds.instruments.clone(), config.fees, ProbPower::new(2.0));
     let mut books = [Book::default(), Book::default()];
     let (mut cmds, mut reports, mut orders) = (Commands::new(), Vec::new(), 0);

@@ -41,8 +41,9 @@ const PINNED_DEFAULT_DIGEST: &str = "2731d07f32858b96";
 
 fn run(ds: &gen::Dataset, bt: &BacktestConfig) -> Outcome {
     let cfg = common::market_make_config();
-    let core = Core::new(&cfg, &ds.instruments, 1).expect("core");
-    Backtest::new(&cfg, bt).expect("valid backtest config").run(core, &ds.instruments, &ds.events)
+    let params = cfg.core_params().expect("core params");
+    let core = Core::new(&params, &ds.instruments, 1).expect("core");
+    Backtest::new(bt, &params, cfg.fees).expect("valid backtest config").run(core, &ds.instruments, &ds.events)
 }
 
 #[test]
@@ -71,8 +72,9 @@ fn pinned_digest() {
 fn pinned_default_digest_and_the_default_run_earns() {
     let cfg = Config::builtin();
     let ds = gen::generate(&gen::GenParams::default());
-    let core = Core::new(&cfg, &ds.instruments, 1).expect("core");
-    let out = Backtest::new(&cfg, &cfg.backtest).expect("valid").run(core, &ds.instruments, &ds.events);
+    let params = cfg.core_params().expect("core params");
+    let core = Core::new(&params, &ds.instruments, 1).expect("core");
+    let out = Backtest::new(&cfg.backtest, &params, cfg.fees).expect("valid").run(core, &ds.instruments, &ds.events);
     let r = statarb::backtest::stats::Report::from_trace(&out.trace);
     println!(
         "digest {} | entries {} | fills {} | gross {:?} fees {:?} net {:?}",
@@ -109,9 +111,10 @@ fn two_runs_are_identical() {
     assert_eq!(a.trace.samples.len(), b.trace.samples.len());
     // The same configured backtest run twice: its random streams restart each run.
     let cfg = common::market_make_config();
-    let once = Backtest::new(&cfg, &bt).unwrap();
+    let params = cfg.core_params().unwrap();
+    let once = Backtest::new(&bt, &params, cfg.fees).unwrap();
     let digests: Vec<u64> = (0..2)
-        .map(|_| once.run(Core::new(&cfg, &ds.instruments, 1).unwrap(), &ds.instruments, &ds.events).digest)
+        .map(|_| once.run(Core::new(&params, &ds.instruments, 1).unwrap(), &ds.instruments, &ds.events).digest)
         .collect();
     assert_eq!(digests, vec![a.digest, a.digest]);
     // Another seed draws other latencies: another history.
@@ -209,10 +212,14 @@ fn every_queue_model_runs_deterministically() {
 fn progress_is_reported() {
     let ds = data();
     let cfg = Config::builtin();
-    let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
+    let params = cfg.core_params().unwrap();
+    let core = Core::new(&params, &ds.instruments, 1).unwrap();
     let mut calls = Vec::new();
-    let bt = Backtest::new(&cfg, &BacktestConfig::default()).unwrap();
-    bt.run_with_progress(core, &ds.instruments, &ds.events, |done, total| calls.push((done, total)));
+    let bt = Backtest::new(&BacktestConfig::default(), &params, cfg.fees).unwrap();
+    bt.run_with_progress(core, &ds.instruments, &ds.events, |done, total| {
+        calls.push((done, total));
+        std::ops::ControlFlow::Continue(())
+    });
     assert_eq!(calls.len(), EVENTS / 65_536 + 1);
     assert_eq!(calls.last(), Some(&(EVENTS, EVENTS)));
 }
@@ -221,8 +228,9 @@ fn progress_is_reported() {
 fn empty_and_foreign_data_do_not_panic() {
     let cfg = common::market_make_config();
     let ds = data();
-    let bt = Backtest::new(&cfg, &BacktestConfig::default()).unwrap();
-    let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
+    let params = cfg.core_params().unwrap();
+    let bt = Backtest::new(&BacktestConfig::default(), &params, cfg.fees).unwrap();
+    let core = Core::new(&params, &ds.instruments, 1).unwrap();
     let out = bt.run(core, &ds.instruments, &[]);
     assert!(out.trace.fills.is_empty() && out.trace.samples.is_empty());
     // Events for an instrument outside the table, out of time order.
@@ -233,7 +241,7 @@ fn empty_and_foreign_data_do_not_panic() {
     evs[30].exch_ts = i64::MAX;
     evs[998].local_ts = i64::MAX;
     evs[999].exch_ts = i64::MIN;
-    let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
+    let core = Core::new(&params, &ds.instruments, 1).unwrap();
     let out = bt.run(core, &ds.instruments, &evs);
     assert_eq!(out.matching.unknown_instrument, 1);
     assert!(out.replay.local_ts_adjusted > 0);
@@ -261,7 +269,8 @@ fn recorded_entry_latency_series_is_applied() {
     assert!(out.fill_timings.iter().zip(&base.fill_timings).any(|(a, b)| a.id == b.id && a.arrived != b.arrived));
     assert_ne!(out.digest, base.digest, "the digest covers the engine's counters");
     let missing = BacktestConfig { entry_latency: LatencyConfig::Series { path: "tests/data/nope.csv".into() }, ..bt };
-    let err = Backtest::new(&Config::builtin(), &missing).unwrap_err().to_string();
+    let cfg = Config::builtin();
+    let err = Backtest::new(&missing, &cfg.core_params().unwrap(), cfg.fees).unwrap_err().to_string();
     assert!(err.contains("entry_latency") && err.contains("nope.csv"), "{err}");
 }
 
@@ -269,9 +278,10 @@ fn recorded_entry_latency_series_is_applied() {
 fn no_allocation_per_event() {
     let ds = data();
     let cfg = common::market_make_config();
-    let bt = Backtest::new(&cfg, &BacktestConfig::default()).unwrap();
+    let params = cfg.core_params().unwrap();
+    let bt = Backtest::new(&BacktestConfig::default(), &params, cfg.fees).unwrap();
     let run_counted = |events: &[MarketEvent]| {
-        let core = Core::new(&cfg, &ds.instruments, 1).unwrap();
+        let core = Core::new(&params, &ds.instruments, 1).unwrap();
         common::counted(|| bt.run(core, &ds.instruments, events)).1
     };
     let half = run_counted(&ds.events[..EVENTS / 2]);

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use statarb::config::Fees;
 use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, OrderId, Tif};
+use statarb::fees::Fees;
 use statarb::gateway::binance::{
     client_order_id, BinanceGatewayConfig, BinanceSpot, GatewayError, OrderState, CODE_CANCEL_REPLACE_FAILED,
     CODE_NEW_ORDER_REJECTED, CODE_NO_SUCH_ORDER, CODE_TOO_MANY_REQUESTS,

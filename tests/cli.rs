@@ -343,3 +343,55 @@ fn gen_writes_the_truth_csv() {
     // Neither output: a usage error.
     assert!(!statarb(&["gen", "--events", "1000"]).status.success());
 }
+
+/// Starts `statarb args`, sends `sig` after `after`, and returns its output.
+fn signalled(args: &[&str], sig: &str, after: std::time::Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_statarb"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    child.wait_with_output().unwrap()
+}
+
+/// SIGINT and SIGTERM end the batch commands with exit 0: `replay` reports the events
+/// it replayed and writes its outputs, `sweep` writes a row per point, and a command
+/// that cannot stop part-way leaves no cut-short file.
+#[test]
+fn batch_commands_end_on_sigint_and_sigterm_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("replay");
+    let o = signalled(
+        &["replay", "--events", "4000000", "--out", out.to_str().unwrap()],
+        "-INT",
+        std::time::Duration::from_millis(400),
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.contains("interrupted: the report is of the first"), "{text}");
+    assert!(out.join("report.json").exists() && out.join("fills.csv").exists());
+
+    let rows = dir.path().join("rows.csv");
+    let o = signalled(
+        &["sweep", "--grid", "config/sweep.toml", "--events", "2000000", "--out", rows.to_str().unwrap()],
+        "-TERM",
+        std::time::Duration::from_millis(400),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(&rows).unwrap();
+    assert!(csv.lines().count() > 1 && csv.contains("interrupted"), "{csv}");
+
+    let evt = dir.path().join("big.evt");
+    let o = signalled(
+        &["gen", "--events", "5000000", "--out", evt.to_str().unwrap()],
+        "-INT",
+        std::time::Duration::from_millis(300),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("SIGINT: stopped"), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().starts_with("big.evt")), "{left:?}");
+}

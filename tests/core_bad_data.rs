@@ -20,8 +20,9 @@ const EVERY: usize = 4_000;
 
 fn run(events: &[MarketEvent], ds: &gen::Dataset, bt: &BacktestConfig) -> Outcome {
     let cfg = common::market_make_config();
-    let core = Core::new(&cfg, &ds.instruments, 1).expect("core");
-    Backtest::new(&cfg, bt).expect("backtest").run(core, &ds.instruments, events)
+    let params = cfg.core_params().expect("core params");
+    let core = Core::new(&params, &ds.instruments, 1).expect("core");
+    Backtest::new(bt, &params, cfg.fees).expect("backtest").run(core, &ds.instruments, events)
 }
 
 /// The data set with, at the first best bid of the Y leg after every `EVERY`-th event,
@@ -52,7 +53,7 @@ fn absurd_events_change_no_fill_and_are_counted_per_reason() {
     let ds = gen::generate(&gen::GenParams { events: 120_000, ..gen::GenParams::default() });
     let y = {
         let cfg = common::market_make_config();
-        Core::new(&cfg, &ds.instruments, 1).unwrap().instrument_id(LEG_Y)
+        Core::new(&cfg.core_params().unwrap(), &ds.instruments, 1).unwrap().instrument_id(LEG_Y)
     };
     let (events, groups) = poison(&ds, y);
     assert!(groups > 0, "no Y best bid at the poisoned positions");

@@ -55,7 +55,7 @@ fn a_stalled_exchange_clock_still_goes_stale_on_local_time() {
     let cfg: Config = common::market_make_config();
     let instruments =
         statarb::feed::gen::generate(&statarb::feed::gen::GenParams { events: 10, ..Default::default() }).instruments;
-    let core = Core::new(&cfg, &instruments, 1).unwrap();
+    let core = Core::new(&cfg.core_params().unwrap(), &instruments, 1).unwrap();
     let ids = [core.instrument_id(LEG_Y), core.instrument_id(LEG_X)];
     let mids = [260_000, 6_100_000].map(|m| m as i64);
     let mids = if instruments[ids[0] as usize].symbol == "ETHUSDT" { mids } else { [mids[1], mids[0]] };

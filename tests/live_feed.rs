@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use statarb::backtest::matching::MatchingEngine;
 use statarb::backtest::queue::ProbPower;
 use statarb::book::Book;
-use statarb::config::{Config, FeedClock, FeedConfig};
+use statarb::config::Config;
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, MarketEvent, OrderCmd};
+use statarb::feed::config::{FeedClock, FeedConfig};
 use statarb::feed::gen::{self, GenParams};
 use statarb::feed::source::BinanceFeed;
 use statarb::gateway::Exchange;
@@ -155,7 +156,7 @@ fn run_with_faults(faults: Faults, clock: FeedClock, limit: Duration, config: &C
     // Not end_on_close: a dropped connection must reconnect, not end the run.
     let fc = FeedConfig { clock, ..feed_config(handle.ws_addr(), false) };
     let mut feed = BinanceFeed::new(&fc, &ds.instruments, None).unwrap();
-    let core = Core::new(config, &ds.instruments, 1).unwrap();
+    let core = Core::new(&config.core_params().unwrap(), &ds.instruments, 1).unwrap();
     let mut books = [Book::default(), Book::default()];
     let mut synced = [false, false];
     let mut cmds = Commands::new();

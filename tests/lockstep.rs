@@ -76,9 +76,10 @@ fn config(tables: &str) -> Config {
 fn compare(cfg: &Config, instruments: &[Instrument], events: &[MarketEvent]) -> usize {
     assert_eq!(cfg.backtest.queue, statarb::backtest::queue::QueueConfig::ProbPower { n: 2.0 });
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
-    let bt = Backtest::new(cfg, &cfg.backtest).unwrap();
+    let params = cfg.core_params().unwrap();
+    let bt = Backtest::new(&cfg.backtest, &params, cfg.fees).unwrap();
 
-    let replay = bt.run(Core::new(cfg, instruments, session_id).unwrap(), instruments, events);
+    let replay = bt.run(Core::new(&params, instruments, session_id).unwrap(), instruments, events);
     let replayed: Vec<Fill> = replay
         .trace
         .fills
@@ -101,7 +102,7 @@ fn compare(cfg: &Config, instruments: &[Instrument], events: &[MarketEvent]) -> 
         lockstep: true,
         cancel_timeout: Duration::from_secs(10),
     };
-    let core = Core::new(cfg, instruments, session_id).unwrap();
+    let core = Core::new(&cfg.core_params().unwrap(), instruments, session_id).unwrap();
     let run = live::run(core, SliceSource::new(heard), venue, &opts, &AtomicBool::new(false));
 
     let threaded = &run.exchange.fills;

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use statarb::config::{FeedClock, FeedConfig};
 use statarb::event::EventKind;
+use statarb::feed::config::{FeedClock, FeedConfig};
 use statarb::feed::source::BinanceFeed;
 use statarb::gateway::limits::{Limit, RateLimiter, RateLimits};
 use statarb::live::{MarketSource, Polled};

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use statarb::config::Fees;
 use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, OrderId, Tif};
+use statarb::fees::Fees;
 use statarb::gateway::binance::{BinanceGatewayConfig, BinanceSpot, GatewayError, CODE_TOO_MANY_REQUESTS};
 use statarb::gateway::sign::Credentials;
 use statarb::gateway::Exchange;

@@ -189,3 +189,60 @@ fn paper_venue_fills_from_the_matching_engine() {
     assert_eq!(summary["venue"]["fills"], summary["fills"], "{summary}");
     market.stop();
 }
+
+/// `statarb mock-binance` as a program, for a user's dry run: it serves on the port
+/// it prints, answers signed requests with the keys from the named variables, and ends
+/// with exit 0 on SIGINT.
+#[test]
+fn mock_binance_runs_as_a_program_for_dry_runs() {
+    use statarb::gateway::Exchange;
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statarb"))
+        .args([
+            "mock-binance",
+            "--port",
+            "0",
+            "--key-env",
+            "DRY_KEY",
+            "--secret-env",
+            "DRY_SECRET",
+            "--balance",
+            "ETH=7",
+        ])
+        .env("DRY_KEY", KEY)
+        .env("DRY_SECRET", SECRET)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("ETH=7") && !line.contains(KEY) && !line.contains(SECRET), "{line}");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("a REST url").to_string();
+    let addr = url.trim_start_matches("http://");
+    // A signed account read, with the client the engine uses.
+    let cfg = Config::builtin();
+    let gw = statarb::gateway::binance::BinanceGatewayConfig {
+        rest_url: url.clone(),
+        ws_url: String::new(),
+        ..Default::default()
+    };
+    let mut venue = statarb::gateway::binance::BinanceSpot::with_credentials(
+        gw,
+        Credentials::new(KEY, SECRET),
+        vec![cfg.y.instrument(), cfg.x.instrument()],
+        cfg.fees,
+    )
+    .unwrap();
+    let bals = venue.balances().unwrap();
+    let eth = bals.iter().find(|b| b.asset == "ETH").expect("ETH");
+    assert_eq!(eth.free.to_f64(), 7.0);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}

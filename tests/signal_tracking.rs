@@ -23,7 +23,7 @@ fn track(seed: u64) -> Tracking {
     let cfg = Config::builtin();
     let (ds, truth) = generate_with_truth(&GenParams { seed, ..GenParams::default() });
     let brk = truth.beta_break.expect("the default data set has a break").ts;
-    let mut core = Core::new(&cfg, &ds.instruments, 1).expect("core");
+    let mut core = Core::new(&cfg.core_params().unwrap(), &ds.instruments, 1).expect("core");
     let mut out = Commands::new();
     let t0 = ds.events[0].local_ts;
     let warm = cfg.pairs.warmup as i64 * cfg.signal.sample_ms as i64 * 1_000_000;

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 use statarb::backtest::matching::MatchingEngine;
 use statarb::backtest::queue::ProbPower;
 use statarb::book::Book;
-use statarb::config::FeedClock;
 use statarb::core::{Commands, Core};
 use statarb::event::{EventKind, ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId, RejectMsg};
+use statarb::feed::config::FeedClock;
 use statarb::feed::gen::{self, GenParams};
 use statarb::feed::source::BinanceFeed;
 use statarb::gateway::Exchange;
@@ -189,7 +189,7 @@ fn chaos_soak() {
     // Not end_on_close: a dropped connection must reconnect, not end the run.
     let fc = common::binance_feed(server.ws_addr(), server.ws_addr(), false, FeedClock::Exchange);
     let mut feed = BinanceFeed::new(&fc, &ds.instruments, None).unwrap();
-    let mut core = Core::new(&cfg, &ds.instruments, 1).unwrap();
+    let mut core = Core::new(&cfg.core_params().unwrap(), &ds.instruments, 1).unwrap();
     let mut venue = TroubledVenue::new(MatchingEngine::new(ds.instruments.clone(), cfg.fees, ProbPower::new(2.0)));
     let max_position = [cfg.y.max_position_lots(), cfg.x.max_position_lots()];
 
@@ -248,10 +248,10 @@ fn chaos_soak() {
             }
             venue.on_order(&c, now, reports);
         }
-        for l in 0..2 {
+        for (l, (&limit, peak)) in max_position.iter().zip(tally.max_abs_position.iter_mut()).enumerate() {
             let p = core.portfolio().position(l).qty;
-            assert!(p.abs() <= max_position[l], "leg {l} position {p} beyond its limit {}", max_position[l]);
-            tally.max_abs_position[l] = tally.max_abs_position[l].max(p.abs());
+            assert!(p.abs() <= limit, "leg {l} position {p} beyond its limit {limit}");
+            *peak = (*peak).max(p.abs());
         }
         let open = core.open_orders();
         assert!(open <= cfg.risk.max_open_orders, "{open} open orders");

@@ -338,7 +338,8 @@ pub fn evfile(data: &[u8]) {
 }
 
 /// A TOML config file, parsed and validated; an accepted config's legs convert to
-/// their instruments and parameters without panicking.
+/// their instruments and parameters without panicking, and it builds core parameters
+/// that pass [`statarb::core::CoreParams::validate`].
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(cfg) = Config::from_toml(text, "fuzz.toml") {
@@ -347,5 +348,7 @@ pub fn config(data: &[u8]) {
             let _ = leg.quote_params();
             assert!(leg.order_lots() > 0 && leg.max_position_lots() > 0, "validated sizes must be > 0");
         }
+        let params = cfg.core_params().expect("a validated config builds core params");
+        params.validate().expect("a validated config's core params pass the core's checks");
     }
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::feed::gen::{det_exp, Rng};
+use crate::detmath::{det_exp, Rng};
 use crate::types::Ts;
 
 /// Largest delay any model may produce: 1 hour. A larger value is a unit mistake.

@@ -34,7 +34,7 @@
 //! - **Cancels** remove the order (`Canceled`, with the unfilled size); an unknown id
 //!   gets `Rejected` with `-2011`. `CancelAll` cancels every resting order, oldest first.
 //! - **Fees**: `notional * bps * 1e-4` with the maker or taker rate of
-//!   [`crate::config::Fees`] (a negative maker rate is a rebate).
+//!   [`crate::fees::Fees`] (a negative maker rate is a rebate).
 //!
 //! Our orders are not in the data, so they never change the data's book, and trades in
 //! the data are assumed to have happened as printed (no market impact beyond the taker
@@ -70,8 +70,8 @@
 use serde::Serialize;
 
 use crate::book::{Book, DataRejects};
-use crate::config::Fees;
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
+use crate::fees::Fees;
 use crate::gateway::Exchange;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts};
 use crate::venue_codes::{reject_text, REJECT_INVALID, REJECT_UNKNOWN_ORDER, REJECT_UNKNOWN_SYMBOL, REJECT_WOULD_TAKE};

@@ -92,13 +92,14 @@ pub mod trace;
 pub mod venue;
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{Config, Fees};
-use crate::core::{Commands, Core, LEG_X, LEG_Y};
+use crate::core::{Commands, Core, CoreParams, LEG_X, LEG_Y};
 use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId};
+use crate::fees::Fees;
 use crate::signal::pairs::Targets;
 use crate::types::{InstId, Instrument, Ts, NS_PER_MS};
 
@@ -289,9 +290,11 @@ pub struct Backtest {
 }
 
 impl Backtest {
-    /// Validates `bt` and loads its latency series; takes the fees and the entry and
-    /// exit thresholds (for the trace) from `cfg`.
-    pub fn new(cfg: &Config, bt: &BacktestConfig) -> Result<Backtest, BacktestError> {
+    /// Validates `bt` and loads its latency series. `core` is what the replayed
+    /// [`Core`] is built from: the trace takes its entry and exit thresholds and signal
+    /// interval, the matching engine its bad-data band, the replay loop its clock-jump
+    /// limit. `fees` are the simulated venue's.
+    pub fn new(bt: &BacktestConfig, core: &CoreParams, fees: Fees) -> Result<Backtest, BacktestError> {
         bt.validate()?;
         let build = |which, c: &LatencyConfig, salt: u64| {
             c.build(bt.seed ^ salt).map_err(|error| BacktestError::Latency { which, error })
@@ -302,15 +305,15 @@ impl Backtest {
         };
         Ok(Backtest {
             cfg: bt.clone(),
-            fees: cfg.fees,
-            entry_z: cfg.pairs.entry_z,
-            exit_z: cfg.pairs.exit_z,
-            signal_ns: (cfg.signal.sample_ms as i64).saturating_mul(NS_PER_MS).max(1),
+            fees,
+            entry_z: core.pairs.entry_z,
+            exit_z: core.pairs.exit_z,
+            signal_ns: core.sample_ns.max(1),
             feed,
             entry: build("entry_latency", &bt.entry_latency, SEED_ENTRY)?,
             response: build("response_latency", &bt.response_latency, SEED_RESPONSE)?,
-            data_band_bps: cfg.risk.data_band_bps,
-            max_clock_jump_ns: cfg.risk.max_clock_jump_ns(),
+            data_band_bps: core.risk.data_band_bps,
+            max_clock_jump_ns: core.risk.max_clock_jump_ns(),
         })
     }
 
@@ -322,12 +325,14 @@ impl Backtest {
     /// Replays `events` (in file order) for `core`, whose instrument ids index
     /// `instruments` (the data's table). Never fails: bad events are counted.
     pub fn run(&self, core: Core, instruments: &[Instrument], events: &[MarketEvent]) -> Outcome {
-        self.run_with_progress(core, instruments, events, |_, _| {})
+        self.run_with_progress(core, instruments, events, |_, _| ControlFlow::Continue(()))
     }
 
     /// [`Self::run`], calling `progress(done, total)` every 65 536 events and once at
-    /// the end.
-    pub fn run_with_progress<P: FnMut(usize, usize)>(
+    /// the end. A `Break` ends the data there (a user's Ctrl-C): the core shuts down as
+    /// at the end of the data, and what is in flight is delivered, so the outcome is
+    /// that of a replay of the first `done` events.
+    pub fn run_with_progress<P: FnMut(usize, usize) -> ControlFlow<()>>(
         &self,
         core: Core,
         instruments: &[Instrument],
@@ -342,7 +347,7 @@ impl Backtest {
         }
     }
 
-    fn run_model<Q: QueueModel, P: FnMut(usize, usize)>(
+    fn run_model<Q: QueueModel, P: FnMut(usize, usize) -> ControlFlow<()>>(
         &self,
         queue: Q,
         core: Core,
@@ -753,8 +758,10 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         t
     }
 
-    fn run<P: FnMut(usize, usize)>(&mut self, mut progress: P) {
-        let n = self.events.len();
+    fn run<P: FnMut(usize, usize) -> ControlFlow<()>>(&mut self, mut progress: P) {
+        let total = self.events.len();
+        // The events replayed: all of them, unless `progress` breaks.
+        let mut n = total;
         if n == 0 {
             self.shutdown(0);
         }
@@ -791,8 +798,8 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
                 let before = t_eng.min(t_ord).min(t_rep);
                 loop {
                     let sent = self.core_market();
-                    if self.ic.is_multiple_of(PROGRESS_EVERY) {
-                        progress(self.ic, n);
+                    if self.ic.is_multiple_of(PROGRESS_EVERY) && progress(self.ic, total).is_break() {
+                        n = self.ic;
                     }
                     if self.ic == n {
                         self.shutdown(self.stats.last_ts);
@@ -806,7 +813,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
                 self.timer(t_rep.min(t_core));
             }
         }
-        progress(n, n);
+        let _ = progress(n, total);
     }
 
     /// Gives the engine its next event; true if it reported something.

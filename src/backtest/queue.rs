@@ -47,7 +47,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::feed::gen::{det_exp, det_ln};
+use crate::detmath::{det_exp, det_ln};
 use crate::types::Qty;
 
 /// Where one of our orders stands in its level's queue.

@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn applies_the_data_up_to_the_cores_clock_and_orders_at_it() {
         let cfg = Config::builtin();
-        let bt = Backtest::new(&cfg, &cfg.backtest).unwrap();
+        let bt = Backtest::new(&cfg.backtest, &cfg.core_params().unwrap(), cfg.fees).unwrap();
         let eth = Instrument::new("ETHUSDT", "0.01".parse().unwrap(), "0.0001".parse().unwrap());
         // Exchange times 10, 20, 30, 40; each heard 15 later.
         let data = [

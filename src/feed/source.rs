@@ -47,10 +47,10 @@ use std::time::Duration;
 use mio::{Events, Poll, Token};
 use thiserror::Error;
 
-use crate::config::{FeedClock, FeedConfig};
 use crate::event::MarketEvent;
 use crate::feed::binance::{BinanceParser, DepthLevel, Parsed};
 use crate::feed::clock::ExchangeClock;
+use crate::feed::config::{FeedClock, FeedConfig};
 use crate::feed::record::RecordTap;
 use crate::feed::snapshot::{wall_ns, SnapshotError, SnapshotFetcher};
 use crate::feed::sync::{DepthSync, SyncAction};

@@ -38,6 +38,19 @@ pub struct OpenOrder {
     pub leaves: Qty,
 }
 
+/// What the venue says of one of our orders when asked (reconciliation at restart).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VenueOrder {
+    /// Executed size, lots.
+    pub executed: Qty,
+    /// Executed notional in the quote asset (Binance's `cummulativeQuoteQty`).
+    pub executed_quote: f64,
+    /// True if the order can no longer fill (filled, cancelled, rejected, expired).
+    pub done: bool,
+    /// True if the order was post-only (every fill was maker).
+    pub maker: bool,
+}
+
 /// One asset balance of the account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Balance {

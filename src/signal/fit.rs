@@ -853,7 +853,7 @@ impl fmt::Display for FitResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::gen::Rng;
+    use crate::detmath::Rng;
 
     /// The truth of a simulation.
     #[derive(Debug, Clone, Copy)]

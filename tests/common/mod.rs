@@ -83,10 +83,10 @@ pub fn binance_feed(
     ws: std::net::SocketAddr,
     rest: std::net::SocketAddr,
     end_on_close: bool,
-    clock: statarb::config::FeedClock,
-) -> statarb::config::FeedConfig {
-    statarb::config::FeedConfig {
-        venue: statarb::config::Venue::Binance,
+    clock: statarb::feed::config::FeedClock,
+) -> statarb::feed::config::FeedConfig {
+    statarb::feed::config::FeedConfig {
+        venue: statarb::feed::config::Venue::Binance,
         ws_url: format!("ws://{ws}/stream"),
         rest_url: format!("http://{rest}"),
         depth_levels: 20,

@@ -279,11 +279,17 @@ impl JournalState {
                 if leg as usize >= legs {
                     return Err("an order of a leg the journal does not have");
                 }
+                if !(in_range(px) && in_range(qty)) {
+                    return Err("an order with a price or size outside (0, 2^53]");
+                }
                 self.pending.insert(id, PendingOrder { id, leg, side, px, qty, filled: 0, filled_ticks: 0 });
             }
             Record::Fill(f) | Record::Recovered(f) => {
                 if f.leg as usize >= legs {
                     return Err("a fill of a leg the journal does not have");
+                }
+                if !(in_range(f.px) && in_range(f.qty) && f.fee.is_finite() && f.fee_base.is_finite()) {
+                    return Err("a fill with a price or size outside (0, 2^53] or a fee that is not a number");
                 }
                 if let Some(p) = self.pending.get_mut(&f.id) {
                     p.filled += f.qty;
@@ -307,6 +313,15 @@ impl JournalState {
         }
         [*p.position(0), *p.position(1)]
     }
+}
+
+/// Largest price or size a journal record may carry, ticks or lots: the readers' bound
+/// (2^53, exact in an `f64`), so that sums of a hostile journal cannot overflow.
+const MAX_UNITS: i64 = 1 << 53;
+
+/// True for a price or size in `(0, MAX_UNITS]`.
+fn in_range(v: i64) -> bool {
+    v > 0 && v <= MAX_UNITS
 }
 
 /// The journal file, open for appending.
@@ -479,12 +494,14 @@ impl Journal {
                 continue;
             };
             let missing = v.executed - p.filled;
-            if missing > 0 {
+            // A venue answer beyond the journal's bounds would make the journal unreadable.
+            if in_range(missing) {
                 let inst = &instruments[p.leg as usize];
                 let filled_quote = inst.px_f64(1) * inst.qty_f64(1) * p.filled_ticks as f64;
                 let quote = (v.executed_quote - filled_quote).max(0.0);
                 let units = inst.qty_f64(missing);
-                let px = if quote > 0.0 { (quote / units / inst.px_f64(1)).round() as Px } else { p.px };
+                let avg = if quote > 0.0 { (quote / units / inst.px_f64(1)).round() as Px } else { p.px };
+                let px = if in_range(avg) { avg } else { p.px };
                 let bps = if v.maker { fee_bps.0 } else { fee_bps.1 };
                 let notional = inst.px_f64(px) * units;
                 let fee = notional * bps / 1e4;
@@ -834,6 +851,27 @@ mod tests {
         let insts = instruments();
         let e = Journal::open(&path, &insts, ["ETH", "BTC"], || Ok(vec![]), 2, false, 1).unwrap_err();
         assert!(e.to_string().contains(":3: not a journal record"), "{e}");
+    }
+
+    #[test]
+    fn absurd_sizes_prices_and_fees_are_errors_naming_the_line() {
+        for bad in [
+            r#"{"t":"fill","id":1,"leg":0,"side":"buy","px":300000,"qty":9223372036854775807,"fee":0.0,"fee_base":0.0,"maker":true}"#,
+            r#"{"t":"fill","id":1,"leg":0,"side":"buy","px":0,"qty":5,"fee":0.0,"fee_base":0.0,"maker":true}"#,
+            r#"{"t":"fill","id":1,"leg":0,"side":"buy","px":300000,"qty":-5,"fee":0.0,"fee_base":0.0,"maker":true}"#,
+            r#"{"t":"fill","id":1,"leg":0,"side":"buy","px":300000,"qty":5,"fee":1e400,"fee_base":0.0,"maker":true}"#,
+            r#"{"t":"order","id":1,"leg":0,"side":"sell","px":-1,"qty":5}"#,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.jsonl");
+            drop(open(&path, 1));
+            let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+            writeln!(f, "{bad}\n{{\"t\":\"session\",\"id\":3,\"ts_ns\":1}}").unwrap();
+            drop(f);
+            let insts = instruments();
+            let e = Journal::open(&path, &insts, ["ETH", "BTC"], || Ok(vec![]), 2, false, 1).unwrap_err();
+            assert!(e.to_string().contains(":3:"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -53,12 +53,17 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::trace::{Decision, FillRecord, Spread, Trace, UtcMs};
+use super::trace::{Decision, FillRecord, Sample, Spread, Trace, UtcMs};
 use crate::types::{Ts, NS_PER_SEC};
 
-/// Seconds in the 365-day year used to annualise the Sharpe ratio (crypto trades
-/// every day of the year).
-pub const SECONDS_PER_YEAR: f64 = 365.0 * 86_400.0;
+/// Trading days in a year, for annualising daily ratios: crypto trades every day.
+pub const DAYS_PER_YEAR: f64 = 365.0;
+
+/// The shortest run, in UTC days, whose Sharpe and Sortino ratios are annualised.
+pub const MIN_DAYS_TO_ANNUALISE: u64 = 5;
+
+/// Nanoseconds in a day.
+const NS_PER_DAY: i64 = 86_400 * NS_PER_SEC;
 
 /// A position is flat when its magnitude is at most this fraction of the largest fill
 /// size of its leg. Positions are rebuilt by summing fill sizes in `f64`, which leaves
@@ -75,7 +80,7 @@ pub struct Report {
     pub samples: usize,
     /// Time from the first to the last sample, seconds.
     pub duration_s: f64,
-    /// Sampling interval used for the Sharpe ratio, seconds: [`Trace::sample_interval_ns`]
+    /// Sampling interval of the equity curve, seconds: [`Trace::sample_interval_ns`]
     /// when positive, else the mean spacing of the samples; `None` if neither is
     /// positive.
     pub sample_interval_s: Option<f64>,
@@ -122,16 +127,26 @@ pub struct Report {
     pub signal_entries: u64,
     /// Those round trips by exit reason.
     pub trades_by_exit: ExitCounts,
-    /// Annualised Sharpe ratio of net PnL: with `d_i = net_i - net_{i-1}` the changes
-    /// between consecutive samples (both finite), `mean(d) / sd(d) * sqrt(n_year)`, `sd`
-    /// the sample standard deviation (divisor `n - 1`) and `n_year` =
-    /// [`Report::samples_per_year`]. No risk-free rate (PnL is already an excess
-    /// return on no capital). `None` with fewer than 2 changes, zero variance or no
-    /// sampling interval.
+    /// UTC days the run touches: the days from the first sample's to the last's,
+    /// both included.
+    pub days: u64,
+    /// Annualised Sharpe ratio of the daily net PnL: with `d_j` the change of net PnL
+    /// over UTC day `j` (the last finite sample of the day against the last of the day
+    /// before; the first day against the first sample), `mean(d) / sd(d) * sqrt(365)`,
+    /// `sd` the sample standard deviation (divisor `n - 1`). No risk-free rate (PnL is
+    /// already an excess return on no capital). `None` unless the run spans at least
+    /// [`MIN_DAYS_TO_ANNUALISE`] days (a ratio from intraday samples annualises their
+    /// autocorrelation, not the strategy), or with zero variance. Shorter runs are
+    /// judged by [`Report::trades`].
     pub sharpe: Option<f64>,
-    /// Samples per 365-day year, `365 * 86400 / sample_interval_s`: the annualisation
-    /// factor of [`Report::sharpe`] is its square root.
-    pub samples_per_year: Option<f64>,
+    /// Annualised Sortino ratio of the same daily PnL: `mean(d) / dd * sqrt(365)` with
+    /// the downside deviation `dd = sqrt(sum_j min(d_j, 0)^2 / n)` (Sortino and Price
+    /// 1994, target 0). `None` under the same conditions as [`Report::sharpe`], or
+    /// without a losing day.
+    pub sortino: Option<f64>,
+    /// The signal's round trips as trades: count, mean and spread of their net PnL,
+    /// hit rate and holding time (see [`TradeStats`]).
+    pub trades: TradeStats,
     /// Largest peak-to-trough drop of net PnL over the samples: `max_j (max_{i <= j}
     /// net_i - net_j)`, quote asset, `>= 0` (0 if PnL never fell).
     pub max_drawdown: f64,
@@ -141,6 +156,9 @@ pub struct Report {
     /// Time of the trough that ends [`Report::max_drawdown`], seconds from the first
     /// sample; `None` if there was no drawdown.
     pub max_drawdown_trough_s: Option<f64>,
+    /// Return on max drawdown, `pnl_net / max_drawdown`: how many of its worst
+    /// losses the run earned. `None` without a drawdown or a net PnL.
+    pub return_over_drawdown: Option<f64>,
     /// Traded notional, `sum |px * qty|` over the fills (quote asset).
     pub turnover: f64,
     /// [`Report::turnover`] per leg.
@@ -604,6 +622,91 @@ pub fn signal_pnl(decisions: &[Decision], end_mid: [f64; 2]) -> Option<f64> {
     pnl.is_finite().then_some(pnl)
 }
 
+/// The change of net PnL over each UTC day the samples touch: the last finite net PnL
+/// of day `j` minus that of the last earlier day with one (the first finite sample for
+/// the first day). Days without a finite sample give no change.
+fn daily_changes(samples: &[Sample]) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut finite = samples.iter().filter(|s| s.net_pnl.is_finite());
+    let Some(first) = finite.next() else {
+        return out;
+    };
+    let mut prev_close = first.net_pnl;
+    let mut day = first.ts.div_euclid(NS_PER_DAY);
+    let mut close = first.net_pnl;
+    for s in finite {
+        let d = s.ts.div_euclid(NS_PER_DAY);
+        if d != day {
+            out.push(close - prev_close);
+            prev_close = close;
+            day = d;
+        }
+        close = s.net_pnl;
+    }
+    out.push(close - prev_close);
+    out
+}
+
+/// `(Sharpe, Sortino)` of daily changes, annualised by `sqrt(365)`; see
+/// [`Report::sharpe`] and [`Report::sortino`].
+fn annualised(daily: &[f64]) -> (Option<f64>, Option<f64>) {
+    let Some((mean, sd)) = mean_sd(daily) else {
+        return (None, None);
+    };
+    let k = DAYS_PER_YEAR.sqrt();
+    let sharpe = (sd > 0.0).then(|| mean / sd * k).filter(|x| x.is_finite());
+    let downside = (daily.iter().map(|d| d.min(0.0).powi(2)).sum::<f64>() / daily.len() as f64).sqrt();
+    let sortino = (downside > 0.0).then(|| mean / downside * k).filter(|x| x.is_finite());
+    (sharpe, sortino)
+}
+
+/// The signal's round trips ([`round_trips`]) as a trade list: what a run too short to
+/// annualise is judged by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TradeStats {
+    /// Round trips with a finite net PnL.
+    pub count: u64,
+    /// Mean net PnL per trade, [`RoundTrip::net_pnl`] (quote asset).
+    pub mean: Option<f64>,
+    /// Sample standard deviation of the trades' net PnL (divisor `n - 1`).
+    pub sd: Option<f64>,
+    /// `mean / (sd / sqrt(n))`: the t-statistic of the mean against 0. With
+    /// independent trades it is Student-t with `n - 1` degrees of freedom; above about
+    /// 2 the mean is unlikely to be luck.
+    pub t_stat: Option<f64>,
+    /// Fraction of trades with a positive net PnL.
+    pub hit_rate: Option<f64>,
+    /// Mean net PnL of the winning trades.
+    pub avg_win: Option<f64>,
+    /// Mean net PnL of the losing trades (negative).
+    pub avg_loss: Option<f64>,
+    /// Mean holding time, entry decision to exit decision, seconds.
+    pub mean_holding_s: Option<f64>,
+}
+
+impl TradeStats {
+    /// The statistics of `trips`, skipping any with a non-finite net PnL.
+    pub fn of(trips: &[RoundTrip]) -> TradeStats {
+        let pnl: Vec<f64> = trips.iter().map(|t| t.net_pnl).filter(|x| x.is_finite()).collect();
+        let n = pnl.len();
+        let mean_of = |xs: &[f64]| (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64);
+        let wins: Vec<f64> = pnl.iter().copied().filter(|&x| x > 0.0).collect();
+        let losses: Vec<f64> = pnl.iter().copied().filter(|&x| x < 0.0).collect();
+        let ms = mean_sd(&pnl);
+        let holding: Vec<f64> = trips.iter().map(|t| secs(t.exit_ns, t.entry_ns)).collect();
+        TradeStats {
+            count: n as u64,
+            mean: mean_of(&pnl),
+            sd: ms.map(|(_, sd)| sd),
+            t_stat: ms.and_then(|(m, sd)| (sd > 0.0).then(|| m / (sd / (n as f64).sqrt()))),
+            hit_rate: (n > 0).then(|| wins.len() as f64 / n as f64),
+            avg_win: mean_of(&wins),
+            avg_loss: mean_of(&losses),
+            mean_holding_s: mean_of(&holding),
+        }
+    }
+}
+
 impl Report {
     /// Computes the report of a trace. Never panics: empty traces, `NaN` samples and
     /// malformed fills give `None`s and counts, as documented on each field.
@@ -620,7 +723,6 @@ impl Report {
         } else {
             None
         };
-        let samples_per_year = sample_interval_s.map(|dt| SECONDS_PER_YEAR / dt);
 
         // PnL at the last sample with a finite PnL.
         let last_pnl =
@@ -628,14 +730,13 @@ impl Report {
         let net: Vec<(usize, f64)> =
             samples.iter().enumerate().filter(|(_, s)| s.net_pnl.is_finite()).map(|(i, s)| (i, s.net_pnl)).collect();
 
-        // Sharpe over changes between consecutive finite samples.
-        let changes: Vec<f64> = net.windows(2).filter(|w| w[1].0 == w[0].0 + 1).map(|w| w[1].1 - w[0].1).collect();
-        let sharpe = match (mean_sd(&changes), samples_per_year) {
-            (Some((m, sd)), Some(n_year)) if sd > 0.0 && sd.is_finite() => {
-                Some(m / sd * n_year.sqrt()).filter(|s| s.is_finite())
-            }
-            _ => None,
+        // Sharpe and Sortino over daily changes, for runs long enough to annualise.
+        let days = match (samples.first(), samples.last()) {
+            (Some(a), Some(b)) => (b.ts.div_euclid(NS_PER_DAY) - a.ts.div_euclid(NS_PER_DAY)) as u64 + 1,
+            _ => 0,
         };
+        let daily = daily_changes(samples);
+        let (sharpe, sortino) = if days >= MIN_DAYS_TO_ANNUALISE { annualised(&daily) } else { (None, None) };
 
         let (max_dd, dd_at) = max_drawdown(&net);
 
@@ -760,9 +861,15 @@ impl Report {
             signals: trace.signals.len() as u64,
             signal_entries: trips.len() as u64,
             trades_by_exit: by_exit,
+            days,
             sharpe,
-            samples_per_year,
+            sortino,
+            trades: TradeStats::of(&trips),
             max_drawdown: max_dd,
+            return_over_drawdown: match last_pnl {
+                Some(s) if max_dd > 0.0 => Some(s.net_pnl / max_dd),
+                _ => None,
+            },
             max_drawdown_peak_s: dd_at.map(|(p, _)| secs(samples[p].ts, t0)),
             max_drawdown_trough_s: dd_at.map(|(_, t)| secs(samples[t].ts, t0)),
             turnover,
@@ -843,12 +950,33 @@ impl fmt::Display for Report {
             "signal trades   {:>14}   round trips of the spread from {} signals, ended by exit {}, stop {}, kill {}, end {}",
             self.signal_entries, self.signals, e.exit, e.stop, e.kill, e.end
         )?;
+        if self.days >= MIN_DAYS_TO_ANNUALISE {
+            writeln!(
+                f,
+                "sharpe          {:>14}   sortino {} (daily net PnL over {} UTC days, x sqrt(365))",
+                opt(self.sharpe, 2),
+                opt(self.sortino, 2),
+                self.days
+            )?;
+        } else {
+            writeln!(
+                f,
+                "sharpe          {:>14}   a run of {} UTC day(s) is too short to annualise (needs {}): see the trades",
+                "n/a", self.days, MIN_DAYS_TO_ANNUALISE
+            )?;
+        }
+        let t = &self.trades;
         writeln!(
             f,
-            "sharpe          {:>14}   (net-PnL changes per {} s sample, x sqrt({} samples per 365-day year))",
-            opt(self.sharpe, 2),
-            interval,
-            opt(self.samples_per_year, 0)
+            "trades          {:>14}   net per trade mean {}, sd {}, t {}; hit rate {}, avg win {}, avg loss {}, held {} s",
+            t.count,
+            opt(t.mean, 3),
+            opt(t.sd, 3),
+            opt(t.t_stat, 2),
+            opt(t.hit_rate, 3),
+            opt(t.avg_win, 3),
+            opt(t.avg_loss, 3),
+            opt(t.mean_holding_s, 1)
         )?;
         match (self.max_drawdown_peak_s, self.max_drawdown_trough_s) {
             (Some(p), Some(t)) => {
@@ -856,6 +984,7 @@ impl fmt::Display for Report {
             }
             _ => writeln!(f, "max drawdown    {:>14.2}", self.max_drawdown)?,
         }
+        writeln!(f, "return / max dd {:>14}   (pnl net / max drawdown)", opt(self.return_over_drawdown, 2))?;
         writeln!(
             f,
             "turnover        {:>14.2}   ({y} {:.2}, {x} {:.2})",
@@ -966,29 +1095,105 @@ mod tests {
         (a - b).abs() <= 1e-12 * (1.0 + b.abs())
     }
 
-    /// Net PnL 0, 10, 4, 8, 2 at 1 s intervals. Changes 10, -6, 4, -6: mean 0.5,
-    /// squared deviations 90.25 + 42.25 + 12.25 + 42.25 = 187, sample variance 187/3.
-    /// Per-sample Sharpe 0.5 / sqrt(62.333) = 0.063330; 31 536 000 one-second samples
-    /// a year, sqrt = 5615.69; annualised 355.64. Drawdown: peak 10 at 1 s, trough 2 at
-    /// 4 s, 8.
+    /// Net PnL 0, 10, 4, 8, 2 at 1 s intervals: drawdown from the peak 10 at 1 s to the
+    /// trough 2 at 4 s, 8; return over drawdown 2 / 8. Four seconds are one UTC day, too
+    /// short to annualise.
     #[test]
-    fn five_sample_equity_sharpe_and_drawdown() {
+    fn five_sample_equity_drawdown_and_no_intraday_sharpe() {
         let nets = [0.0, 10.0, 4.0, 8.0, 2.0];
         let s = nets.iter().enumerate().map(|(i, &n)| sample(i as i64 * 1_000_000_000, n, [0.0; 2])).collect();
         let r = Report::from_trace(&trace(s, vec![], 0));
-        let sharpe = r.sharpe.unwrap();
-        assert!((sharpe - 355.64).abs() < 0.01, "{sharpe}");
-        assert!(close(sharpe, 0.5 / (187.0f64 / 3.0).sqrt() * 31_536_000f64.sqrt()));
-        assert_eq!(r.samples_per_year, Some(31_536_000.0));
+        assert_eq!((r.days, r.sharpe, r.sortino), (1, None, None));
+        assert!(r.to_string().contains("too short to annualise"), "{r}");
         assert_eq!(r.sample_interval_s, Some(1.0));
         assert_eq!(r.max_drawdown, 8.0);
         assert_eq!(r.max_drawdown_peak_s, Some(1.0));
         assert_eq!(r.max_drawdown_trough_s, Some(4.0));
+        assert_eq!(r.return_over_drawdown, Some(0.25));
         assert_eq!(r.pnl_net, Some(2.0));
         assert_eq!(r.pnl_gross, Some(3.0));
         assert_eq!(r.fees, Some(1.0));
         assert_eq!(r.duration_s, 4.0);
         assert_eq!(r.time_flat, Some(1.0));
+    }
+
+    /// Six UTC days, hourly samples. Each day's close (the last sample of the day) is
+    /// 0, 10, 4, 8, 2, 5 after starting the first day at 0: daily changes 0, 10, -6, 4,
+    /// -6, 3. Mean 5/6; squared deviations sum to 192.833..., sample variance 38.5667;
+    /// Sharpe (5/6) / 6.21021 * sqrt(365) = 2.56365. Downside: sqrt((36 + 36) / 6) =
+    /// 3.46410, Sortino (5/6) / 3.46410 * sqrt(365) = 4.59594.
+    #[test]
+    fn six_days_give_daily_sharpe_and_sortino() {
+        let closes = [0.0, 10.0, 4.0, 8.0, 2.0, 5.0];
+        let day0 = 20_000 * NS_PER_DAY; // 2024-10-04, a UTC midnight
+        let hour = 3_600 * NS_PER_SEC;
+        let mut s = Vec::new();
+        for (d, &c) in closes.iter().enumerate() {
+            for h in 0..24 {
+                // Intraday noise that the daily figures must not see.
+                let net = if h == 23 { c } else { c + if h % 2 == 0 { 50.0 } else { -50.0 } };
+                let net = if d == 0 && h == 0 { 0.0 } else { net };
+                s.push(sample(day0 + d as i64 * NS_PER_DAY + h * hour, net, [0.0; 2]));
+            }
+        }
+        let r = Report::from_trace(&trace(s, vec![], 0));
+        assert_eq!(r.days, 6);
+        let d = [0.0, 10.0, -6.0, 4.0, -6.0, 3.0];
+        let m = d.iter().sum::<f64>() / 6.0;
+        let var = d.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / 5.0;
+        assert!(close(r.sharpe.unwrap(), m / var.sqrt() * 365f64.sqrt()));
+        assert!((r.sharpe.unwrap() - 2.56365).abs() < 1e-5, "{:?}", r.sharpe);
+        assert!((r.sortino.unwrap() - 4.59594).abs() < 1e-5, "{:?}", r.sortino);
+        assert!(r.to_string().contains("over 6 UTC days"), "{r}");
+    }
+
+    /// Trades with net PnL 3, -1, 2, -2, 4 held 10, 20, 30, 40, 50 s: mean 1.2, sample
+    /// variance 26.8 / 4 = 6.7, hit rate 3/5, average win 3, average loss -1.5, mean
+    /// holding 30 s.
+    #[test]
+    fn trade_statistics_by_hand() {
+        let trips: Vec<RoundTrip> = [3.0, -1.0, 2.0, -2.0, 4.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &pnl)| {
+                let entry = i as i64 * 100 * NS_PER_SEC;
+                let exit = entry + (i as i64 + 1) * 10 * NS_PER_SEC;
+                RoundTrip {
+                    side: Spread::Long,
+                    entry_time: UtcMs(entry),
+                    entry_ns: entry,
+                    exit_time: UtcMs(exit),
+                    exit_ns: exit,
+                    exit_reason: ExitReason::Exit,
+                    entry_z: 0.0,
+                    entry_beta: 0.0,
+                    exit_z: 0.0,
+                    exit_beta: 0.0,
+                    target_y: 0.0,
+                    target_x: 0.0,
+                    reach_y_s: None,
+                    reach_x_s: None,
+                    fills_y: 0,
+                    fills_x: 0,
+                    fees_y: 0.0,
+                    fees_x: 0.0,
+                    gross_pnl: pnl,
+                    net_pnl: pnl,
+                    shortfall_y: 0.0,
+                    shortfall_x: 0.0,
+                    settle_time: UtcMs(exit),
+                    settle_ns: exit,
+                }
+            })
+            .collect();
+        let t = TradeStats::of(&trips);
+        // Deviations from 1.2: 1.8, -2.2, 0.8, -3.2, 2.8; squares sum 26.8; var 6.7.
+        let sd = 6.7f64.sqrt();
+        assert_eq!(t.count, 5);
+        assert!(close(t.mean.unwrap(), 1.2) && close(t.sd.unwrap(), sd));
+        assert!(close(t.t_stat.unwrap(), 1.2 / (sd / 5f64.sqrt())));
+        assert_eq!((t.hit_rate, t.avg_win, t.avg_loss, t.mean_holding_s), (Some(0.6), Some(3.0), Some(-1.5), Some(30.0)));
+        assert_eq!(TradeStats::of(&[]), TradeStats::default());
     }
 
     /// Two pair round trips. Fills, in order:
@@ -1058,7 +1263,7 @@ mod tests {
     fn empty_and_degenerate_traces_give_none_not_nan() {
         let r = Report::from_trace(&Trace::default());
         assert_eq!(r.samples, 0);
-        assert_eq!((r.sharpe, r.samples_per_year, r.sample_interval_s), (None, None, None));
+        assert_eq!((r.sharpe, r.sortino, r.sample_interval_s, r.days), (None, None, None, 0));
         assert_eq!(
             (r.pnl_net, r.fill_ratio, r.maker_share, r.mean_queue_wait_ms, r.time_flat),
             (None, None, None, None, None)
@@ -1097,11 +1302,6 @@ mod tests {
         assert_eq!(r.turnover, 10.0);
         assert_eq!(r.mean_queue_wait_ms, Some(3.0));
         assert_eq!(r.pnl_net, Some(7.0));
-        // Changes: 2 (1->2), -4 (4->5), 1 (5->6); the 2 -> 10 jump spans a gap.
-        let d: [f64; 3] = [2.0, -4.0, 1.0];
-        let m = -1.0 / 3.0;
-        let var = d.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / 2.0;
-        assert!(close(r.sharpe.unwrap(), m / var.sqrt() * 31_536_000f64.sqrt()));
         // Peak 10 at 4 s, trough 6 at 5 s.
         assert_eq!((r.max_drawdown, r.max_drawdown_peak_s, r.max_drawdown_trough_s), (4.0, Some(4.0), Some(5.0)));
         // Sample 2 has a NaN x position: 7 samples count for time flat, 7 for x.
@@ -1118,7 +1318,6 @@ mod tests {
         t.sample_interval_ns = 0;
         let r = Report::from_trace(&t);
         assert_eq!(r.sample_interval_s, Some(0.5));
-        assert_eq!(r.samples_per_year, Some(63_072_000.0));
     }
 
     #[test]

@@ -1224,14 +1224,15 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
     Ok(())
 }
 
-/// Writes `fills.csv`, `trades.csv` and `signal.csv` of a replay into `dir`; returns
-/// their names.
-fn write_replay_csvs(trace: &statarb::backtest::trace::Trace, dir: &Path) -> Result<[&'static str; 3]> {
+/// Writes `fills.csv`, `equity.csv`, `trades.csv` and `signal.csv` of a replay into
+/// `dir`; returns their names.
+fn write_replay_csvs(trace: &statarb::backtest::trace::Trace, dir: &Path) -> Result<[&'static str; 4]> {
     use statarb::backtest::{stats, trace as tr};
-    tr::write_csv(&dir.join("fills.csv"), &tr::FILLS_HEADER, &trace.fills)?;
+    tr::write_csv(&dir.join("fills.csv"), &tr::FILLS_HEADER, trace.fill_rows())?;
+    tr::write_csv(&dir.join("equity.csv"), &trace.equity_header(), trace.equity_rows())?;
     tr::write_csv(&dir.join("trades.csv"), &stats::TRADES_HEADER, &stats::round_trips(trace))?;
     tr::write_csv(&dir.join("signal.csv"), &tr::SIGNAL_HEADER, &trace.signals)?;
-    Ok(["fills.csv", "trades.csv", "signal.csv"])
+    Ok(["fills.csv", "equity.csv", "trades.csv", "signal.csv"])
 }
 
 fn sweep_cmd(

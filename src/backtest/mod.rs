@@ -917,6 +917,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         self.trace.fills.push(FillRecord {
             ts: m.at,
             leg,
+            order_id: rep.id,
             side: rep.side,
             px: inst.px_f64(rep.px),
             qty: inst.qty_f64(rep.qty),

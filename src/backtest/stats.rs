@@ -1062,6 +1062,7 @@ mod tests {
         FillRecord {
             ts: 0,
             leg,
+            order_id: 1,
             side,
             px,
             qty,
@@ -1192,7 +1193,10 @@ mod tests {
         assert_eq!(t.count, 5);
         assert!(close(t.mean.unwrap(), 1.2) && close(t.sd.unwrap(), sd));
         assert!(close(t.t_stat.unwrap(), 1.2 / (sd / 5f64.sqrt())));
-        assert_eq!((t.hit_rate, t.avg_win, t.avg_loss, t.mean_holding_s), (Some(0.6), Some(3.0), Some(-1.5), Some(30.0)));
+        assert_eq!(
+            (t.hit_rate, t.avg_win, t.avg_loss, t.mean_holding_s),
+            (Some(0.6), Some(3.0), Some(-1.5), Some(30.0))
+        );
         assert_eq!(TradeStats::of(&[]), TradeStats::default());
     }
 
@@ -1386,6 +1390,7 @@ mod tests {
     ) -> FillRecord {
         FillRecord {
             ts: ts * NS_PER_SEC,
+            order_id: 1,
             fee: 0.1,
             mid: Some(mid),
             position,

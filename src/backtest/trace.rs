@@ -23,6 +23,7 @@ use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 use crate::core::{Core, LEG_X, LEG_Y};
+use crate::event::OrderId;
 use crate::signal::pairs::{SpreadState, Targets};
 use crate::types::{Side, Ts, NS_PER_SEC};
 
@@ -49,30 +50,162 @@ pub struct Sample {
     pub net_pnl: f64,
 }
 
-/// Header of `fills.csv`: the field names of [`FillRecord`], in order.
-pub const FILLS_HEADER: [&str; 13] = [
+/// Header of `fills.csv`: the field names of [`FillRow`], in order.
+pub const FILLS_HEADER: [&str; 15] = [
+    "time",
     "ts",
-    "leg",
+    "symbol",
+    "order_id",
     "side",
     "px",
     "qty",
     "fee",
-    "maker",
-    "queue_wait_ns",
-    "mid",
+    "liquidity",
     "position",
     "target",
+    "mid",
     "signal_mid",
+    "queue_wait_ns",
     "toward_target",
 ];
 
-/// One fill of one of our orders, as the Core saw it. A row of `fills.csv`.
+/// Maker or taker, as `fills.csv` writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liquidity {
+    /// The fill added liquidity (our order rested in the book).
+    Maker,
+    /// The fill took liquidity.
+    Taker,
+}
+
+/// A row of `fills.csv`: a [`FillRecord`] with its UTC time and its leg's symbol, for
+/// a user who loads the file without the run's config.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FillRow<'a> {
+    /// [`FillRecord::ts`] as UTC.
+    pub time: UtcMs,
+    /// [`FillRecord::ts`], ns since the Unix epoch.
+    pub ts: Ts,
+    /// The leg's symbol.
+    pub symbol: &'a str,
+    /// [`FillRecord::order_id`].
+    pub order_id: OrderId,
+    /// [`FillRecord::side`].
+    pub side: Side,
+    /// [`FillRecord::px`].
+    pub px: f64,
+    /// [`FillRecord::qty`].
+    pub qty: f64,
+    /// [`FillRecord::fee`].
+    pub fee: f64,
+    /// [`FillRecord::maker`].
+    pub liquidity: Liquidity,
+    /// [`FillRecord::position`]: the leg's position after the fill.
+    pub position: f64,
+    /// [`FillRecord::target`].
+    pub target: f64,
+    /// [`FillRecord::mid`].
+    pub mid: Option<f64>,
+    /// [`FillRecord::signal_mid`].
+    pub signal_mid: Option<f64>,
+    /// [`FillRecord::queue_wait_ns`].
+    pub queue_wait_ns: i64,
+    /// [`FillRecord::toward_target`].
+    pub toward_target: bool,
+}
+
+impl Trace {
+    /// The rows of `fills.csv`, in fill order; a fill of a leg index out of range
+    /// (never recorded by the backtester) is named `?`.
+    pub fn fill_rows(&self) -> impl Iterator<Item = FillRow<'_>> {
+        self.fills.iter().map(|f| FillRow {
+            time: UtcMs(f.ts),
+            ts: f.ts,
+            symbol: self.symbols.get(f.leg).map_or("?", String::as_str),
+            order_id: f.order_id,
+            side: f.side,
+            px: f.px,
+            qty: f.qty,
+            fee: f.fee,
+            liquidity: if f.maker { Liquidity::Maker } else { Liquidity::Taker },
+            position: f.position,
+            target: f.target,
+            mid: f.mid,
+            signal_mid: f.signal_mid,
+            queue_wait_ns: f.queue_wait_ns,
+            toward_target: f.toward_target,
+        })
+    }
+
+    /// The rows of `equity.csv`, one per sample: the equity curve at the report's
+    /// sampling ([`Trace::sample_interval_ns`]).
+    pub fn equity_rows(&self) -> impl Iterator<Item = EquityRow> + '_ {
+        self.samples.iter().map(|s| EquityRow {
+            time: UtcMs(s.ts),
+            ts: s.ts,
+            net_pnl: s.net_pnl,
+            gross_pnl: s.gross_pnl,
+            fees: s.fees,
+            position_y: s.position[0],
+            mark_y: s.mid[0],
+            position_x: s.position[1],
+            mark_x: s.mid[1],
+        })
+    }
+
+    /// The header of `equity.csv`, with the legs' symbols in the position and mark
+    /// columns (`position_BTCUSDT`, `mark_BTCUSDT`, ...).
+    pub fn equity_header(&self) -> [String; 9] {
+        let [y, x] = &self.symbols;
+        [
+            "time".into(),
+            "ts".into(),
+            "net_pnl".into(),
+            "gross_pnl".into(),
+            "fees".into(),
+            format!("position_{y}"),
+            format!("mark_{y}"),
+            format!("position_{x}"),
+            format!("mark_{x}"),
+        ]
+    }
+}
+
+/// A row of `equity.csv`: PnL, positions and marks at one sample. Marks are the mids,
+/// `NaN` while a book is one-sided (and so is the PnL marked at them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EquityRow {
+    /// Sample time, UTC.
+    pub time: UtcMs,
+    /// Sample time, ns since the Unix epoch.
+    pub ts: Ts,
+    /// Net PnL, quote asset: `gross_pnl - fees`.
+    pub net_pnl: f64,
+    /// PnL before fees, marked at the mids.
+    pub gross_pnl: f64,
+    /// Fees paid so far.
+    pub fees: f64,
+    /// Y position, base units.
+    pub position_y: f64,
+    /// Y mark (mid), price units.
+    pub mark_y: f64,
+    /// X position, base units.
+    pub position_x: f64,
+    /// X mark (mid), price units.
+    pub mark_x: f64,
+}
+
+/// One fill of one of our orders, as the Core saw it (written to `fills.csv` as a
+/// [`FillRow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct FillRecord {
     /// Local time the Core received the fill.
     pub ts: Ts,
     /// Leg index (0 = y, 1 = x).
     pub leg: usize,
+    /// The order that filled (the Core's id: session in the high 32 bits).
+    pub order_id: OrderId,
     /// Our side.
     pub side: Side,
     /// Fill price in price units.
@@ -502,14 +635,18 @@ pub struct CsvError {
     pub source: csv::Error,
 }
 
-/// Writes `rows` to `path` as CSV with a header from the field names (also for zero
-/// rows: the header then comes from `header`, which must name the same fields).
-pub fn write_csv<T: Serialize>(path: &Path, header: &[&str], rows: &[T]) -> Result<(), CsvError> {
+/// Writes `header`, then `rows`, to `path` as CSV. The header is given, not taken from
+/// the field names, so that it can carry run data (the symbols of `equity.csv`) and is
+/// written for zero rows too; the `*_header_matches_the_record` tests keep each fixed
+/// header equal to its row's field names.
+pub fn write_csv<T: Serialize, H: AsRef<[u8]>>(
+    path: &Path,
+    header: &[H],
+    rows: impl IntoIterator<Item = T>,
+) -> Result<(), CsvError> {
     let err = |source| CsvError { path: path.to_path_buf(), source };
-    let mut w = csv::WriterBuilder::new().has_headers(!rows.is_empty()).from_path(path).map_err(err)?;
-    if rows.is_empty() {
-        w.write_record(header).map_err(err)?;
-    }
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_path(path).map_err(err)?;
+    w.write_record(header).map_err(err)?;
     for r in rows {
         w.serialize(r).map_err(err)?;
     }
@@ -555,14 +692,14 @@ mod tests {
     fn csv_with_rows_and_without() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.csv");
-        write_csv::<UtcRow>(&p, &["t", "n"], &[]).unwrap();
+        write_csv(&p, &["t", "n"], Vec::<UtcRow>::new()).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "t,n\n");
         write_csv(&p, &["t", "n"], &[UtcRow { t: UtcMs(0), n: None }, UtcRow { t: UtcMs(1), n: Some(2.5) }]).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "t,n\n1970-01-01T00:00:00.000Z,\n1970-01-01T00:00:00.000Z,2.5\n"
         );
-        assert!(write_csv::<UtcRow>(&dir.path().join("no/such/dir.csv"), &["t"], &[]).is_err());
+        assert!(write_csv(&dir.path().join("no/such/dir.csv"), &["t"], Vec::<UtcRow>::new()).is_err());
     }
 
     /// The header constant names the fields as serde writes them.
@@ -583,6 +720,7 @@ mod tests {
             target_y: 0.0,
             target_x: -0.0,
         };
+        assert_eq!(serde_header(row), SIGNAL_HEADER.join(","));
         write_csv(&p, &SIGNAL_HEADER, &[row]).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let mut lines = text.lines();
@@ -590,13 +728,19 @@ mod tests {
         assert_eq!(lines.next(), Some("1,2.0,3.0,0.5,1.0,0.1,0.2,0.3,stopped,0.0,-0.0"));
     }
 
-    #[test]
-    fn fills_header_matches_the_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("fills.csv");
-        let row = FillRecord {
-            ts: 5,
+    /// The field names serde gives `row`, as a CSV header line.
+    fn serde_header<T: Serialize>(row: T) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(row).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        text.lines().next().unwrap().to_string()
+    }
+
+    fn fill_record() -> FillRecord {
+        FillRecord {
+            ts: 1_723_161_601_234_000_000,
             leg: 1,
+            order_id: (7 << 32) | 3,
             side: Side::Sell,
             px: 10.5,
             qty: 0.25,
@@ -608,12 +752,50 @@ mod tests {
             target: -1.0,
             signal_mid: None,
             toward_target: true,
-        };
-        write_csv(&p, &FILLS_HEADER, &[row]).unwrap();
+        }
+    }
+
+    #[test]
+    fn fills_csv_names_the_symbol_order_and_liquidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fills.csv");
+        let trace = Trace { symbols: ["YYY".into(), "XXX".into()], fills: vec![fill_record()], ..Trace::default() };
+        let row = trace.fill_rows().next().unwrap();
+        assert_eq!(serde_header(row), FILLS_HEADER.join(","));
+        write_csv(&p, &FILLS_HEADER, trace.fill_rows()).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some(FILLS_HEADER.join(",").as_str()));
-        assert_eq!(lines.next(), Some("5,1,sell,10.5,0.25,0.001,true,7,10.25,-0.25,-1.0,,true"));
+        assert_eq!(
+            lines.next(),
+            Some("2024-08-09T00:00:01.234Z,1723161601234000000,XXX,30064771075,sell,10.5,0.25,0.001,maker,-0.25,-1.0,10.25,,7,true")
+        );
+    }
+
+    #[test]
+    fn equity_csv_has_the_legs_positions_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("equity.csv");
+        let sample = Sample {
+            ts: 1_723_161_601_000_000_000,
+            mid: [100.5, f64::NAN],
+            beta: 0.5,
+            z: 0.0,
+            position: [0.5, -1.0],
+            target: [0.5, -1.0],
+            gross_pnl: 3.0,
+            fees: 1.0,
+            net_pnl: 2.0,
+        };
+        let trace = Trace { symbols: ["YYY".into(), "XXX".into()], samples: vec![sample], ..Trace::default() };
+        let header = trace.equity_header();
+        assert_eq!(header.join(","), "time,ts,net_pnl,gross_pnl,fees,position_YYY,mark_YYY,position_XXX,mark_XXX");
+        write_csv(&p, &header, trace.equity_rows()).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.lines().nth(1),
+            Some("2024-08-09T00:00:01.000Z,1723161601000000000,2.0,3.0,1.0,0.5,100.5,-1.0,NaN")
+        );
     }
 
     #[derive(Serialize)]

@@ -75,12 +75,22 @@ enum Cmd {
         /// Data files, as for `replay`; default: the built-in set.
         #[arg(long, num_args = 1..)]
         data: Vec<PathBuf>,
-        /// Events in the built-in data set.
-        #[arg(long, default_value_t = gen::GenParams::default().events)]
+        /// Events in the built-in data set (an error with `--data`).
+        #[arg(long, default_value_t = gen::GenParams::default().events, conflicts_with = "data")]
         events: usize,
         /// Output CSV (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Worker threads; default `SLURM_CPUS_PER_TASK` when set, else every CPU.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print the best points by this column of the CSV (higher is better, except
+        /// `max_drawdown` and `fees`, for which lower is).
+        #[arg(long, default_value = "pnl_net")]
+        rank: String,
+        /// How many points `--rank` prints.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
     },
     /// Measure tick-to-quote latency: the live thread model (pinned hot thread, rings,
     /// gateway thread, simulated venue) over a data set, the built-in one by default.
@@ -364,10 +374,10 @@ struct DataArgs {
     #[arg(long, num_args = 1..)]
     data: Vec<PathBuf>,
     /// Seed of the built-in data set.
-    #[arg(long, default_value_t = gen::GenParams::default().seed)]
+    #[arg(long, default_value_t = gen::GenParams::default().seed, conflicts_with = "data")]
     seed: u64,
     /// Events in the built-in data set.
-    #[arg(long, default_value_t = gen::GenParams::default().events)]
+    #[arg(long, default_value_t = gen::GenParams::default().events, conflicts_with = "data")]
     events: usize,
 }
 
@@ -391,7 +401,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let cfg = load_config(config.as_deref())?;
             replay_cmd(&cfg, &data, seed, events, out.as_deref())
         }
-        Cmd::Sweep { grid, shard, data, events, out } => sweep_cmd(&grid, shard, &data, events, out.as_deref()),
+        Cmd::Sweep { grid, shard, data, events, out, threads, rank, top } => {
+            let threads = statarb::sweep::threads(threads, std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref())?;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            pool.install(|| sweep_cmd(&grid, shard, &data, events, out.as_deref(), &rank, top))
+        }
         Cmd::Gen { seed, events, out, truth } => gen_cmd(seed, events, out.as_deref(), truth.as_deref()),
         Cmd::Import { config, out, format, symbol, book, max_bad, max_line_bytes, inputs } => {
             let cfg = load_config(config.as_deref())?;
@@ -1241,6 +1255,8 @@ fn sweep_cmd(
     data: &[PathBuf],
     events: usize,
     out: Option<&Path>,
+    rank: &str,
+    top: usize,
 ) -> Result<()> {
     let stop = cli::signals::stop_flag()?;
     let grid = statarb::sweep::Grid::load(grid)?;
@@ -1287,53 +1303,39 @@ fn sweep_cmd(
         None => Box::new(io::stdout().lock()),
     };
     let mut w = csv::Writer::from_writer(sink);
-    let metrics = [
-        "pnl_net",
-        "pnl_gross",
-        "fees",
-        "sharpe",
-        "max_drawdown",
-        "turnover",
-        "fills",
-        "orders",
-        "round_trips",
-        "fill_ratio",
-        "maker_share",
-        "time_flat",
-        "digest",
-        "error",
-    ];
+    let metrics = statarb::sweep::METRICS;
+    let rank_col = metrics
+        .iter()
+        .position(|m| *m == rank)
+        .with_context(|| format!("--rank {rank}: not a column; one of {}", metrics[..metrics.len() - 2].join(", ")))?;
     let mut header = vec!["point".to_string()];
     header.extend(grid.keys().iter().map(|k| k.to_string()));
     header.extend(metrics.iter().map(|m| m.to_string()));
     w.write_record(&header)?;
-    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let mut ranked: Vec<(f64, String)> = Vec::new();
     for (p, row) in points.iter().zip(rows) {
         let mut rec = vec![p.index.to_string()];
         rec.extend(p.value_strings());
         match row {
-            Ok((r, digest)) => rec.extend([
-                opt(r.pnl_net),
-                opt(r.pnl_gross),
-                opt(r.fees),
-                opt(r.sharpe),
-                r.max_drawdown.to_string(),
-                r.turnover.to_string(),
-                r.fills.to_string(),
-                r.orders.to_string(),
-                r.round_trips.to_string(),
-                opt(r.fill_ratio),
-                opt(r.maker_share),
-                opt(r.time_flat),
-                digest,
-                String::new(),
-            ]),
+            Ok((r, digest)) => {
+                let cells = statarb::sweep::metric_cells(&r, digest);
+                if let Some(v) = cells[rank_col].parse::<f64>().ok().filter(|v| v.is_finite()) {
+                    ranked.push((v, format!("point {:>4}  {}", p.index, p.label())));
+                }
+                rec.extend(cells);
+            }
             Err(e) => {
                 rec.extend(std::iter::repeat_n(String::new(), metrics.len() - 1));
                 rec.push(format!("{e:#}"));
             }
         }
         w.write_record(&rec)?;
+    }
+    let lower_is_better = statarb::sweep::lower_is_better(&rank);
+    ranked.sort_by(|a, b| if lower_is_better { a.0.total_cmp(&b.0) } else { b.0.total_cmp(&a.0) });
+    eprintln!("sweep: top {} of {} by {rank}:", top.min(ranked.len()), ranked.len());
+    for (v, label) in ranked.iter().take(top) {
+        eprintln!("  {rank} {v:>12.4}  {label}");
     }
     w.flush()?;
     eprintln!("sweep: {} points in {:.2?}", points.len(), t.elapsed());

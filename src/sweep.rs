@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::backtest::stats::Report;
 use crate::config::{Config, ConfigError};
 
 /// Why a grid could not be used.
@@ -67,6 +68,9 @@ pub enum SweepError {
     /// A malformed `--shard` argument.
     #[error("shard {0:?}: expected i/n with 0 <= i < n")]
     Shard(String),
+    /// A thread count that is zero or not a number.
+    #[error("{0}: the thread count must be a whole number above 0")]
+    Threads(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +260,87 @@ fn set_dotted(table: &mut toml::Table, key: &str, v: toml::Value) -> Result<(), 
     Ok(())
 }
 
+/// The metric columns of a sweep's CSV, after the point number and its parameter
+/// values: one row per point. The last two are the run's digest and, for a point that
+/// failed or was interrupted, the error.
+pub const METRICS: [&str; 23] = [
+    "pnl_net",
+    "pnl_gross",
+    "fees",
+    "pnl_signal",
+    "pnl_execution",
+    "signal_entries",
+    "round_trips",
+    "trade_mean",
+    "trade_t",
+    "hit_rate",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "return_over_drawdown",
+    "hedge_error_mean",
+    "turnover",
+    "fills",
+    "orders",
+    "fill_ratio",
+    "maker_share",
+    "time_flat",
+    "digest",
+    "error",
+];
+
+/// The cells of [`METRICS`] for a finished point (the error cell empty); an undefined
+/// value is an empty cell.
+pub fn metric_cells(r: &Report, digest: String) -> Vec<String> {
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    vec![
+        opt(r.pnl_net),
+        opt(r.pnl_gross),
+        opt(r.fees),
+        opt(r.pnl_signal),
+        opt(r.pnl_execution),
+        r.signal_entries.to_string(),
+        r.round_trips.to_string(),
+        opt(r.trades.mean),
+        opt(r.trades.t_stat),
+        opt(r.trades.hit_rate),
+        opt(r.sharpe),
+        opt(r.sortino),
+        r.max_drawdown.to_string(),
+        opt(r.return_over_drawdown),
+        opt(r.hedge_error_mean),
+        r.turnover.to_string(),
+        r.fills.to_string(),
+        r.orders.to_string(),
+        opt(r.fill_ratio),
+        opt(r.maker_share),
+        opt(r.time_flat),
+        digest,
+        String::new(),
+    ]
+}
+
+/// True for the metrics where lower is better (costs and risk), for ranking.
+pub fn lower_is_better(metric: &str) -> bool {
+    matches!(metric, "max_drawdown" | "fees" | "hedge_error_mean")
+}
+
+/// The number of worker threads of a sweep: `flag` (`--threads N`) if given, else
+/// `slurm` (the value of `SLURM_CPUS_PER_TASK`, which Slurm sets to the CPUs it gave
+/// the task), else every CPU of the machine. A task given 1 CPU then runs 1 thread,
+/// not one per CPU of the node. Zero or a malformed value is an error naming it.
+pub fn threads(flag: Option<usize>, slurm: Option<&str>) -> Result<usize, SweepError> {
+    match (flag, slurm) {
+        (Some(0), _) => Err(SweepError::Threads("--threads 0".into())),
+        (Some(n), _) => Ok(n),
+        (None, Some(s)) => match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(SweepError::Threads(format!("SLURM_CPUS_PER_TASK={s:?}"))),
+        },
+        (None, None) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 /// Runs `job` on every point in parallel (rayon's global pool) and returns the results
 /// in point order. Jobs must not depend on each other or on the thread they run on.
 pub fn run<T: Send>(points: &[Point], job: impl Fn(&Point) -> T + Sync + Send) -> Vec<T> {
@@ -309,6 +394,19 @@ mod tests {
         assert!(grid("\"pairs.entry_z\" = []\n").is_err());
         let e = grid("\"pairs.nope\" = [1]\n").unwrap().points(Shard::default()).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn threads_honour_the_flag_then_slurm_then_the_machine() {
+        assert_eq!(threads(Some(3), Some("1")).unwrap(), 3);
+        assert_eq!(threads(None, Some("1")).unwrap(), 1);
+        assert_eq!(threads(None, Some(" 8 ")).unwrap(), 8);
+        assert!(threads(None, None).unwrap() >= 1);
+        for bad in ["0", "x", ""] {
+            let e = threads(None, Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("SLURM_CPUS_PER_TASK"), "{e}");
+        }
+        assert!(threads(Some(0), None).is_err());
     }
 
     #[test]

@@ -146,6 +146,65 @@ fn sweep_shards_partition_the_grid_and_rows_match_replays() {
     assert!(point0.contains(&digest(&o).as_str()), "{} vs {}", rows[1], digest(&o));
 }
 
+/// The shipped grid trades (its points differ in PnL), the sweep prints the top points
+/// by `--rank` in the CSV's order of that column, honours `--threads` and then
+/// `SLURM_CPUS_PER_TASK`, and refuses `--events` with `--data`.
+#[test]
+fn sweep_ranks_points_and_honours_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.csv");
+    let o = Command::new(env!("CARGO_BIN_EXE_statarb"))
+        .args(["sweep", "--grid", "config/sweep.toml", "--events", "300000", "--rank", "pnl_net", "--top", "3"])
+        .args(["--out", out.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SLURM_CPUS_PER_TASK", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(", 1 threads"), "SLURM_CPUS_PER_TASK=1 gives one thread: {err}");
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for name in [
+        "signal_entries",
+        "round_trips",
+        "pnl_signal",
+        "pnl_execution",
+        "fees",
+        "hedge_error_mean",
+        "sharpe",
+        "max_drawdown",
+    ] {
+        col(name);
+    }
+    // Parameter values with commas are quoted: parse with the csv crate.
+    let mut rd = csv::Reader::from_path(&out).unwrap();
+    let mut pnl: Vec<(f64, usize)> = rd
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[col("pnl_net")].parse::<f64>().unwrap(), r[0].parse::<usize>().unwrap())
+        })
+        .collect();
+    assert_eq!(pnl.len(), 54);
+    assert!(pnl.iter().any(|p| p.0 != pnl[0].0), "the shipped grid trades: its points differ");
+    pnl.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let printed: Vec<usize> = err
+        .lines()
+        .filter(|l| l.trim_start().starts_with("pnl_net"))
+        .map(|l| l.split("point").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(printed, pnl.iter().take(3).map(|p| p.1).collect::<Vec<_>>(), "{err}");
+
+    let o = statarb(&["sweep", "--grid", "config/sweep.toml", "--events", "1000", "--threads", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("--threads 0"), "{}", stderr(&o));
+    let o = statarb(&["sweep", "--grid", "config/sweep.toml", "--events", "1000", "--rank", "nope"]);
+    assert!(!o.status.success() && stderr(&o).contains("--rank nope"), "{}", stderr(&o));
+    let o = statarb(&["sweep", "--grid", "config/sweep.toml", "--data", "x.evt", "--events", "1000"]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
 #[test]
 fn import_then_replay_the_shared_recording_slices() {
     let dir = tempfile::tempdir().unwrap();

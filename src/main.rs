@@ -1244,7 +1244,7 @@ fn write_replay_csvs(trace: &statarb::backtest::trace::Trace, dir: &Path) -> Res
     use statarb::backtest::{stats, trace as tr};
     tr::write_csv(&dir.join("fills.csv"), &tr::FILLS_HEADER, trace.fill_rows())?;
     tr::write_csv(&dir.join("equity.csv"), &trace.equity_header(), trace.equity_rows())?;
-    tr::write_csv(&dir.join("trades.csv"), &stats::TRADES_HEADER, &stats::round_trips(trace))?;
+    tr::write_csv(&dir.join("trades.csv"), &stats::TRADES_HEADER, stats::round_trips(trace))?;
     tr::write_csv(&dir.join("signal.csv"), &tr::SIGNAL_HEADER, &trace.signals)?;
     Ok(["fills.csv", "equity.csv", "trades.csv", "signal.csv"])
 }
@@ -1331,7 +1331,7 @@ fn sweep_cmd(
         }
         w.write_record(&rec)?;
     }
-    let lower_is_better = statarb::sweep::lower_is_better(&rank);
+    let lower_is_better = statarb::sweep::lower_is_better(rank);
     ranked.sort_by(|a, b| if lower_is_better { a.0.total_cmp(&b.0) } else { b.0.total_cmp(&a.0) });
     eprintln!("sweep: top {} of {} by {rank}:", top.min(ranked.len()), ranked.len());
     for (v, label) in ranked.iter().take(top) {

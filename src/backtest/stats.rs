@@ -1579,7 +1579,7 @@ mod tests {
     fn trades_header_matches_the_record() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("trades.csv");
-        crate::backtest::trace::write_csv(&p, &TRADES_HEADER, &round_trips(&three_trades())).unwrap();
+        crate::backtest::trace::write_csv(&p, &TRADES_HEADER, round_trips(&three_trades())).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], TRADES_HEADER.join(","));

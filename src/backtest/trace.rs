@@ -721,7 +721,7 @@ mod tests {
             target_x: -0.0,
         };
         assert_eq!(serde_header(row), SIGNAL_HEADER.join(","));
-        write_csv(&p, &SIGNAL_HEADER, &[row]).unwrap();
+        write_csv(&p, &SIGNAL_HEADER, [row]).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some(SIGNAL_HEADER.join(",").as_str()));

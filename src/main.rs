@@ -1261,32 +1261,48 @@ fn sweep_cmd(
     let stop = cli::signals::stop_flag()?;
     let grid = statarb::sweep::Grid::load(grid)?;
     let points = grid.points(shard)?;
-    // The data is read once; every point replays the same events.
+    // The data is read once per seed; every point of a seed replays the same events.
     let base = points.first().map(|p| p.config.clone()).unwrap_or_else(Config::builtin);
-    let (instruments, events) = load_data(&base, data, gen::GenParams::default().seed, events)?;
+    let default_seed = gen::GenParams::default().seed;
+    let mut seeds: Vec<u64> = points.iter().map(|p| p.seed.unwrap_or(default_seed)).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    if !data.is_empty() && points.iter().any(|p| p.seed.is_some()) {
+        bail!("the grid varies {}: that is the built-in data's seed, and --data was given", statarb::sweep::SEED_KEY);
+    }
+    let mut sets = Vec::with_capacity(seeds.len());
+    for &seed in &seeds {
+        sets.push((seed, load_data(&base, data, seed, events)?));
+    }
+    let data_of = |p: &statarb::sweep::Point| {
+        let seed = p.seed.unwrap_or(default_seed);
+        &sets.iter().find(|(s, _)| *s == seed).expect("every seed loaded").1
+    };
     eprintln!(
-        "sweep: {} of {} points (shard {}/{}), {} events each, {} threads",
+        "sweep: {} of {} points (shard {}/{}), {} events each over {} data set(s), {} threads",
         points.len(),
         grid.len(),
         shard.index,
         shard.count,
-        events.len(),
+        sets[0].1 .1.len(),
+        sets.len(),
         rayon::current_num_threads()
     );
     let t = std::time::Instant::now();
-    // The session id (the high half of order ids) as `replay` sets it: a point's digest
-    // is the digest of a replay with the point's config.
-    let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let rows = statarb::sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
+        let (instruments, events) = data_of(p);
+        // The session id (the high half of order ids) as `replay` sets it: a point's
+        // digest is the digest of a replay with the point's config.
+        let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
         // After a signal, the points not finished are rows marked interrupted.
         let interrupted = || anyhow::anyhow!("interrupted");
         if stop.load(Ordering::Relaxed) {
             return Err(interrupted());
         }
         let params = p.config.core_params()?;
-        let core = Core::new(&params, &instruments, session_id)?;
+        let core = Core::new(&params, instruments, session_id)?;
         let bt = Backtest::new(&p.config.backtest, &params, p.config.fees)?;
-        let o = bt.run_with_progress(core, &instruments, &events, |_, _| {
+        let o = bt.run_with_progress(core, instruments, events, |_, _| {
             if stop.load(Ordering::Relaxed) {
                 ControlFlow::Break(())
             } else {

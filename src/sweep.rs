@@ -11,6 +11,9 @@
 //! "backtest.entry_latency" = [{ kind = "constant", ns = 100_000 }, { kind = "constant", ns = 1_000_000 }]
 //! ```
 //!
+//! The key `"data.seed"` ([`SEED_KEY`]) is not a config key: it varies the seed of the
+//! built-in data set, so a grid can check a result across data sets.
+//!
 //! The points are the cartesian product of the value lists, in a fixed order (keys
 //! sorted, the last key varying fastest), numbered from 0. Each point is a complete,
 //! validated [`Config`] and an independent job: `--shard i/n` keeps the points whose
@@ -90,7 +93,14 @@ pub struct Point {
     pub values: Vec<(String, toml::Value)>,
     /// The configuration of this point.
     pub config: Config,
+    /// The seed of the built-in data set from the grid's [`SEED_KEY`] axis, if it has
+    /// one: the point replays the data generated with it.
+    pub seed: Option<u64>,
 }
+
+/// The grid key that varies the built-in data set's seed rather than a config value,
+/// to check that a result holds across data sets: `"data.seed" = [1, 2, 3, 4, 5]`.
+pub const SEED_KEY: &str = "data.seed";
 
 impl Point {
     /// The values as CSV-friendly text: numbers and strings plain, tables inline TOML.
@@ -233,12 +243,20 @@ impl Grid {
         let mut table = self.base.clone();
         let label = values.iter().map(|(k, v)| format!("{k}={}", render(v))).collect::<Vec<_>>().join(";");
         let point_err = |error| SweepError::Point { index, label: label.clone(), error: Box::new(error) };
+        let mut seed = None;
         for (key, v) in &values {
+            if key == SEED_KEY {
+                let bad =
+                    |msg: &str| ConfigError::Invalid { file: self.file.clone(), key: key.clone(), msg: msg.into() };
+                let n = v.as_integer().ok_or_else(|| point_err(bad("a seed is a whole number")))?;
+                seed = Some(u64::try_from(n).map_err(|_| point_err(bad("a seed is not negative")))?);
+                continue;
+            }
             set_dotted(&mut table, key, v.clone())
                 .map_err(|msg| point_err(ConfigError::Invalid { file: self.file.clone(), key: key.clone(), msg }))?;
         }
         let config = Config::from_table(table, &self.file).map_err(point_err)?;
-        Ok(Point { index, values, config })
+        Ok(Point { index, values, config, seed })
     }
 }
 
@@ -394,6 +412,20 @@ mod tests {
         assert!(grid("\"pairs.entry_z\" = []\n").is_err());
         let e = grid("\"pairs.nope\" = [1]\n").unwrap().points(Shard::default()).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn the_seed_axis_varies_the_data_not_the_config() {
+        let g = grid("\"data.seed\" = [3, 7]\n\"pairs.entry_z\" = [1.5, 2.0]\n").unwrap();
+        let pts = g.points(Shard::default()).unwrap();
+        let got: Vec<_> = pts.iter().map(|p| (p.seed, p.config.pairs.entry_z)).collect();
+        assert_eq!(got, [(Some(3), 1.5), (Some(3), 2.0), (Some(7), 1.5), (Some(7), 2.0)]);
+        assert_eq!(pts[2].label(), "data.seed=7;pairs.entry_z=1.5");
+        assert_eq!(grid("\"pairs.entry_z\" = [1.5]\n").unwrap().points(Shard::default()).unwrap()[0].seed, None);
+        for bad in ["-1", "1.5", "\"x\""] {
+            let e = grid(&format!("\"data.seed\" = [{bad}]\n")).unwrap().points(Shard::default()).unwrap_err();
+            assert!(e.to_string().contains("data.seed"), "{e}");
+        }
     }
 
     #[test]

@@ -205,6 +205,26 @@ fn sweep_ranks_points_and_honours_the_thread_count() {
     assert!(!o.status.success() && stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
 }
 
+/// A `data.seed` axis replays each point on the built-in data of its seed: each row's
+/// digest is that of `replay --seed N`. With `--data` such a grid is an error.
+#[test]
+fn sweep_seed_axis_replays_each_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("g.toml");
+    std::fs::write(&grid, "[params]\n\"data.seed\" = [1, 2]\n").unwrap();
+    let o = statarb(&["sweep", "--grid", grid.to_str().unwrap(), "--events", "100000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = String::from_utf8_lossy(&o.stdout).into_owned();
+    for seed in ["1", "2"] {
+        let r = statarb(&["replay", "--seed", seed, "--events", "100000"]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let row = rows.lines().find(|l| l.split(',').nth(1) == Some(seed)).unwrap();
+        assert!(row.contains(&digest(&r)), "seed {seed}: {row} vs {}", digest(&r));
+    }
+    let o = statarb(&["sweep", "--grid", grid.to_str().unwrap(), "--data", "x.evt"]);
+    assert!(!o.status.success() && stderr(&o).contains("data.seed"), "{}", stderr(&o));
+}
+
 #[test]
 fn import_then_replay_the_shared_recording_slices() {
     let dir = tempfile::tempdir().unwrap();

@@ -60,9 +60,14 @@ enum Cmd {
     Replay {
         #[command(flatten)]
         input: DataArgs,
-        /// Directory for report.json, fills.csv, trades.csv, signal.csv and the plots.
+        /// Directory for report.json, fills.csv, equity.csv, trades.csv, signal.csv and
+        /// the plots.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also replay at 0x and 2x the fees and at 0.5x and 2x the order latency (entry
+        /// and response), in parallel, and print the five runs as one table.
+        #[arg(long)]
+        sensitivity: bool,
     },
     /// Run a parameter grid of backtests in parallel (rayon), one CSV row per point.
     Sweep {
@@ -397,9 +402,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Latency { config, data, seed, events, out, pace } => {
             latency_cmd(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
         }
-        Cmd::Replay { input: DataArgs { config, data, seed, events }, out } => {
+        Cmd::Replay { input: DataArgs { config, data, seed, events }, out, sensitivity } => {
             let cfg = load_config(config.as_deref())?;
-            replay_cmd(&cfg, &data, seed, events, out.as_deref())
+            replay_cmd(&cfg, &data, seed, events, out.as_deref(), sensitivity)
         }
         Cmd::Sweep { grid, shard, data, events, out, threads, rank, top } => {
             let threads = statarb::sweep::threads(threads, std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref())?;
@@ -1158,7 +1163,14 @@ fn load_data_with_truth(
     Ok((instruments, events, None))
 }
 
-fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Option<&Path>) -> Result<()> {
+fn replay_cmd(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+    out: Option<&Path>,
+    sensitivity: bool,
+) -> Result<()> {
     let stop = cli::signals::stop_flag()?;
     let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
@@ -1211,6 +1223,8 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
     println!("digest: {}", outcome.digest_hex());
     if let Some(done) = interrupted {
         println!("interrupted: the report is of the first {done} of {} events", events.len());
+    } else if sensitivity {
+        print_sensitivity(cfg, &instruments, &events, session_id, &report)?;
     }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -1234,6 +1248,73 @@ fn replay_cmd(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, out: Opt
         });
         let plots = statarb::backtest::plot::write_plots(trace, dir, truth.as_ref())?;
         eprintln!("wrote {}, {} and {} plots in {}", path.display(), csvs.join(", "), plots.len(), dir.display());
+    }
+    Ok(())
+}
+
+/// The fee and latency sensitivity of a replay: the same data and config at 0x and 2x
+/// the fees and at 0.5x and 2x the order latency (entry and response together), run in
+/// parallel, printed with the base run as one table.
+fn print_sensitivity(
+    cfg: &Config,
+    instruments: &[Instrument],
+    events: &[MarketEvent],
+    session_id: u32,
+    base: &BacktestReport,
+) -> Result<()> {
+    let bt = &cfg.backtest;
+    let latency = |f: f64| -> Option<Config> {
+        let mut c = cfg.clone();
+        c.backtest.entry_latency = bt.entry_latency.scaled(f)?;
+        c.backtest.response_latency = bt.response_latency.scaled(f)?;
+        Some(c)
+    };
+    let fees = |f: f64| {
+        let mut c = cfg.clone();
+        c.fees.maker_bps *= f;
+        c.fees.taker_bps *= f;
+        Some(c)
+    };
+    let variants =
+        [("fees 0x", fees(0.0)), ("fees 2x", fees(2.0)), ("latency 0.5x", latency(0.5)), ("latency 2x", latency(2.0))];
+    let reports: Vec<(&str, Option<Result<BacktestReport>>)> = {
+        use rayon::prelude::*;
+        variants
+            .into_par_iter()
+            .map(|(name, c)| {
+                let run = |c: Config| -> Result<BacktestReport> {
+                    let params = c.core_params()?;
+                    let core = Core::new(&params, instruments, session_id)?;
+                    let o = Backtest::new(&c.backtest, &params, c.fees)?.run(core, instruments, events);
+                    Ok(BacktestReport::from_trace(&o.trace))
+                };
+                (name, c.map(run))
+            })
+            .collect()
+    };
+    let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.2}"));
+    println!(
+        "sensitivity     {:>10} {:>10} {:>10} {:>8} {:>11} {:>10}",
+        "pnl net", "gross", "fees", "fills", "trade mean", "max dd"
+    );
+    let row = |name: &str, r: &BacktestReport| {
+        println!(
+            "  {name:<13} {:>10} {:>10} {:>10} {:>8} {:>11} {:>10.2}",
+            opt(r.pnl_net),
+            opt(r.pnl_gross),
+            opt(r.fees),
+            r.fills,
+            r.trades.mean.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}")),
+            r.max_drawdown
+        )
+    };
+    row("base", base);
+    for (name, r) in reports {
+        match r {
+            Some(Ok(r)) => row(name, &r),
+            Some(Err(e)) => println!("  {name:<13} failed: {e:#}"),
+            None => println!("  {name:<13} n/a (a latency series file cannot be scaled)"),
+        }
     }
     Ok(())
 }

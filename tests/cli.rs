@@ -225,6 +225,27 @@ fn sweep_seed_axis_replays_each_seed() {
     assert!(!o.status.success() && stderr(&o).contains("data.seed"), "{}", stderr(&o));
 }
 
+/// `replay --sensitivity` prints the base run with 0x and 2x the fees and 0.5x and 2x
+/// the order latency. Fees do not change the fills: at 0x net is the base gross, at 2x
+/// it is gross less twice the base fees.
+#[test]
+fn replay_sensitivity_table() {
+    let o = statarb(&["replay", "--events", "300000", "--sensitivity"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let cells = |name: &str| -> Vec<f64> {
+        let line = text.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+        line.trim_start()[name.len()..].split_whitespace().map(|c| c.parse().unwrap()).collect()
+    };
+    let (base, free, double) = (cells("base"), cells("fees 0x"), cells("fees 2x"));
+    assert!(base[3] > 0.0, "the base run trades: {text}");
+    assert_eq!((free[1], free[2], free[3]), (base[1], 0.0, base[3]), "{text}");
+    assert!((free[0] - base[1]).abs() < 0.011, "{text}");
+    assert!((double[0] - (base[1] - 2.0 * base[2])).abs() < 0.021, "{text}");
+    cells("latency 0.5x");
+    cells("latency 2x");
+}
+
 #[test]
 fn import_then_replay_the_shared_recording_slices() {
     let dir = tempfile::tempdir().unwrap();

@@ -304,6 +304,24 @@ impl LatencyConfig {
         }
     }
 
+    /// The same model with every delay multiplied by `factor` (the median of a
+    /// log-normal; its spread `sigma` is a ratio and stays), for sensitivity runs.
+    /// `None` for a series file, whose delays are data, or when a scaled delay would
+    /// leave `0..=`[`MAX_LATENCY_NS`] or `factor` is not finite and positive.
+    pub fn scaled(&self, factor: f64) -> Option<LatencyConfig> {
+        let scale = |ns: i64| {
+            let v = (ns as f64 * factor).round();
+            (factor.is_finite() && factor > 0.0 && (0.0..=MAX_LATENCY_NS as f64).contains(&v)).then_some(v as i64)
+        };
+        match *self {
+            LatencyConfig::Constant { ns } => Some(LatencyConfig::Constant { ns: scale(ns)? }),
+            LatencyConfig::Lognormal { median_ns, sigma } => {
+                Some(LatencyConfig::Lognormal { median_ns: scale(median_ns)?.max(1), sigma })
+            }
+            LatencyConfig::Series { .. } => None,
+        }
+    }
+
     /// The model, its random draws seeded with `seed`; loads a series file.
     pub fn build(&self, seed: u64) -> Result<LatencyModel, LatencyError> {
         self.validate()?;
@@ -440,5 +458,18 @@ mod tests {
         assert!(toml::from_str::<FeedLatencyConfig>("kind = \"data\"\nns = 9").is_err(), "unknown field");
         let f: FeedLatencyConfig = toml::from_str("kind = \"constant\"\nns = 9").unwrap();
         assert_eq!(f.model(), Some(LatencyConfig::Constant { ns: 9 }));
+    }
+
+    #[test]
+    fn scaled_multiplies_the_delays_not_the_spread() {
+        let c = LatencyConfig::Constant { ns: 1_000_000 };
+        assert_eq!(c.scaled(0.5), Some(LatencyConfig::Constant { ns: 500_000 }));
+        assert_eq!(c.scaled(2.0), Some(LatencyConfig::Constant { ns: 2_000_000 }));
+        let l = LatencyConfig::Lognormal { median_ns: 300, sigma: 0.4 };
+        assert_eq!(l.scaled(2.0), Some(LatencyConfig::Lognormal { median_ns: 600, sigma: 0.4 }));
+        assert_eq!(LatencyConfig::Series { path: "s.csv".into() }.scaled(2.0), None);
+        assert_eq!(LatencyConfig::Constant { ns: MAX_LATENCY_NS }.scaled(2.0), None);
+        assert_eq!(c.scaled(f64::NAN), None);
+        assert_eq!(c.scaled(-1.0), None);
     }
 }

@@ -48,33 +48,7 @@ pub enum ToGateway {
     Stop,
 }
 
-/// What one poll of a market source did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Polled {
-    /// Events were handed to the callback.
-    Events,
-    /// Nothing was ready.
-    Idle,
-    /// The source is finished (end of a recording, server closed a replay).
-    End,
-}
-
-/// A source of market events for the hot thread: a socket feed, or a recording.
-///
-/// `poll` hands every event that is ready now to `on_event`, in order, and must not
-/// block. A socket source delivers everything one read produced (a message can carry
-/// hundreds of levels, a snapshot thousands), so the events go straight into the
-/// strategy instead of through a bounded queue that could overflow.
-pub trait MarketSource {
-    /// Hands the ready events to `on_event`; never blocks.
-    fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled;
-    /// Local time now: the wall clock for a live feed, the event clock for a replay.
-    fn now(&self) -> Ts;
-    /// True if [`MarketSource::now`] and the events' `local_ts` are the local receive
-    /// clock (a replay of recorded events); false for a live source, whose local
-    /// receive clock is the hot loop's own, whatever clock `now` keeps.
-    const RECORDED: bool = false;
-}
+pub use crate::feed::source::{MarketSource, Polled};
 
 /// How a replay feeds events to the hot thread.
 #[derive(Debug, Clone, Copy, PartialEq)]

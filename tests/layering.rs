@@ -168,3 +168,36 @@ fn the_scanners_see_what_they_look_for() {
     assert!(gen_maths_lines("let d = gen::generate(&p);\n// Rng\n").is_empty());
     assert!(gen_maths_lines("use crate::feed::gen::{generate, GenParams};\nuse crate::detmath::Rng;\n").is_empty());
 }
+
+/// The layers above the feed: a file under `src/feed/` must name none of them (outside
+/// its unit tests). The live loop takes its `MarketSource` trait from the feed, not the
+/// other way round.
+const ABOVE_FEED: &[&str] = &[
+    "crate::live",
+    "crate::core",
+    "crate::risk",
+    "crate::quote",
+    "crate::gateway",
+    "crate::backtest",
+    "crate::journal",
+];
+
+#[test]
+fn the_feed_imports_nothing_above_it() {
+    let files = sources();
+    assert!(files.iter().any(|(rel, _)| rel == "feed/source.rs"), "the scan found src/feed/source.rs");
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|(rel, _)| rel.starts_with("feed/"))
+        .flat_map(|(rel, text)| {
+            let text = non_test(text);
+            ABOVE_FEED.iter().flat_map(move |layer| {
+                text.lines()
+                    .enumerate()
+                    .filter(move |(_, l)| l.contains(layer) && !l.trim_start().starts_with("//"))
+                    .map(move |(i, _)| format!("src/{rel}:{} names {layer}", i + 1))
+            })
+        })
+        .collect();
+    assert!(offenders.is_empty(), "the feed imports a layer above it: {offenders:?}");
+}

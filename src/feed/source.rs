@@ -1,4 +1,5 @@
-//! The live Binance market-data source of the hot thread.
+//! The live Binance market-data source of the hot thread, and the [`MarketSource`] trait
+//! every source of the hot loop implements (here, below the live loop that polls it).
 //!
 //! One combined-stream WebSocket connection carries `<symbol>@bookTicker`,
 //! `<symbol>@depth@100ms` and `<symbol>@trade` (or `@aggTrade`) for both legs. Each
@@ -55,9 +56,36 @@ use crate::feed::record::RecordTap;
 use crate::feed::snapshot::{wall_ns, SnapshotError, SnapshotFetcher};
 use crate::feed::sync::{DepthSync, SyncAction};
 use crate::feed::ws::{tls_config, PeerEnd, WsClient, WsConfig, WsError};
-use crate::live::{MarketSource, Polled};
 use crate::ratelimit::{IpBudget, DEFAULT_RETRY_AFTER_CAP_S};
 use crate::types::{InstId, Instrument, Ts, NS_PER_MS, NS_PER_SEC};
+
+/// What one poll of a market source did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    /// Events were handed to the callback.
+    Events,
+    /// Nothing was ready.
+    Idle,
+    /// The source is finished (end of a recording, server closed a replay).
+    End,
+}
+
+/// A source of market events for the hot thread: a socket feed, or a recording.
+///
+/// `poll` hands every event that is ready now to `on_event`, in order, and must not
+/// block. A socket source delivers everything one read produced (a message can carry
+/// hundreds of levels, a snapshot thousands), so the events go straight into the
+/// strategy instead of through a bounded queue that could overflow.
+pub trait MarketSource {
+    /// Hands the ready events to `on_event`; never blocks.
+    fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled;
+    /// Local time now: the wall clock for a live feed, the event clock for a replay.
+    fn now(&self) -> Ts;
+    /// True if [`MarketSource::now`] and the events' `local_ts` are the local receive
+    /// clock (a replay of recorded events); false for a live source, whose local
+    /// receive clock is the hot loop's own, whatever clock `now` keeps.
+    const RECORDED: bool = false;
+}
 
 /// Buffered diffs per instrument while a snapshot is on its way.
 const SYNC_BUFFER: usize = 4096;

@@ -90,7 +90,7 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
         /// Print the best points by this column of the CSV (higher is better, except
-        /// `max_drawdown` and `fees`, for which lower is).
+        /// `max_drawdown`, `fees` and `hedge_error_mean`, for which lower is).
         #[arg(long, default_value = "pnl_net")]
         rank: String,
         /// How many points `--rank` prints.
@@ -1345,33 +1345,30 @@ fn sweep_cmd(
     // The data is read once per seed; every point of a seed replays the same events.
     let base = points.first().map(|p| p.config.clone()).unwrap_or_else(Config::builtin);
     let default_seed = gen::GenParams::default().seed;
-    let mut seeds: Vec<u64> = points.iter().map(|p| p.seed.unwrap_or(default_seed)).collect();
-    seeds.sort_unstable();
-    seeds.dedup();
+    let seed_of = |p: &statarb::sweep::Point| p.seed.unwrap_or(default_seed);
     if !data.is_empty() && points.iter().any(|p| p.seed.is_some()) {
         bail!("the grid varies {}: that is the built-in data's seed, and --data was given", statarb::sweep::SEED_KEY);
     }
-    let mut sets = Vec::with_capacity(seeds.len());
-    for &seed in &seeds {
-        sets.push((seed, load_data(&base, data, seed, events)?));
+    let mut sets = std::collections::BTreeMap::new();
+    for p in &points {
+        if let std::collections::btree_map::Entry::Vacant(slot) = sets.entry(seed_of(p)) {
+            slot.insert(load_data(&base, data, seed_of(p), events)?);
+        }
     }
-    let data_of = |p: &statarb::sweep::Point| {
-        let seed = p.seed.unwrap_or(default_seed);
-        &sets.iter().find(|(s, _)| *s == seed).expect("every seed loaded").1
-    };
     eprintln!(
         "sweep: {} of {} points (shard {}/{}), {} events each over {} data set(s), {} threads",
         points.len(),
         grid.len(),
         shard.index,
         shard.count,
-        sets[0].1 .1.len(),
+        sets.values().next().map_or(0, |(_, ev)| ev.len()),
         sets.len(),
         rayon::current_num_threads()
     );
     let t = std::time::Instant::now();
     let rows = statarb::sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
-        let (instruments, events) = data_of(p);
+        // Every point's seed was loaded above.
+        let (instruments, events) = &sets[&seed_of(p)];
         // The session id (the high half of order ids) as `replay` sets it: a point's
         // digest is the digest of a replay with the point's config.
         let session_id = (events[0].local_ts / NS_PER_SEC) as u32;

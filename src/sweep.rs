@@ -72,7 +72,7 @@ pub enum SweepError {
     #[error("shard {0:?}: expected i/n with 0 <= i < n")]
     Shard(String),
     /// A thread count that is zero or not a number.
-    #[error("{0}: the thread count must be a whole number above 0")]
+    #[error("{0}: the thread count must be a whole number in 1..={MAX_THREADS}")]
     Threads(String),
 }
 
@@ -343,16 +343,22 @@ pub fn lower_is_better(metric: &str) -> bool {
     matches!(metric, "max_drawdown" | "fees" | "hedge_error_mean")
 }
 
+/// The most worker threads a sweep starts: more than any node has CPUs, and few
+/// enough that a typo (`--threads 10000000`) is an error, not a fork bomb.
+pub const MAX_THREADS: usize = 4096;
+
 /// The number of worker threads of a sweep: `flag` (`--threads N`) if given, else
 /// `slurm` (the value of `SLURM_CPUS_PER_TASK`, which Slurm sets to the CPUs it gave
 /// the task), else every CPU of the machine. A task given 1 CPU then runs 1 thread,
-/// not one per CPU of the node. Zero or a malformed value is an error naming it.
+/// not one per CPU of the node. Zero, more than [`MAX_THREADS`] or a malformed value
+/// is an error naming it.
 pub fn threads(flag: Option<usize>, slurm: Option<&str>) -> Result<usize, SweepError> {
+    let ok = |n: usize| (1..=MAX_THREADS).contains(&n);
     match (flag, slurm) {
-        (Some(0), _) => Err(SweepError::Threads("--threads 0".into())),
-        (Some(n), _) => Ok(n),
+        (Some(n), _) if ok(n) => Ok(n),
+        (Some(n), _) => Err(SweepError::Threads(format!("--threads {n}"))),
         (None, Some(s)) => match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
+            Ok(n) if ok(n) => Ok(n),
             _ => Err(SweepError::Threads(format!("SLURM_CPUS_PER_TASK={s:?}"))),
         },
         (None, None) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -439,6 +445,8 @@ mod tests {
             assert!(e.contains("SLURM_CPUS_PER_TASK"), "{e}");
         }
         assert!(threads(Some(0), None).is_err());
+        assert!(threads(Some(MAX_THREADS + 1), None).unwrap_err().to_string().contains("--threads 4097"));
+        assert!(threads(None, Some("9223372036854775808")).is_err());
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod report;
 pub mod ring;
 pub mod risk;
 pub mod serve;
+pub mod session;
 pub mod signal;
 pub mod sweep;
 pub mod types;

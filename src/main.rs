@@ -29,6 +29,11 @@ enum Cmd {
     Replay(cli::replay::Args),
     /// Run a parameter grid of backtests in parallel (rayon), one CSV row per point.
     Sweep(cli::sweep::Args),
+    /// Walk-forward: on each training window the grid's best point by a metric, then
+    /// that point out of sample on the test window after it, its filter and positions
+    /// carried from the training window as a live run's; per-fold figures, the stitched
+    /// out-of-sample equity and its totals.
+    Walkforward(cli::walkforward::Args),
     /// Measure tick-to-quote latency: the live thread model (pinned hot thread, rings,
     /// gateway thread, simulated venue) over a data set, the built-in one by default.
     /// The venue is `replay`'s matching engine and reads the data at exchange time; the
@@ -86,6 +91,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Replay(a) => cli::replay::run(a),
         Cmd::Sweep(a) => cli::sweep::run(a),
+        Cmd::Walkforward(a) => cli::walkforward::run(a),
         Cmd::Latency(a) => cli::latency::run(a),
         #[cfg(feature = "mock")]
         Cmd::MockBinance(a) => cli::mock_binance::run(a),

@@ -7,10 +7,12 @@ use std::io;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use statarb::backtest::window::TimeWindow;
 use statarb::config::Config;
 use statarb::event::MarketEvent;
 use statarb::feed::{evfile, gen};
-use statarb::types::Instrument;
+use statarb::types::{Instrument, Ts};
+use statarb::utc::{parse_time_arg, UtcMs};
 
 /// The configuration and the data of `replay` and `fit`.
 #[derive(Debug, clap::Args)]
@@ -28,21 +30,81 @@ pub struct DataArgs {
     /// Events in the built-in data set.
     #[arg(long, default_value_t = gen::GenParams::default().events, conflicts_with = "data")]
     pub events: usize,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// `--from` and `--to`: a window of local time.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WindowArgs {
+    /// Only the data from this local time on (ns since the epoch, or RFC 3339 such as
+    /// 2024-08-09T00:30:00Z), opened with a snapshot of the books at that time.
+    #[arg(long, value_parser = parse_time_arg)]
+    pub from: Option<Ts>,
+    /// Only the data before this local time (ns since the epoch, or RFC 3339).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub to: Option<Ts>,
+}
+
+impl WindowArgs {
+    /// The window, or an error if it holds no time.
+    pub fn window(&self) -> Result<TimeWindow> {
+        let w = TimeWindow { from: self.from, to: self.to };
+        if w.is_empty() {
+            bail!("--from {} is not before --to {}", UtcMs(self.from.unwrap_or(0)), UtcMs(self.to.unwrap_or(0)));
+        }
+        Ok(w)
+    }
+}
+
+/// `events` cut to `window` (see [`TimeWindow::cut`]), with a note of what was cut;
+/// an error if nothing is left.
+pub fn apply_window(window: TimeWindow, instruments: usize, events: Vec<MarketEvent>) -> Result<Vec<MarketEvent>> {
+    if window.is_all() {
+        return Ok(events);
+    }
+    let span = |e: Option<&MarketEvent>| e.map_or_else(|| "-".to_string(), |e| UtcMs(e.local_ts).to_string());
+    let (first, last) = (span(events.first()), span(events.last()));
+    let mut cut = window.cut(events.into_iter(), instruments);
+    let out: Vec<MarketEvent> = cut.by_ref().collect();
+    let st = cut.stats();
+    if st.passed == 0 {
+        bail!("the window holds none of the data's events (local times {first} to {last})");
+    }
+    eprintln!(
+        "window: {} events, opened with {} book levels built from {} earlier events",
+        st.passed, st.snapshot_levels, st.before
+    );
+    Ok(out)
 }
 
 /// The events of `data` (or of the built-in set of `seed` with `events` events when
-/// `data` is empty) and their instruments.
+/// `data` is empty) in `window`, and their instruments.
 pub fn load_data(
     cfg: &Config,
     data: &[PathBuf],
     seed: u64,
     events: usize,
+    window: TimeWindow,
 ) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
-    load_data_with_truth(cfg, data, seed, events).map(|(i, e, _)| (i, e))
+    load_data_with_truth(cfg, data, seed, events, window).map(|(i, e, _)| (i, e))
 }
 
 /// [`load_data`], with the generator's truth when the data is the built-in set.
 pub fn load_data_with_truth(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+    window: TimeWindow,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
+    let (instruments, events, truth) = load_all(cfg, data, seed, events)?;
+    let events = apply_window(window, instruments.len(), events)?;
+    Ok((instruments, events, truth))
+}
+
+/// The whole of the data of [`load_data_with_truth`].
+fn load_all(
     cfg: &Config,
     data: &[PathBuf],
     seed: u64,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use statarb::backtest::window::TimeWindow;
 use statarb::config::Config;
 use statarb::core::{Commands, Core, LEG_X, LEG_Y};
 use statarb::signal::fit::{fit, FitOptions, FitResult, DEFAULT_BURN};
@@ -27,9 +28,9 @@ pub struct Args {
 
 /// Runs `statarb fit`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { input: DataArgs { config, data, seed, events }, burn, fit_halflife } = args;
+    let Args { input: DataArgs { config, data, seed, events, window }, burn, fit_halflife } = args;
     let cfg = super::load_config(config.as_deref())?;
-    fit_data(&cfg, &data, seed, events, burn, fit_halflife)
+    fit_data(&cfg, &data, seed, events, window.window()?, burn, fit_halflife)
 }
 
 /// `statarb fit`: the data through a `Core` built from `cfg` (no venue: its orders
@@ -40,6 +41,7 @@ fn fit_data(
     data: &[PathBuf],
     seed: u64,
     events: usize,
+    window: TimeWindow,
     burn: Option<usize>,
     fit_halflife: bool,
 ) -> Result<()> {
@@ -49,7 +51,7 @@ fn fit_data(
     } else {
         data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     };
-    let (instruments, events) = load_data(cfg, data, seed, events)?;
+    let (instruments, events) = load_data(cfg, data, seed, events, window)?;
     let mut core = Core::new(&cfg.core_params()?, &instruments, 0).with_context(|| source.clone())?;
     let mut out = Commands::new();
     let mut fed = 0;

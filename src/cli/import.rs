@@ -6,10 +6,12 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use statarb::backtest::window::TimeWindow;
 use statarb::config::Config;
 use statarb::feed::evfile;
 use statarb::import::{import_files, ImportOptions, Limits};
 
+use super::data::{apply_window, WindowArgs};
 use super::signals::Outputs;
 
 /// Arguments of `statarb import`.
@@ -40,6 +42,8 @@ pub struct Args {
     /// which are skipped and counted beyond it; 64 KiB for CSV rows, an error).
     #[arg(long)]
     max_line_bytes: Option<usize>,
+    #[command(flatten)]
+    window: WindowArgs,
     /// Input files.
     #[arg(required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
@@ -47,18 +51,25 @@ pub struct Args {
 
 /// Runs `statarb import`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { config, out, format, symbol, book, max_bad, max_line_bytes, inputs } = args;
+    let Args { config, out, format, symbol, book, max_bad, max_line_bytes, window, inputs } = args;
     let cfg = super::load_config(config.as_deref())?;
     let limits = Limits { max_line_bytes, ..Default::default() };
     let opts = ImportOptions { format, symbol, recording_book: book, limits };
-    import(&cfg, &inputs, &opts, max_bad, &out)
+    import(&cfg, &inputs, &opts, max_bad, window.window()?, &out)
 }
 
-fn import(cfg: &Config, inputs: &[PathBuf], opts: &ImportOptions, max_bad: Option<u64>, out: &Path) -> Result<()> {
+fn import(
+    cfg: &Config,
+    inputs: &[PathBuf],
+    opts: &ImportOptions,
+    max_bad: Option<u64>,
+    window: TimeWindow,
+    out: &Path,
+) -> Result<()> {
     let outputs = Outputs::watch()?;
     let instruments = cfg.instruments();
     let t = std::time::Instant::now();
-    let imp = import_files(inputs, &instruments, opts)?;
+    let mut imp = import_files(inputs, &instruments, opts)?;
     for r in &imp.reports {
         let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
         eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
@@ -72,8 +83,9 @@ fn import(cfg: &Config, inputs: &[PathBuf], opts: &ImportOptions, max_bad: Optio
     if imp.events.is_empty() {
         bail!("no events for {} or {} in the inputs; nothing written", instruments[0].symbol, instruments[1].symbol);
     }
+    let events = apply_window(window, instruments.len(), std::mem::take(&mut imp.events))?;
     let mut w = BufWriter::new(outputs.create(out)?);
-    let written = evfile::write(&mut w, &instruments, &imp.events).map_err(anyhow::Error::from).and_then(|()| {
+    let written = evfile::write(&mut w, &instruments, &events).map_err(anyhow::Error::from).and_then(|()| {
         w.flush().with_context(|| format!("writing {}", out.display()))?;
         Ok(())
     });
@@ -82,6 +94,6 @@ fn import(cfg: &Config, inputs: &[PathBuf], opts: &ImportOptions, max_bad: Optio
         return Err(e);
     }
     outputs.commit(out)?;
-    eprintln!("wrote {} events to {} in {:.2?}", imp.events.len(), out.display(), t.elapsed());
+    eprintln!("wrote {} events to {} in {:.2?}", events.len(), out.display(), t.elapsed());
     Ok(())
 }

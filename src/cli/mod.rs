@@ -18,6 +18,7 @@ pub mod run;
 pub mod serve;
 pub mod signals;
 pub mod sweep;
+pub mod walkforward;
 
 use std::fs::File;
 use std::io::BufWriter;

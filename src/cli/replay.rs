@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use statarb::backtest::stats::Report as BacktestReport;
+use statarb::backtest::window::TimeWindow;
 use statarb::backtest::Backtest;
 use statarb::config::Config;
 use statarb::core::Core;
@@ -35,9 +36,9 @@ pub struct Args {
 
 /// Runs `statarb replay`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { input: DataArgs { config, data, seed, events }, out, sensitivity } = args;
+    let Args { input: DataArgs { config, data, seed, events, window }, out, sensitivity } = args;
     let cfg = super::load_config(config.as_deref())?;
-    replay(&cfg, &data, seed, events, out.as_deref(), sensitivity)
+    replay(&cfg, &data, seed, events, window.window()?, out.as_deref(), sensitivity)
 }
 
 fn replay(
@@ -45,11 +46,12 @@ fn replay(
     data: &[PathBuf],
     seed: u64,
     events: usize,
+    window: TimeWindow,
     out: Option<&Path>,
     sensitivity: bool,
 ) -> Result<()> {
     let stop = super::signals::stop_flag()?;
-    let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
+    let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events, window)?;
     let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
     let params = cfg.core_params()?;
     let core = Core::new(&params, &instruments, session_id)?;

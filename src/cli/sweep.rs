@@ -5,7 +5,7 @@ use std::collections::btree_map::{BTreeMap, Entry};
 use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
@@ -17,7 +17,7 @@ use statarb::feed::gen;
 use statarb::sweep::{self, Point, Shard};
 use statarb::types::NS_PER_SEC;
 
-use super::data::load_data;
+use super::data::{load_data, WindowArgs};
 
 /// Arguments of `statarb sweep`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,8 @@ pub struct Args {
     /// Events in the built-in data set (an error with `--data`).
     #[arg(long, default_value_t = gen::GenParams::default().events, conflicts_with = "data")]
     events: usize,
+    #[command(flatten)]
+    window: WindowArgs,
     /// Output CSV (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -52,21 +54,14 @@ pub struct Args {
 /// Runs `statarb sweep` on a rayon pool of `--threads`, else `SLURM_CPUS_PER_TASK`,
 /// else every CPU.
 pub fn run(args: Args) -> Result<()> {
-    let Args { grid, shard, data, events, out, threads, rank, top } = args;
-    let threads = sweep::threads(threads, std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref())?;
+    let threads = sweep::threads(args.threads, std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref())?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    pool.install(|| run_grid(&grid, shard, &data, events, out.as_deref(), &rank, top))
+    pool.install(|| run_grid(&args))
 }
 
-fn run_grid(
-    grid: &Path,
-    shard: Shard,
-    data: &[PathBuf],
-    events: usize,
-    out: Option<&Path>,
-    rank: &str,
-    top: usize,
-) -> Result<()> {
+fn run_grid(args: &Args) -> Result<()> {
+    let Args { grid, shard, data, events, window, out, rank, top, .. } = args;
+    let (shard, events, top, out, window) = (*shard, *events, *top, out.as_deref(), window.window()?);
     let stop = super::signals::stop_flag()?;
     let grid = sweep::Grid::load(grid)?;
     let points = grid.points(shard)?;
@@ -80,7 +75,7 @@ fn run_grid(
     let mut sets = BTreeMap::new();
     for p in &points {
         if let Entry::Vacant(slot) = sets.entry(seed_of(p)) {
-            slot.insert(load_data(&base, data, seed_of(p), events)?);
+            slot.insert(load_data(&base, data, seed_of(p), events, window)?);
         }
     }
     eprintln!(

@@ -125,14 +125,25 @@ fn sweep_shards_partition_the_grid_and_rows_match_replays() {
     assert_eq!(rows.len(), 5, "header + 4 points: {all}");
     assert!(rows[0].starts_with("point,backtest.queue,pairs.entry_z,pnl_net"), "{}", rows[0]);
     let mut sharded: Vec<String> = Vec::new();
+    let mut files = Vec::new();
     for i in 0..2 {
         let shard = format!("{i}/2");
         let o = statarb(&["sweep", "--grid", grid.to_str().unwrap(), "--events", "60000", "--shard", &shard]);
         assert!(o.status.success(), "{}", stderr(&o));
         sharded.extend(String::from_utf8_lossy(&o.stdout).lines().skip(1).map(String::from));
+        let f = dir.path().join(format!("s_{i}.csv"));
+        std::fs::write(&f, &o.stdout).unwrap();
+        files.push(f.to_str().unwrap().to_string());
     }
     sharded.sort_by_key(|r| r.split(',').next().unwrap().parse::<usize>().unwrap());
     assert_eq!(sharded, rows[1..], "the shards' rows are the whole sweep's");
+    // `sweep --merge` gives the unsharded table byte for byte, whatever the file order.
+    let merged = dir.path().join("merged.csv");
+    let o = statarb(&["sweep", "--merge", &files[1], &files[0], "--out", merged.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&merged).unwrap(), all);
+    let o = statarb(&["sweep", "--merge", &files[0]]);
+    assert!(stderr(&o).contains("points below the highest are in none of the files"), "{}", stderr(&o));
     // A point's digest is the digest of a plain replay with the same settings.
     let cfg = dir.path().join("p.toml");
     std::fs::write(

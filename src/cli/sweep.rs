@@ -23,8 +23,12 @@ use super::data::{load_data, WindowArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Grid file (see `config/sweep.toml`).
-    #[arg(long)]
-    grid: PathBuf,
+    #[arg(long, required_unless_present = "merge")]
+    grid: Option<PathBuf>,
+    /// Instead of running a grid, merge the CSVs of its shards (`--shard i/n`, one file
+    /// each) into the whole table in point order, to `--out` or stdout.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["grid", "data", "shard"])]
+    merge: Vec<PathBuf>,
     /// This process's share: points with number = i modulo n.
     #[arg(long, default_value = "0/1")]
     shard: Shard,
@@ -54,6 +58,9 @@ pub struct Args {
 /// Runs `statarb sweep` on a rayon pool of `--threads`, else `SLURM_CPUS_PER_TASK`,
 /// else every CPU.
 pub fn run(args: Args) -> Result<()> {
+    if !args.merge.is_empty() {
+        return merge(&args.merge, args.out.as_deref());
+    }
     let threads = sweep::threads(args.threads, std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref())?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     pool.install(|| run_grid(&args))
@@ -63,6 +70,7 @@ fn run_grid(args: &Args) -> Result<()> {
     let Args { grid, shard, data, events, window, out, rank, top, .. } = args;
     let (shard, events, top, out, window) = (*shard, *events, *top, out.as_deref(), window.window()?);
     let stop = super::signals::stop_flag()?;
+    let Some(grid) = grid else { bail!("--grid is required") };
     let grid = sweep::Grid::load(grid)?;
     let points = grid.points(shard)?;
     // The data is read once per seed; every point of a seed replays the same events.
@@ -89,7 +97,19 @@ fn run_grid(args: &Args) -> Result<()> {
         rayon::current_num_threads()
     );
     let t = std::time::Instant::now();
+    // A progress bar on a terminal only: a log or a Slurm output file gets none.
+    let bar = if io::IsTerminal::is_terminal(&io::stderr()) {
+        let b = indicatif::ProgressBar::new(points.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} points {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let rows = sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
+        let _tick = Tick(&bar);
         // Every point's seed was loaded above.
         let (instruments, events) = &sets[&seed_of(p)];
         // The session id (the high half of order ids) as `replay` sets it: a point's
@@ -115,6 +135,7 @@ fn run_grid(args: &Args) -> Result<()> {
         }
         Ok((BacktestReport::from_trace(&o.trace), o.digest_hex()))
     });
+    bar.finish_and_clear();
     let sink: Box<dyn io::Write> = match out {
         Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => Box::new(io::stdout().lock()),
@@ -158,6 +179,31 @@ fn run_grid(args: &Args) -> Result<()> {
     eprintln!("sweep: {} points in {:.2?}", points.len(), t.elapsed());
     if stop.load(Ordering::Relaxed) {
         eprintln!("sweep: interrupted; the points not finished have `interrupted` in the error column");
+    }
+    Ok(())
+}
+
+/// Advances the progress bar when a point ends, however it ends.
+struct Tick<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for Tick<'_> {
+    fn drop(&mut self) {
+        self.0.inc(1);
+    }
+}
+
+/// `statarb sweep --merge`: the shards' CSVs as one table.
+fn merge(inputs: &[PathBuf], out: Option<&std::path::Path>) -> Result<()> {
+    let st = match out {
+        Some(p) => sweep::merge(inputs, File::create(p).with_context(|| format!("creating {}", p.display()))?)?,
+        None => sweep::merge(inputs, io::stdout().lock())?,
+    };
+    eprintln!("sweep: merged {} points from {} files", st.rows, st.files);
+    if st.missing > 0 {
+        eprintln!(
+            "warning: {} points below the highest are in none of the files (a shard not run or not given)",
+            st.missing
+        );
     }
     Ok(())
 }

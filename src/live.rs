@@ -405,9 +405,36 @@ fn drain(
     }
 }
 
+/// Spins of the lockstep wait before it yields the CPU on each further spin. The wait
+/// is for the gateway thread: on cores of their own the answer comes within a few
+/// hundred spins, and spinning is fastest; when the two threads share a core (another
+/// process took the other one, or no pinning on a busy host), only yielding lets the
+/// gateway run at all, instead of each spin burning the rest of a scheduler slice.
+const LOCKSTEP_SPINS: u32 = 1 << 12;
+
+/// A bounded spin, then `yield_now`: the waits of [`Pacing::Lockstep`], a measurement
+/// mode. The production loop ([`Pacing::Max`]) never yields.
+#[derive(Debug, Default)]
+struct Backoff {
+    spins: u32,
+}
+
+impl Backoff {
+    /// One wait step.
+    #[inline]
+    fn snooze(&mut self) {
+        if self.spins < LOCKSTEP_SPINS {
+            self.spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// The lockstep wait ([`HotLoop::sync`]): until the gateway has handled every message
 /// sent, feeding its reports to the core at `clocks()`, and again for the commands
-/// those make, until nothing is in flight.
+/// those make, until nothing is in flight. Spins, then yields ([`Backoff`]).
 #[inline]
 fn settle(
     handled: &AtomicU64,
@@ -418,6 +445,7 @@ fn settle(
     reports: &mut u64,
     clocks: impl Fn() -> Clocks,
 ) {
+    let mut backoff = Backoff::default();
     loop {
         while handled.load(Ordering::Acquire) < outlet.sent {
             // The gateway publishes `handled` once its reports are in the ring; a full
@@ -425,7 +453,7 @@ fn settle(
             if from_gateway.is_full() {
                 drain(from_gateway, core, cmds, outlet, reports, &clocks);
             }
-            std::hint::spin_loop();
+            backoff.snooze();
         }
         if from_gateway.is_empty() {
             return;

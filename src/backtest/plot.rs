@@ -295,7 +295,7 @@ const TIME_STEPS: [i64; 27] = {
 /// most `max_ticks` ticks on `[t0, t1]`.
 fn time_step(t0: Ts, t1: Ts, max_ticks: usize) -> i64 {
     let span = t1.saturating_sub(t0).max(1) as i128;
-    let fits = |step: i64| span / step as i128 + 1 <= max_ticks.max(2) as i128;
+    let fits = |step: i64| span / (step as i128) < max_ticks.max(2) as i128;
     if let Some(&s) = TIME_STEPS.iter().find(|&&s| fits(s)) {
         return s;
     }
@@ -472,7 +472,7 @@ impl Ranged for Ticked {
 
     fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
         let span = self.hi - self.lo;
-        if !(span > 0.0) {
+        if !(span.is_finite() && span > 0.0) {
             return (limit.0 + limit.1) / 2;
         }
         let f = ((v - self.lo) / span).clamp(-1.0, 2.0);
@@ -527,17 +527,28 @@ fn nice_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
     (first..=last).take(1_000).map(|k| k as f64 * step).collect()
 }
 
-/// Decimals that tell apart the tick labels of an axis spanning `lo..hi`. plotters
-/// (`compute_f64_key_points`, at most 11 labels on an y axis) puts its ticks on the
-/// smallest step of the form 1, 2 or 5 times a power of ten that gives at most 11 of
-/// them, so the step is at least `(hi - lo) / 11` rounded up to that form; a step
-/// `c * 10^k` needs `max(0, -k)` decimals. At most 12; 2 for an empty or non-finite
-/// span.
+/// Most labels plotters puts on a value axis (its mesh's default `y_labels`).
+const Y_LABELS: usize = 11;
+
+/// Decimals with which every tick label of an axis spanning `lo..hi` shows its value
+/// exactly (to 1e-6 of the tick step), so no two labels are equal: the ticks are the
+/// ones plotters draws there (`RangedCoordf64::key_points` with [`Y_LABELS`]: the
+/// smallest step of 1, 2 or 5 times a power of ten that gives at most 11 of them), and
+/// the answer is the fewest decimals, 0 to 12, that print each one back to its value.
+/// Predicting the decimals from the step alone fails where the step's mantissa lands a
+/// rounding error away from 2 or 5 (61000..61000.5 padded has ticks every 0.05, not
+/// 0.1). 2 for an empty or non-finite span; 12 when even 12 are not enough.
 fn tick_decimals(lo: f64, hi: f64) -> usize {
-    let Some(step) = nice_step(lo, hi, 11) else { return 2 };
-    // The nudge keeps an exact power of ten computed a hair low from asking for one
-    // more decimal.
-    (-(step.log10() + 1e-6).floor()).clamp(0.0, 12.0) as usize
+    use plotters::coord::types::RangedCoordf64;
+    if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+        return 2;
+    }
+    let ticks = RangedCoordf64::from(lo..hi).key_points(Y_LABELS);
+    let step = ticks.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+    let tol = if step.is_finite() { step * 1e-6 } else { hi.abs().max(lo.abs()) * 1e-12 };
+    (0..=12)
+        .find(|&d| ticks.iter().all(|v| format!("{v:.d$}").parse::<f64>().is_ok_and(|back| (back - v).abs() <= tol)))
+        .unwrap_or(12)
 }
 
 /// `(lo, hi)` widened by 5 % on each side, or by 1 (or 1e-3 of the value, if larger
@@ -941,8 +952,12 @@ fn text_width(text: &str, size: f64) -> f64 {
     text.chars().map(em).sum::<f64>() * size
 }
 
-/// Legend font size, pixels.
-const LEGEND_FONT: f64 = 13.0;
+/// Legend font size, in plotters' units: its SVG backend writes `font-size` as this
+/// over 1.24, so 15 renders at about 12 px.
+const LEGEND_FONT: f64 = 15.0;
+
+/// Rendered pixels per plotters font unit (see [`LEGEND_FONT`]).
+const FONT_PX: f64 = 1.0 / 1.24;
 /// Height of a legend row, pixels.
 const LEGEND_ROW: i32 = 18;
 /// Height of the caption line, pixels.
@@ -953,7 +968,7 @@ fn legend_layout(keys: &[(Key, String)], width: f64) -> Vec<(f64, usize)> {
     let (mut x, mut row) = (0.0, 0usize);
     keys.iter()
         .map(|(_, label)| {
-            let w = 30.0 + text_width(label, LEGEND_FONT) + 22.0;
+            let w = 30.0 + text_width(label, LEGEND_FONT * FONT_PX) + 22.0;
             if x > 0.0 && x + w > width {
                 x = 0.0;
                 row += 1;
@@ -1026,10 +1041,10 @@ fn draw_panel(area: &Area<'_>, panel: &Panel, x: &XAxis) -> Result<(), String> {
     let x_fmt = |v: &f64| x.label(*v);
     let mut chart = ChartBuilder::on(&body)
         .margin_left(6)
-        .margin_right(24)
+        .margin_right(44)
         .margin_top(2)
         .margin_bottom(4)
-        .x_label_area_size(40)
+        .x_label_area_size(46)
         .y_label_area_size(90)
         .build_cartesian_2d(Ticked { lo: x0, hi: x1, ticks: x.ticks() }, y0..y1)
         .map_err(|e| e.to_string())?;
@@ -1039,9 +1054,9 @@ fn draw_panel(area: &Area<'_>, panel: &Panel, x: &XAxis) -> Result<(), String> {
         .y_desc(&panel.y_desc)
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
-        .x_label_style((FONT, 13))
-        .y_label_style((FONT, 13))
-        .axis_desc_style((FONT, 14))
+        .x_label_style((FONT, 15))
+        .y_label_style((FONT, 15))
+        .axis_desc_style((FONT, 16))
         .bold_line_style(BLACK.mix(0.12))
         .light_line_style(WHITE.mix(0.0))
         .draw()
@@ -1671,7 +1686,7 @@ mod tests {
         assert!(prices.contains("ETHUSDT (y leg) mid"));
         assert!(prices.contains("buy fills (") && prices.contains("sell fills ("));
         let equity = std::fs::read_to_string(&paths[0]).unwrap();
-        for label in ["signal (targets at the mids", "ETHUSDT (y leg)", "BTCUSDT (x leg)", "drawdown (max"] {
+        for label in ["signal (targets at the mids", "ETHUSDT (y leg)", "BTCUSDT (x leg)", "drawdown ("] {
             assert!(equity.contains(label), "{label}");
         }
     }
@@ -1727,7 +1742,7 @@ mod tests {
         // Across midnight: MM-DD HH:MM.
         let ax = TimeAxis::new(at(20, 0), at(28, 0));
         assert_eq!(ax.format, TimeFormat { date: DatePart::MonthDay, clock: ClockPart::Minutes });
-        assert_eq!(utc_label(ax.ticks[0], ax.format), "08-09 21:00");
+        assert_eq!(utc_label(ax.ticks[0], ax.format), "08-09 20:00");
         assert_eq!(ax.description(), "UTC time, 2024-08-09 to 2024-08-10");
         // Two weeks: daily ticks or coarser, dates only.
         let ax = TimeAxis::new(day0, day0 + 14 * 86_400 * NS_PER_SEC);
@@ -1736,13 +1751,13 @@ mod tests {
         // Across new year: full dates.
         let ax = TimeAxis::new(day0, day0 + 200 * 86_400 * NS_PER_SEC);
         assert_eq!(ax.format.date, DatePart::Full);
-        // 90 s: every 10 s, with seconds; 2 s: every 0.2 s, one decimal.
+        // 90 s: every 10 s, with seconds; 2 s: every 0.5 s, one decimal.
         let ax = TimeAxis::new(at(9, 0), at(9, 0) + 90 * NS_PER_SEC);
         assert_eq!(ax.format.clock, ClockPart::Seconds);
         assert_eq!(utc_label(ax.ticks[1], ax.format), "09:00:10");
         let ax = TimeAxis::new(at(9, 0), at(9, 0) + 2 * NS_PER_SEC);
         assert_eq!(ax.format.clock, ClockPart::Fraction(1));
-        assert_eq!(utc_label(ax.ticks[1], ax.format), "09:00:00.2");
+        assert_eq!(utc_label(ax.ticks[1], ax.format), "09:00:00.5");
         // Every axis: at most MAX_TIME_TICKS distinct labels, in order.
         for span_s in [1, 7, 59, 61, 600, 3599, 3601, 8136, 86_399, 86_401, 400_000, 3_000_000, 40_000_000, 400_000_000]
         {
@@ -1772,7 +1787,9 @@ mod tests {
         assert_eq!(tick_decimals(60_000.0, 62_000.0), 0);
         assert_eq!(tick_decimals(1.0, 1.0), 2);
         assert_eq!(tick_decimals(0.0, f64::NAN), 2);
-        assert_eq!(tick_decimals(0.0, 1e-300), 12);
+        assert_eq!(tick_decimals(0.0, 1e-9), 10);
+        // 61000 ..= 61000.5, padded: ticks every 0.05 (a step predicted as 0.1).
+        assert_eq!(tick_decimals(60_999.975, 61_000.525), 2);
     }
 
     /// The labels plotters puts on a value axis, formatted as the panels format them,
@@ -1958,7 +1975,8 @@ mod tests {
         let s = KalmanSeries::from_filtered_csv(bad.as_bytes(), Path::new("b.csv"), "ewc", "ewa").unwrap();
         assert!(s.time.is_none());
         write_kalman_plot(&svg, &s, "by index").unwrap();
-        assert!(std::fs::read_to_string(&svg).unwrap().contains(">row<"));
+        let by_index = std::fs::read_to_string(&svg).unwrap();
+        assert!(by_index.contains("row") && !by_index.contains("UTC time"));
         let e = KalmanSeries::from_filtered_csv(text.as_bytes(), Path::new("b.csv"), "nope", "ewa").unwrap_err();
         assert!(e.to_string().contains("b.csv: no column `nope`"), "{e}");
         assert!(matches!(write_kalman_plot(&svg, &KalmanSeries::default(), ""), Err(PlotError::NoSamples)));

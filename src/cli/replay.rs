@@ -125,7 +125,8 @@ fn replay(
             beta: t.samples.iter().map(|s| (s.ts, s.beta)).collect(),
             break_ts: t.beta_break.map(|b| b.ts),
         });
-        let plots = statarb::backtest::plot::write_plots(trace, dir, truth.as_ref())?;
+        let plot_params = statarb::backtest::plot::PlotParams::from_pairs(&cfg.pairs);
+        let plots = statarb::backtest::plot::write_plots(trace, dir, truth.as_ref(), &plot_params)?;
         eprintln!("wrote {}, {} and {} plots in {}", path.display(), csvs.join(", "), plots.len(), dir.display());
     }
     Ok(())

@@ -389,8 +389,13 @@ fn kalman_command_streams_the_csv_with_five_columns() {
         "EWA",
         "--output",
         output.to_str().unwrap(),
+        "--plot",
+        dir.path().join("k.svg").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The plot's time axis is the CSV's dates (20060426 is a day, not seconds).
+    let svg = std::fs::read_to_string(dir.path().join("k.svg")).unwrap();
+    assert!(svg.contains("2006-04-26 to 2007-07-05"), "the date span in the axis description");
     let text = std::fs::read_to_string(&output).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
@@ -582,6 +587,7 @@ fn walkforward_picks_a_point_per_fold_and_stitches_the_test_windows() {
     assert_eq!(eq[0].1, 0.0);
     assert!(eq.windows(2).all(|w| w[0].0 <= w[1].0));
     assert!((eq.last().unwrap().1 - oos_sum).abs() < 1e-6, "{:?} vs {oos_sum}", eq.last());
+    assert!(std::fs::read_to_string(out.join("oos_equity.svg")).unwrap().contains("stitched out-of-sample"));
 
     let bad = statarb(&["walkforward", "--grid", grid.to_str().unwrap(), "--train", "1h", "--test", "0m"]);
     assert!(stderr(&bad).contains("not a duration"), "{}", stderr(&bad));

@@ -1393,10 +1393,15 @@ pub const TIME_COLUMNS: [&str; 8] = ["ts_ns", "ts", "timestamp", "time", "dateti
 /// A time field to ns since the epoch: an integer or decimal number, in ns, us, ms or
 /// s by its magnitude (`>= 1e17` ns, `>= 1e14` us, `>= 1e11` ms, else s), or
 /// RFC 3339 UTC (`2024-08-09T00:00:01.234Z`), also with a space for the `T`, without
-/// the `Z`, or a date alone (`2024-08-09`, midnight UTC). `None` if it is none of
-/// these.
+/// the `Z`, or a date alone (`2024-08-09`, or `20240809` as daily data such as Chan's
+/// ETF closes writes it, midnight UTC). Eight digits that form a date in 1900..=2199
+/// are that date, not seconds since the epoch (which would be 1970-04 to 1973).
+/// `None` if it is none of these.
 pub fn parse_time(field: &str) -> Option<Ts> {
     let f = field.trim();
+    if let Some(ns) = parse_yyyymmdd(f) {
+        return Some(ns);
+    }
     if let Some(ns) = parse_epoch_number(f) {
         return Some(ns);
     }
@@ -1411,6 +1416,24 @@ pub fn parse_time(field: &str) -> Option<Ts> {
         s.push('Z');
     }
     crate::utc::parse_rfc3339(s.as_bytes())
+}
+
+/// `YYYYMMDD` (eight digits, year 1900..=2199, a real month and day) at midnight UTC.
+fn parse_yyyymmdd(f: &str) -> Option<Ts> {
+    if f.len() != 8 || !f.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (y, m, d) = (f[..4].parse::<i64>().ok()?, f[4..6].parse::<i64>().ok()?, f[6..].parse::<i64>().ok()?);
+    if !(1900..=2199).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = crate::utc::days_from_civil(y, m, d);
+    // A day that does not exist (20240231) comes back as another date: not a date.
+    let (yy, mm, dd) = crate::utc::civil_from_days(days);
+    if (yy, i64::from(mm), i64::from(dd)) != (y, m, d) {
+        return None;
+    }
+    days.checked_mul(86_400 * crate::types::NS_PER_SEC)
 }
 
 /// `[-]digits[.digits]` since the epoch, its unit by the magnitude of the integer part
@@ -1940,6 +1963,9 @@ mod tests {
         assert_eq!(parse_time("2024-08-09T00:00:01.234Z"), Some(1_723_161_601_234_000_000));
         assert_eq!(parse_time("2024-08-09 00:00:01"), Some(1_723_161_601_000_000_000));
         assert_eq!(parse_time("2024-08-09"), Some(1_723_161_600_000_000_000));
+        assert_eq!(parse_time("20060426"), Some(1_146_009_600_000_000_000));
+        // Eight digits that are no date are seconds.
+        assert_eq!(parse_time("20240231"), Some(20_240_231_000_000_000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("NaN"), None);
     }

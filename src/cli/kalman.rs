@@ -7,6 +7,7 @@ use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use statarb::backtest::plot::{write_kalman_plot, KalmanSeries};
 use statarb::signal::csv::{filter_csv, read_xy, CsvOptions};
 use statarb::signal::fit::{fit, FitOptions, DEFAULT_BURN};
 use statarb::signal::kalman::{KalmanParams, ObsNoise, Prices};
@@ -61,6 +62,9 @@ pub struct Args {
     /// Output CSV (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Also draw the prices, beta and z to this SVG, from the CSV written to --output.
+    #[arg(long, requires = "output", conflicts_with = "fit")]
+    plot: Option<PathBuf>,
     /// Skip and count malformed rows instead of failing on the first.
     #[arg(long)]
     skip_bad: bool,
@@ -95,6 +99,7 @@ pub fn run(args: Args) -> Result<()> {
         spread_halflife,
         centre_halflife,
         output,
+        plot,
         skip_bad,
         fit,
         burn,
@@ -121,11 +126,11 @@ pub fn run(args: Args) -> Result<()> {
     if fit {
         fit_csv(&input, &opts, FitOptions { burn, fit_halflife, ..FitOptions::default() })
     } else {
-        filter(&input, opts, output.as_deref())
+        filter(&input, opts, output.as_deref(), plot.as_deref())
     }
 }
 
-fn filter(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<()> {
+fn filter(input: &Path, opts: CsvOptions, output: Option<&Path>, plot_to: Option<&Path>) -> Result<()> {
     let outputs = Outputs::watch()?;
     opts.params.validate()?;
     let r = BufReader::new(File::open(input).with_context(|| format!("opening {}", input.display()))?);
@@ -142,6 +147,12 @@ fn filter(input: &Path, opts: CsvOptions, output: Option<&Path>) -> Result<()> {
     }
     .with_context(|| format!("{}", input.display()))?;
     eprintln!("rows {}, written {}, skipped {}", stats.rows, stats.written, stats.skipped);
+    if let (Some(csv), Some(svg)) = (output, plot_to) {
+        let series = KalmanSeries::read_filtered_csv(csv, &opts.y, &opts.x)?;
+        let caption = format!("statarb kalman --input {} --y {} --x {}", input.display(), opts.y, opts.x);
+        write_kalman_plot(svg, &series, &caption)?;
+        eprintln!("wrote {}", svg.display());
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use statarb::backtest::plot;
 use statarb::feed::gen;
 use statarb::sweep::{self, Grid, Shard};
 use statarb::types::Ts;
@@ -50,7 +51,7 @@ pub struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Directory for walkforward.csv (one row per fold), oos_equity.csv (the stitched
-    /// out-of-sample equity).
+    /// out-of-sample equity) and oos_equity.svg.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -153,7 +154,7 @@ fn print(wf: &WalkForward, metric: &str) {
     }
 }
 
-/// `walkforward.csv` and `oos_equity.csv` in `dir`.
+/// `walkforward.csv`, `oos_equity.csv` and `oos_equity.svg` in `dir`.
 fn write(wf: &WalkForward, metric: &str, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("walkforward.csv");
@@ -204,6 +205,8 @@ fn write(wf: &WalkForward, metric: &str, dir: &Path) -> Result<()> {
         w.write_record([UtcMs(t).to_string(), t.to_string(), v.to_string()])?;
     }
     w.flush().with_context(|| format!("writing {}", eq.display()))?;
-    eprintln!("wrote {} and {}", path.display(), eq.display());
+    let svg = dir.join("oos_equity.svg");
+    plot::write_equity_curve(&svg, &wf.equity, "Walk-forward: stitched out-of-sample net PnL")?;
+    eprintln!("wrote {}, {} and {}", path.display(), eq.display(), svg.display());
     Ok(())
 }

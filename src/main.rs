@@ -26,6 +26,7 @@ use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
 use statarb::feed::snapshot::wall_ns;
 use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed};
 use statarb::feed::ws::{tls_config, WsClient, WsConfig};
+use statarb::feed::evmap::{Dataset, EventMap, Source};
 use statarb::feed::{evfile, gen};
 use statarb::gateway::binance::BinanceSpot;
 use statarb::gateway::Exchange;
@@ -549,8 +550,8 @@ fn latency_cmd(
     let cfg = load_config(config)?;
     let (instruments, events) = match data {
         Some(p) => {
-            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            evfile::read_file(f).with_context(|| format!("reading {}", p.display()))?
+            let d = Dataset::open(&[p])?;
+            (d.instruments().to_vec(), d.to_vec())
         }
         None => {
             let t = std::time::Instant::now();
@@ -1112,8 +1113,8 @@ fn record_cmd(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
 
 /// The data of a backtest: the built-in set, or files (event files read directly,
 /// anything else through the importers with the config's legs), merged by time.
-fn load_data(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
-    load_data_with_truth(cfg, data, seed, events).map(|(i, e, _)| (i, e))
+fn load_data(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result<Dataset> {
+    load_data_with_truth(cfg, data, seed, events).map(|(d, _)| d)
 }
 
 /// [`load_data`], with the generator's truth when the data is the built-in set.
@@ -1122,7 +1123,7 @@ fn load_data_with_truth(
     data: &[PathBuf],
     seed: u64,
     events: usize,
-) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
+) -> Result<(Dataset, Option<gen::Truth>)> {
     if data.is_empty() {
         let t = std::time::Instant::now();
         let (ds, truth) = gen::generate_with_truth(&gen_params(seed, events)?);
@@ -1130,7 +1131,7 @@ fn load_data_with_truth(
             bail!("--events {events}: the built-in data set needs at least one event");
         }
         eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
-        return Ok((ds.instruments, ds.events, Some(truth)));
+        return Ok((Dataset::memory(ds.instruments, ds.events), Some(truth)));
     }
     let mut sources = Vec::with_capacity(data.len());
     let mut others = Vec::new();
@@ -1141,8 +1142,7 @@ fn load_data_with_truth(
             .map(|()| magic == evfile::MAGIC)
             .unwrap_or(false);
         if is_evfile {
-            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            sources.push(evfile::read_file(f).with_context(|| format!("reading {}", p.display()))?);
+            sources.push(Source::Mapped(EventMap::open(p)?));
         } else {
             others.push(p.clone());
         }
@@ -1154,13 +1154,13 @@ fn load_data_with_truth(
             let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
             eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
         }
-        sources.push((instruments, imp.events));
+        sources.push(Source::Memory { instruments, events: imp.events });
     }
-    let (instruments, events) = statarb::backtest::merge_sources(sources)?;
-    if events.is_empty() {
+    let d = Dataset::new(sources)?;
+    if d.is_empty() {
         bail!("the data has no events");
     }
-    Ok((instruments, events, None))
+    Ok((d, None))
 }
 
 fn replay_cmd(
@@ -1172,8 +1172,9 @@ fn replay_cmd(
     sensitivity: bool,
 ) -> Result<()> {
     let stop = cli::signals::stop_flag()?;
-    let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events)?;
-    let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+    let (events, truth) = load_data_with_truth(cfg, data, seed, events)?;
+    let instruments = events.instruments().to_vec();
+    let session_id = (events.iter().next().map_or(0, |e| e.local_ts) / NS_PER_SEC) as u32;
     let params = cfg.core_params()?;
     let core = Core::new(&params, &instruments, session_id)?;
     let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
@@ -1182,7 +1183,7 @@ fn replay_cmd(
     let tty = io::IsTerminal::is_terminal(&io::stdout());
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut interrupted = None;
-    let outcome = bt.run_with_progress(core, &instruments, &events, |done, total| {
+    let outcome = bt.run_source_with_progress(core, &instruments, &events, |done, total| {
         if stop.load(Ordering::Relaxed) {
             interrupted.get_or_insert(done);
             return ControlFlow::Break(());
@@ -1258,7 +1259,7 @@ fn replay_cmd(
 fn print_sensitivity(
     cfg: &Config,
     instruments: &[Instrument],
-    events: &[MarketEvent],
+    events: &Dataset,
     session_id: u32,
     base: &BacktestReport,
 ) -> Result<()> {
@@ -1285,7 +1286,7 @@ fn print_sensitivity(
                 let run = |c: Config| -> Result<BacktestReport> {
                     let params = c.core_params()?;
                     let core = Core::new(&params, instruments, session_id)?;
-                    let o = Backtest::new(&c.backtest, &params, c.fees)?.run(core, instruments, events);
+                    let o = Backtest::new(&c.backtest, &params, c.fees)?.run_source(core, instruments, events);
                     Ok(BacktestReport::from_trace(&o.trace))
                 };
                 (name, c.map(run))
@@ -1361,17 +1362,19 @@ fn sweep_cmd(
         grid.len(),
         shard.index,
         shard.count,
-        sets.values().next().map_or(0, |(_, ev)| ev.len()),
+        sets.values().next().map_or(0, Dataset::len),
         sets.len(),
         rayon::current_num_threads()
     );
     let t = std::time::Instant::now();
     let rows = statarb::sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
         // Every point's seed was loaded above.
-        let (instruments, events) = &sets[&seed_of(p)];
+        // Every worker reads the same dataset: one mapping per file.
+        let events = &sets[&seed_of(p)];
+        let instruments = events.instruments();
         // The session id (the high half of order ids) as `replay` sets it: a point's
         // digest is the digest of a replay with the point's config.
-        let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+        let session_id = (events.iter().next().map_or(0, |e| e.local_ts) / NS_PER_SEC) as u32;
         // After a signal, the points not finished are rows marked interrupted.
         let interrupted = || anyhow::anyhow!("interrupted");
         if stop.load(Ordering::Relaxed) {
@@ -1380,7 +1383,7 @@ fn sweep_cmd(
         let params = p.config.core_params()?;
         let core = Core::new(&params, instruments, session_id)?;
         let bt = Backtest::new(&p.config.backtest, &params, p.config.fees)?;
-        let o = bt.run_with_progress(core, instruments, events, |_, _| {
+        let o = bt.run_source_with_progress(core, instruments, events, |_, _| {
             if stop.load(Ordering::Relaxed) {
                 ControlFlow::Break(())
             } else {
@@ -1559,14 +1562,15 @@ fn fit_cmd(
     } else {
         data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     };
-    let (instruments, events) = load_data(cfg, data, seed, events)?;
+    let events = load_data(cfg, data, seed, events)?;
+    let instruments = events.instruments();
     let mut core = Core::new(&cfg.core_params()?, &instruments, 0).with_context(|| source.clone())?;
     let mut out = statarb::core::Commands::new();
     let mut fed = 0;
     let mut samples = Vec::new();
-    for ev in &events {
+    for ev in events.iter() {
         out.clear();
-        core.on_market(ev, ev.local_ts, &mut out);
+        core.on_market(&ev, ev.local_ts, &mut out);
         let st = core.stats();
         if st.signals + st.signals_skipped > fed {
             fed = st.signals + st.signals_skipped;

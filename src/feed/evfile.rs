@@ -453,6 +453,14 @@ pub fn records<'a>(bytes: &'a [u8], h: &Header) -> Result<&'a [RawEvent], EvFile
     })
 }
 
+/// The records of the file `bytes` whose header is `h`, copied out one at a time with
+/// no alignment requirement (a buffer that is not a map: a read of a pipe, a fuzzer's
+/// input). Not yet checked: see [`validate`]. Streams; allocates nothing.
+pub fn read_records<'a>(bytes: &'a [u8], h: &Header) -> impl Iterator<Item = RawEvent> + 'a {
+    let body = bytes.get(h.records_at..).unwrap_or(&[]);
+    body.chunks_exact(RECORD_LEN).map(bytemuck::pod_read_unaligned::<RawEvent>)
+}
+
 /// Checks every record of `recs`, the first of which is record `first` of its file,
 /// against a table of `n_inst` instruments (see the module docs). After it returns `Ok`,
 /// [`RawEvent::to_event`] is `Some` for every record.
@@ -724,6 +732,17 @@ mod tests {
         let mut bad = good.clone();
         bad[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
         assert!(matches!(read(&bad), Err(EvFileError::Truncated { index: 102, count: 1099511627776 })));
+    }
+
+    #[test]
+    fn unaligned_bytes_read_record_by_record() {
+        let events = sample_events();
+        let good = file(&events);
+        let mut shifted = vec![0u8; good.len() + 1];
+        shifted[1..].copy_from_slice(&good);
+        let h = parse_header(&shifted[1..]).unwrap();
+        let back: Vec<_> = read_records(&shifted[1..], &h).filter_map(|r| r.to_event()).collect();
+        assert_eq!(back, events);
     }
 
     #[test]

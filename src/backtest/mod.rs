@@ -423,8 +423,14 @@ impl Backtest {
         events: &S,
         progress: P,
     ) -> Outcome {
-        let mut r =
-            Replay::new(self, core, self.engine(instruments, queue), events.events(), events.event_count(), events.local_span());
+        let mut r = Replay::new(
+            self,
+            core,
+            self.engine(instruments, queue),
+            events.events(),
+            events.event_count(),
+            events.local_span(),
+        );
         r.run(progress);
         r.finish()
     }
@@ -492,7 +498,9 @@ pub fn merge_sources(
     if sources.len() == 1 {
         return Ok(sources.swap_remove(0));
     }
-    let d = Dataset::new(sources.into_iter().map(|(instruments, events)| Source::Memory { instruments, events }).collect())?;
+    let d = Dataset::new(
+        sources.into_iter().map(|(instruments, events)| Source::Memory { instruments, events }).collect(),
+    )?;
     let events = d.to_vec();
     Ok((d.instruments().to_vec(), events))
 }
@@ -698,7 +706,14 @@ const NO_EVENT: MarketEvent = MarketEvent {
 };
 
 impl<Q: QueueModel, I: Iterator<Item = MarketEvent> + Clone> Replay<Q, I> {
-    fn new(bt: &Backtest, core: Core, engine: MatchingEngine<Q>, events: I, total: usize, span: Option<(Ts, Ts)>) -> Self {
+    fn new(
+        bt: &Backtest,
+        core: Core,
+        engine: MatchingEngine<Q>,
+        events: I,
+        total: usize,
+        span: Option<(Ts, Ts)>,
+    ) -> Self {
         let sample_ns = bt.cfg.sample_ms as i64 * NS_PER_MS;
         let symbols = [core.instrument(LEG_Y).symbol.clone(), core.instrument(LEG_X).symbol.clone()];
         let span_ns = match span {

@@ -337,7 +337,12 @@ impl Dataset {
     /// One in-memory source.
     pub fn memory(instruments: Vec<Instrument>, events: Vec<MarketEvent>) -> Dataset {
         let remap = vec![(0..instruments.len()).map(|i| i as InstId).collect()];
-        Dataset { len: events.len(), sources: vec![Source::Memory { instruments: instruments.clone(), events }], table: instruments, remap }
+        Dataset {
+            len: events.len(),
+            sources: vec![Source::Memory { instruments: instruments.clone(), events }],
+            table: instruments,
+            remap,
+        }
     }
 
     /// The joined instrument table; the merged events' `inst` index it.

@@ -1564,7 +1564,7 @@ fn fit_cmd(
     };
     let events = load_data(cfg, data, seed, events)?;
     let instruments = events.instruments();
-    let mut core = Core::new(&cfg.core_params()?, &instruments, 0).with_context(|| source.clone())?;
+    let mut core = Core::new(&cfg.core_params()?, instruments, 0).with_context(|| source.clone())?;
     let mut out = statarb::core::Commands::new();
     let mut fed = 0;
     let mut samples = Vec::new();

@@ -45,9 +45,9 @@ fn reading_a_240_mb_file_keeps_the_resident_set_small() {
     let before = peak_rss();
     let data = Dataset::open(&[&p]).unwrap();
     // Two cursors, as a replay's engine and Core cursors.
-    let (mut a, mut b) = (data.iter(), data.iter());
+    let (a, mut b) = (data.iter(), data.iter());
     let mut sum = 0i64;
-    while let Some(e) = a.next() {
+    for e in a {
         sum = sum.wrapping_add(e.px ^ b.next().map_or(0, |f| f.px));
     }
     assert_eq!(sum, 0);

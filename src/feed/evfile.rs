@@ -428,7 +428,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, EvFileError> {
     }
     let body = (bytes.len() - records_at) as u64;
     let records = body / RECORD_LEN as u64;
-    if body % RECORD_LEN as u64 != 0 {
+    if !body.is_multiple_of(RECORD_LEN as u64) {
         if records < count {
             return Err(EvFileError::Truncated { index: records, count });
         }

@@ -600,7 +600,7 @@ mod tests {
             a.next();
         }
         let mut k = 0i64;
-        while let Some(e) = a.next() {
+        for e in a {
             let f = b.next().unwrap();
             assert_eq!((e.px, f.px), (1001 + k, 1 + k));
             k += 1;

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::core::{CoreParams, LegParams, MAX_ORDERS};
+use crate::live::{Pinning, RunOptions};
 use crate::quote::{Complete, QuoteMode, QuoteModel, QuoteParams};
 use crate::risk::RiskParams;
 use crate::signal::kalman::KalmanParams;
@@ -439,6 +440,37 @@ impl Config {
         let cfg = Config::deserialize(table).map_err(|error| ConfigError::Parse { file: file.into(), error })?;
         cfg.validate().map_err(|(key, msg)| ConfigError::Invalid { file: file.into(), key, msg })?;
         Ok(cfg)
+    }
+
+    /// The legs' instruments, Y then X: index 0 and 1 are the instrument ids.
+    pub fn instruments(&self) -> Vec<Instrument> {
+        vec![self.y.instrument(), self.x.instrument()]
+    }
+
+    /// The options of a threaded run (`[live]` and the gateway's cancel timeout);
+    /// `lockstep` paces the hot thread by the gateway ([`crate::live::Pacing::Lockstep`]).
+    pub fn run_options(&self, lockstep: bool) -> RunOptions {
+        RunOptions {
+            ring_capacity: self.live.ring_capacity,
+            pinning: Pinning { hot: self.live.hot_core, gateway: self.live.gateway_core },
+            lockstep,
+            cancel_timeout: std::time::Duration::from_millis(self.gateway.cancel_timeout_ms),
+        }
+    }
+
+    /// The legs' instruments under their market-data symbols (`feed_symbol`, e.g.
+    /// Alpaca's `BTC/USD`); the index, which is the instrument id, stays the leg's.
+    pub fn feed_instruments(&self) -> Vec<Instrument> {
+        [&self.y, &self.x]
+            .iter()
+            .map(|l| {
+                let mut i = l.instrument();
+                if let Some(s) = &l.feed_symbol {
+                    i.symbol = s.clone();
+                }
+                i
+            })
+            .collect()
     }
 
     /// The parameters of the strategy core: the legs in lots, each component's

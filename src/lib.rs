@@ -10,7 +10,7 @@
 //! Every import points down. Each module defines its own parameters; [`config`] reads
 //! TOML, validates it and builds them (e.g. [`config::Config::core_params`]), and only
 //! the drivers (the binary, [`sweep`]) import it. Leaf modules hold what many layers
-//! share: [`types`], [`fees`], and [`detmath`] (the deterministic `ln`, `exp` and
+//! share: [`types`], [`fees`], [`utc`] (calendar time), and [`detmath`] (the deterministic `ln`, `exp` and
 //! random numbers of the generator, the backtester and the Monte Carlo).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -40,7 +40,10 @@ pub mod report;
 pub mod ring;
 pub mod risk;
 pub mod serve;
+pub mod session;
 pub mod signal;
 pub mod sweep;
 pub mod types;
+pub mod utc;
 pub mod venue_codes;
+pub mod walkforward;

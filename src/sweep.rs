@@ -71,6 +71,23 @@ pub enum SweepError {
     /// A malformed `--shard` argument.
     #[error("shard {0:?}: expected i/n with 0 <= i < n")]
     Shard(String),
+    /// A shard CSV could not be read or the merged table written.
+    #[error("{file}: {error}")]
+    Csv {
+        /// The file (`<output>` for the merged table).
+        file: String,
+        /// Cause.
+        #[source]
+        error: csv::Error,
+    },
+    /// Shard CSVs that are not parts of one sweep.
+    #[error("{file}: {msg}")]
+    Merge {
+        /// The offending file.
+        file: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// A thread count that is zero or not a number.
     #[error("{0}: the thread count must be a whole number in 1..={MAX_THREADS}")]
     Threads(String),
@@ -343,6 +360,68 @@ pub fn lower_is_better(metric: &str) -> bool {
     matches!(metric, "max_drawdown" | "fees" | "hedge_error_mean")
 }
 
+/// What [`merge`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Shard files read.
+    pub files: usize,
+    /// Rows (points) written.
+    pub rows: usize,
+    /// Points missing from `0..=max`: a shard not run or not given.
+    pub missing: usize,
+}
+
+/// Merges the CSVs of a sharded sweep (`--shard i/n`, one file per shard) into the
+/// table one unsharded run writes: the same header, every point's row in point order.
+/// Every file must have the same header, whose first column is `point`, and no point
+/// may appear twice; points missing from `0..=max` are counted, not an error (a shard
+/// still running), and the caller says so.
+pub fn merge(inputs: &[PathBuf], out: impl std::io::Write) -> Result<MergeStats, SweepError> {
+    let mut header: Option<csv::StringRecord> = None;
+    let mut rows: Vec<(usize, csv::StringRecord)> = Vec::new();
+    for path in inputs {
+        let file = path.display().to_string();
+        let csv_err = |error| SweepError::Csv { file: file.clone(), error };
+        let bad = |msg: String| SweepError::Merge { file: file.clone(), msg };
+        let mut rd = csv::Reader::from_path(path).map_err(csv_err)?;
+        let h = rd.headers().map_err(csv_err)?.clone();
+        if h.get(0) != Some("point") {
+            return Err(bad("not a sweep CSV: the first column is not `point`".into()));
+        }
+        match &header {
+            None => header = Some(h),
+            Some(first) if *first != h => {
+                return Err(bad(format!("its columns differ from those of {}", inputs[0].display())))
+            }
+            Some(_) => {}
+        }
+        for (line, rec) in rd.records().enumerate() {
+            let rec = rec.map_err(csv_err)?;
+            let point = rec
+                .get(0)
+                .and_then(|p| p.parse::<usize>().ok())
+                .ok_or_else(|| bad(format!("row {}: the point number is not a number", line + 1)))?;
+            rows.push((point, rec));
+        }
+    }
+    let Some(header) = header else {
+        return Err(SweepError::Merge { file: "<input>".into(), msg: "no shard files given".into() });
+    };
+    rows.sort_by_key(|r| r.0);
+    if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(SweepError::Merge { file: "<input>".into(), msg: format!("point {} is in two shards", w[0].0) });
+    }
+    let out_err = |error| SweepError::Csv { file: "<output>".into(), error };
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(&header).map_err(out_err)?;
+    for (_, r) in &rows {
+        w.write_record(r).map_err(out_err)?;
+    }
+    w.flush().map_err(|e| out_err(e.into()))?;
+    let missing = rows.last().map_or(0, |r| r.0 + 1 - rows.len());
+    Ok(MergeStats { files: inputs.len(), rows: rows.len(), missing })
+}
+
 /// The most worker threads a sweep starts: more than any node has CPUs, and few
 /// enough that a typo (`--threads 10000000`) is an error, not a fork bomb.
 pub const MAX_THREADS: usize = 4096;
@@ -374,6 +453,32 @@ pub fn run<T: Send>(points: &[Point], job: impl Fn(&Point) -> T + Sync + Send) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_orders_the_shards_rows_by_point_and_refuses_mixed_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let a = write("s0.csv", "point,x,pnl_net\n0,1,\"2,5\"\n2,3,4\n");
+        let b = write("s1.csv", "point,x,pnl_net\n1,2,3\n3,4,5\n");
+        let mut out = Vec::new();
+        let st = merge(&[b.clone(), a.clone()], &mut out).unwrap();
+        assert_eq!(st, MergeStats { files: 2, rows: 4, missing: 0 });
+        assert_eq!(String::from_utf8(out).unwrap(), "point,x,pnl_net\n0,1,\"2,5\"\n1,2,3\n2,3,4\n3,4,5\n");
+        // One shard of three: the rest are missing, not an error.
+        let st = merge(std::slice::from_ref(&a), std::io::sink()).unwrap();
+        assert_eq!(st.missing, 1);
+        let other = write("o.csv", "point,y,pnl_net\n1,2,3\n");
+        let e = merge(&[a.clone(), other], std::io::sink()).unwrap_err().to_string();
+        assert!(e.contains("o.csv") && e.contains("columns differ"), "{e}");
+        let e = merge(&[a.clone(), a.clone()], std::io::sink()).unwrap_err().to_string();
+        assert!(e.contains("point 0 is in two shards"), "{e}");
+        let e = merge(&[write("n.csv", "a,b\n1,2\n")], std::io::sink()).unwrap_err().to_string();
+        assert!(e.contains("n.csv") && e.contains("not a sweep CSV"), "{e}");
+    }
 
     fn grid(params: &str) -> Result<Grid, SweepError> {
         Grid::parse(&format!("[params]\n{params}"), "g.toml", Path::new("."))

@@ -125,14 +125,25 @@ fn sweep_shards_partition_the_grid_and_rows_match_replays() {
     assert_eq!(rows.len(), 5, "header + 4 points: {all}");
     assert!(rows[0].starts_with("point,backtest.queue,pairs.entry_z,pnl_net"), "{}", rows[0]);
     let mut sharded: Vec<String> = Vec::new();
+    let mut files = Vec::new();
     for i in 0..2 {
         let shard = format!("{i}/2");
         let o = statarb(&["sweep", "--grid", grid.to_str().unwrap(), "--events", "60000", "--shard", &shard]);
         assert!(o.status.success(), "{}", stderr(&o));
         sharded.extend(String::from_utf8_lossy(&o.stdout).lines().skip(1).map(String::from));
+        let f = dir.path().join(format!("s_{i}.csv"));
+        std::fs::write(&f, &o.stdout).unwrap();
+        files.push(f.to_str().unwrap().to_string());
     }
     sharded.sort_by_key(|r| r.split(',').next().unwrap().parse::<usize>().unwrap());
     assert_eq!(sharded, rows[1..], "the shards' rows are the whole sweep's");
+    // `sweep --merge` gives the unsharded table byte for byte, whatever the file order.
+    let merged = dir.path().join("merged.csv");
+    let o = statarb(&["sweep", "--merge", &files[1], &files[0], "--out", merged.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&merged).unwrap(), all);
+    let o = statarb(&["sweep", "--merge", &files[0]]);
+    assert!(stderr(&o).contains("points below the highest are in none of the files"), "{}", stderr(&o));
     // A point's digest is the digest of a plain replay with the same settings.
     let cfg = dir.path().join("p.toml");
     std::fs::write(
@@ -494,4 +505,98 @@ fn batch_commands_end_on_sigint_and_sigterm_with_exit_0() {
     assert!(stderr(&o).contains("SIGINT: stopped"), "{}", stderr(&o));
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!left.iter().any(|n| n.to_string_lossy().starts_with("big.evt")), "{left:?}");
+}
+
+#[test]
+fn replay_windows_cut_the_data_and_an_open_window_changes_nothing() {
+    let base = ["replay", "--events", "300000"];
+    let whole = statarb(&base);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    // The built-in data starts at 2024-08-09T00:00:00Z: a window from then, to far
+    // after the end, is the whole data, opened with no snapshot.
+    let open = statarb(&[&base[..], &["--from", "2024-08-09T00:00:00Z", "--to", "2030-01-01T00:00:00Z"]].concat());
+    assert!(open.status.success(), "{}", stderr(&open));
+    assert_eq!(digest(&open), digest(&whole));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let (from, to) = ("2024-08-09T00:05:00Z", "2024-08-09T00:40:00+00:00");
+    let long = ["replay", "--events", "600000"];
+    let cut = statarb(&[&long[..], &["--from", from, "--to", to, "--out", out]].concat());
+    let err = stderr(&cut);
+    assert!(cut.status.success(), "{err}");
+    assert_ne!(digest(&cut), digest(&whole));
+    assert!(err.contains("opened with") && err.contains("book levels built from"), "{err}");
+    let (lo, hi) = (1_723_161_900_000_000_000_i64, 1_723_164_000_000_000_000_i64);
+    let mut rd = csv::Reader::from_path(dir.path().join("fills.csv")).unwrap();
+    let ts: Vec<i64> = rd.records().map(|r| r.unwrap()[1].parse().unwrap()).collect();
+    assert!(!ts.is_empty(), "the window trades");
+    assert!(ts.iter().all(|&t| (lo..hi + 5_000_000_000).contains(&t)), "fills inside the window (and its shutdown)");
+
+    let bad = statarb(&[&base[..], &["--from", to, "--to", from]].concat());
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("is not before --to"), "{}", stderr(&bad));
+    let bad = statarb(&[&base[..], &["--from", "yesterday"]].concat());
+    assert!(stderr(&bad).contains("not a time"), "{}", stderr(&bad));
+}
+
+#[test]
+fn walkforward_picks_a_point_per_fold_and_stitches_the_test_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("g.toml");
+    std::fs::write(&grid, "[params]\n\"pairs.entry_z\" = [1.5, 2.0]\n\"kalman.delta_beta\" = [5e-10, 8e-9]\n").unwrap();
+    let out = dir.path().join("wf");
+    let o = statarb(&[
+        "walkforward",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--events",
+        "600000",
+        "--train",
+        "15m",
+        "--test",
+        "10m",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (text, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o));
+    assert!(o.status.success(), "{err}");
+    assert!(text.contains("out of sample: net"), "{text}");
+    let mut rd = csv::Reader::from_path(out.join("walkforward.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    // 600k events are about 41 minutes: test windows at 15, 25 and 35 minutes.
+    assert_eq!(rows.len(), 3, "{text}");
+    let mut oos_sum = 0.0;
+    for (k, r) in rows.iter().enumerate() {
+        assert_eq!(r[0].parse::<usize>().unwrap(), k);
+        assert!(r[5].parse::<usize>().unwrap() < 4, "a point of the grid is chosen");
+        oos_sum += r[9].parse::<f64>().unwrap();
+    }
+    assert!(rows[2][4].eq("true"), "the last test window is cut by the end of the data");
+    // The stitched curve: in time order, starting at 0, ending at the folds' sum.
+    let mut rd = csv::Reader::from_path(out.join("oos_equity.csv")).unwrap();
+    let eq: Vec<(i64, f64)> =
+        rd.records().map(|r| r.unwrap()).map(|r| (r[1].parse().unwrap(), r[2].parse().unwrap())).collect();
+    assert_eq!(eq[0].1, 0.0);
+    assert!(eq.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert!((eq.last().unwrap().1 - oos_sum).abs() < 1e-6, "{:?} vs {oos_sum}", eq.last());
+
+    let bad = statarb(&["walkforward", "--grid", grid.to_str().unwrap(), "--train", "1h", "--test", "0m"]);
+    assert!(stderr(&bad).contains("not a duration"), "{}", stderr(&bad));
+    let bad = statarb(&[
+        "walkforward",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--events",
+        "100000",
+        "--train",
+        "1h",
+        "--test",
+        "10m",
+        "--metric",
+        "digest",
+    ]);
+    assert!(stderr(&bad).contains("--metric digest: not a metric"), "{}", stderr(&bad));
 }

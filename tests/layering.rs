@@ -1,8 +1,9 @@
 //! Every import points down: a source scan of `src/` for the two arrows that once
 //! closed circles.
 //!
-//! 1. Only the drivers read the configuration: no module other than `main.rs`,
-//!    `sweep.rs`, `config.rs` itself and a future `cli/` names `crate::config`. Each
+//! 1. Only the drivers read the configuration: no module other than `main.rs`, `cli/`,
+//!    `sweep.rs`, `walkforward.rs`, `session.rs` and `config.rs` itself names
+//!    `crate::config`. Each
 //!    module takes its own parameters; `config` builds them.
 //! 2. The deterministic maths live in `detmath.rs`: nothing outside the generator
 //!    `feed/gen.rs` takes `det_ln`, `det_exp` or `Rng` from `feed::gen`.
@@ -14,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Files that may import `crate::config`, relative to `src/`.
-const DRIVERS: &[&str] = &["main.rs", "sweep.rs", "config.rs"];
+const DRIVERS: &[&str] = &["main.rs", "sweep.rs", "walkforward.rs", "session.rs", "config.rs"];
 
 /// Every `.rs` file under `dir`, sorted.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

@@ -96,6 +96,7 @@ pub mod queue;
 pub mod stats;
 pub mod trace;
 pub mod venue;
+pub mod window;
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;

@@ -53,8 +53,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::trace::{Decision, FillRecord, Sample, Spread, Trace, UtcMs};
+use super::trace::{Decision, FillRecord, Spread, Trace};
 use crate::types::{Ts, NS_PER_SEC};
+use crate::utc::UtcMs;
 
 /// Trading days in a year, for annualising daily ratios: crypto trades every day.
 pub const DAYS_PER_YEAR: f64 = 365.0;
@@ -625,26 +626,59 @@ pub fn signal_pnl(decisions: &[Decision], end_mid: [f64; 2]) -> Option<f64> {
 /// The change of net PnL over each UTC day the samples touch: the last finite net PnL
 /// of day `j` minus that of the last earlier day with one (the first finite sample for
 /// the first day). Days without a finite sample give no change.
-fn daily_changes(samples: &[Sample]) -> Vec<f64> {
+fn daily_changes(samples: impl IntoIterator<Item = (Ts, f64)>) -> Vec<f64> {
     let mut out = Vec::new();
-    let mut finite = samples.iter().filter(|s| s.net_pnl.is_finite());
-    let Some(first) = finite.next() else {
+    let mut finite = samples.into_iter().filter(|s| s.1.is_finite());
+    let Some((first_ts, first)) = finite.next() else {
         return out;
     };
-    let mut prev_close = first.net_pnl;
-    let mut day = first.ts.div_euclid(NS_PER_DAY);
-    let mut close = first.net_pnl;
-    for s in finite {
-        let d = s.ts.div_euclid(NS_PER_DAY);
+    let mut prev_close = first;
+    let mut day = first_ts.div_euclid(NS_PER_DAY);
+    let mut close = first;
+    for (ts, v) in finite {
+        let d = ts.div_euclid(NS_PER_DAY);
         if d != day {
             out.push(close - prev_close);
             prev_close = close;
             day = d;
         }
-        close = s.net_pnl;
+        close = v;
     }
     out.push(close - prev_close);
     out
+}
+
+/// The UTC days from the first to the last time, both counted.
+fn days_spanned(first: Option<Ts>, last: Option<Ts>) -> u64 {
+    match (first, last) {
+        (Some(a), Some(b)) => (b.div_euclid(NS_PER_DAY) - a.div_euclid(NS_PER_DAY)) as u64 + 1,
+        _ => 0,
+    }
+}
+
+/// What [`curve_stats`] finds in an equity curve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CurveStats {
+    /// UTC days the curve spans, as [`Report::days`].
+    pub days: u64,
+    /// Daily Sharpe ratio annualised by `sqrt(365)`, as [`Report::sharpe`]: only for
+    /// curves of [`MIN_DAYS_TO_ANNUALISE`] days or more.
+    pub sharpe: Option<f64>,
+    /// Daily Sortino ratio, as [`Report::sortino`].
+    pub sortino: Option<f64>,
+    /// Largest fall from a running peak, as [`Report::max_drawdown`].
+    pub max_drawdown: f64,
+}
+
+/// The statistics of an equity curve of `(time, net PnL)` points in time order (for
+/// example a walk-forward's stitched out-of-sample curve) by the rules of [`Report`].
+/// Non-finite values are skipped.
+pub fn curve_stats(curve: &[(Ts, f64)]) -> CurveStats {
+    let days = days_spanned(curve.first().map(|p| p.0), curve.last().map(|p| p.0));
+    let (sharpe, sortino) =
+        if days >= MIN_DAYS_TO_ANNUALISE { annualised(&daily_changes(curve.iter().copied())) } else { (None, None) };
+    let finite: Vec<(usize, f64)> = curve.iter().map(|p| p.1).enumerate().filter(|p| p.1.is_finite()).collect();
+    CurveStats { days, sharpe, sortino, max_drawdown: max_drawdown(&finite).0 }
 }
 
 /// `(Sharpe, Sortino)` of daily changes, annualised by `sqrt(365)`; see
@@ -731,11 +765,8 @@ impl Report {
             samples.iter().enumerate().filter(|(_, s)| s.net_pnl.is_finite()).map(|(i, s)| (i, s.net_pnl)).collect();
 
         // Sharpe and Sortino over daily changes, for runs long enough to annualise.
-        let days = match (samples.first(), samples.last()) {
-            (Some(a), Some(b)) => (b.ts.div_euclid(NS_PER_DAY) - a.ts.div_euclid(NS_PER_DAY)) as u64 + 1,
-            _ => 0,
-        };
-        let daily = daily_changes(samples);
+        let days = days_spanned(samples.first().map(|s| s.ts), samples.last().map(|s| s.ts));
+        let daily = daily_changes(samples.iter().map(|s| (s.ts, s.net_pnl)));
         let (sharpe, sortino) = if days >= MIN_DAYS_TO_ANNUALISE { annualised(&daily) } else { (None, None) };
 
         let (max_dd, dd_at) = max_drawdown(&net);

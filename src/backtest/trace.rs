@@ -19,13 +19,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::core::{Core, LEG_X, LEG_Y};
 use crate::event::OrderId;
 use crate::signal::pairs::{SpreadState, Targets};
 use crate::types::{Side, Ts, NS_PER_SEC};
+use crate::utc::UtcMs;
 
 /// The engine's state at one sampling instant (event time).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -596,35 +597,6 @@ impl Recorder {
     }
 }
 
-/// A time as UTC RFC 3339 with milliseconds, `2024-08-09T00:00:01.234Z` (truncated
-/// toward the past, so a time and its milliseconds agree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UtcMs(pub Ts);
-
-impl std::fmt::Display for UtcMs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.0.div_euclid(1_000_000);
-        let secs = ms.div_euclid(1_000);
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        let (y, m, d) = crate::feed::record::civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            rem / 3600,
-            rem / 60 % 60,
-            rem % 60,
-            ms.rem_euclid(1_000)
-        )
-    }
-}
-
-impl Serialize for UtcMs {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
 /// A CSV file could not be written.
 #[derive(Debug, Error)]
 #[error("writing {path}: {source}")]
@@ -656,14 +628,6 @@ pub fn write_csv<T: Serialize, H: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_with_milliseconds() {
-        assert_eq!(UtcMs(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(UtcMs(1_723_161_600_000_000_000 + 1_234_999_999).to_string(), "2024-08-09T00:00:01.234Z");
-        assert_eq!(UtcMs(951_782_400 * NS_PER_SEC + 86_399 * NS_PER_SEC).to_string(), "2000-02-29T23:59:59.000Z");
-        assert_eq!(UtcMs(-1).to_string(), "1969-12-31T23:59:59.999Z");
-    }
 
     /// Positions `[1, -2]` at mids `[10, 4]`: `h = |10 - 8| = 2` from 0 s to 3 s, then
     /// 6 (mid y 14) from 3 s to 4 s, then flat (0) to 10 s: integral `2*3 + 6*1 = 12`

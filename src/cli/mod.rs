@@ -1,4 +1,72 @@
-//! The command-line driver's parts: argument parsing and dispatch are in `main.rs`,
-//! each command's session logic in the library, and what every command shares here.
+//! The command-line driver: `main.rs` parses the arguments and dispatches; each command
+//! is a module here with its `Args` and its `run`; session logic (live runs,
+//! reconciliation) is in the library ([`statarb::session`]), where tests reach it.
+//! What several commands share is in this module and [`data`].
 
+pub mod as_sim;
+pub mod data;
+pub mod fit;
+pub mod gen;
+pub mod import;
+pub mod kalman;
+pub mod latency;
+#[cfg(feature = "mock")]
+pub mod mock_binance;
+pub mod record;
+pub mod replay;
+pub mod run;
+pub mod serve;
 pub mod signals;
+pub mod sweep;
+pub mod walkforward;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use statarb::config::{Config, RecordConfig};
+use statarb::feed::gen::GenParams;
+use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
+use statarb::metrics::{write_hgrm, Latencies, Stage};
+use statarb::report::Summary;
+
+/// The configuration at `path`, or the built-in `config/default.toml`.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::builtin(),
+    })
+}
+
+/// The generator's parameters for the built-in data set of `seed` with `events` events.
+pub fn gen_params(seed: u64, events: usize) -> Result<GenParams> {
+    let p = GenParams { seed, events, ..GenParams::default() };
+    p.validate()?;
+    Ok(p)
+}
+
+/// Starts the recorder of `[record]`.
+pub fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
+    let policy = RotatePolicy { max_bytes: r.rotate_mb << 20, max_age_secs: r.rotate_secs };
+    Ok(Recorder::spawn_with_pool(&r.dir, &r.prefix, policy, r.pool)?)
+}
+
+/// Prints the summary of a threaded run and writes `summary.json` and the `.hgrm`
+/// histograms into `out`.
+pub fn write_run_report(summary: &Summary, latencies: &Latencies, out: Option<&Path>) -> Result<()> {
+    println!("{summary}");
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("summary.json");
+        std::fs::write(&path, serde_json::to_string_pretty(summary)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        for stage in Stage::ALL {
+            let path = dir.join(format!("{}.hgrm", stage.name()));
+            let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+            write_hgrm(latencies.get(stage), BufWriter::new(f))?;
+        }
+        eprintln!("wrote {}", dir.join("summary.json").display());
+    }
+    Ok(())
+}

@@ -23,7 +23,8 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::{for_each_field, str_at, ParseError};
-use crate::types::{InstId, Instrument, Px, Qty, Round, Side, Ts, NS_PER_SEC};
+use crate::types::{InstId, Instrument, Px, Qty, Round, Side, Ts};
+pub use crate::utc::parse_rfc3339;
 
 /// A control message (`success`, `error`, `subscription`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,60 +342,6 @@ fn qty(i: &Instrument, v: f64, name: &'static str, stats: &mut AlpacaStats) -> R
     Ok(l)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC, as Alpaca sends) to ns since the epoch;
-/// `None` if malformed or outside the `i64` nanosecond range (1677-09-21 to 2262-04-11).
-/// Fraction digits past the ninth are dropped (truncated to the nanosecond).
-pub fn parse_rfc3339(s: &[u8]) -> Option<Ts> {
-    fn digits(s: &[u8], from: usize, n: usize) -> Option<i64> {
-        let b = s.get(from..from + n)?;
-        b.iter().try_fold(0i64, |a, &c| c.is_ascii_digit().then(|| a * 10 + (c - b'0') as i64))
-    }
-    if s.len() < 20
-        || s[4] != b'-'
-        || s[7] != b'-'
-        || (s[10] != b'T' && s[10] != b't')
-        || s[13] != b':'
-        || s[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d) = (digits(s, 0, 4)?, digits(s, 5, 2)?, digits(s, 8, 2)?);
-    let (h, mi, sec) = (digits(s, 11, 2)?, digits(s, 14, 2)?, digits(s, 17, 2)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac = 0i64;
-    if s.get(i) == Some(&b'.') {
-        i += 1;
-        let mut scale = 100_000_000i64;
-        let start = i;
-        while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
-            frac += (c - b'0') as i64 * scale;
-            scale /= 10;
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-    }
-    if i + 1 != s.len() || (s[i] != b'Z' && s[i] != b'z') {
-        return None;
-    }
-    // Days from civil (H. Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    // In i128: only 1677-09-21 to 2262-04-11 fits i64 nanoseconds, and a time outside
-    // is `None`, never a wrapped value.
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
-    Ts::try_from(i128::from(secs) * i128::from(NS_PER_SEC) + i128::from(frac)).ok()
-}
-
 /// API credentials, from environment variable values passed in by the caller. `Debug`
 /// prints neither.
 #[derive(Clone)]
@@ -430,6 +377,7 @@ pub fn subscribe_message(trades: &[&str], quotes: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::NS_PER_SEC;
 
     fn parser() -> AlpacaParser {
         let d = |s: &str| s.parse().unwrap();

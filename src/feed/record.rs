@@ -64,7 +64,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use thiserror::Error;
 
-use crate::types::Ts;
+use crate::types::{Ts, NS_PER_SEC};
+use crate::utc::Civil;
 
 /// Longest time unflushed data stays in the writer (the crash-loss bound).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -608,24 +609,8 @@ fn write_i64(out: &mut Vec<u8>, v: i64) {
 
 /// `YYYYmmddTHHMMSS` (UTC) of Unix seconds.
 pub fn utc_stamp(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-/// Proleptic Gregorian date of days since 1970-01-01 (H. Hinnant's algorithm).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let c = Civil::of(secs.saturating_mul(NS_PER_SEC));
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 #[cfg(test)]

@@ -1,0 +1,180 @@
+//! The data of a backtest, as `replay`, `sweep` and `fit` take it: the built-in set
+//! (generated from a seed), or files (event files read directly, anything else through
+//! the importers with the config's legs), merged by time.
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use statarb::backtest::window::TimeWindow;
+use statarb::config::Config;
+use statarb::event::MarketEvent;
+use statarb::feed::{evfile, gen};
+use statarb::types::{Instrument, Ts};
+use statarb::utc::{parse_time_arg, UtcMs};
+
+/// The configuration and the data of `replay` and `fit`.
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// Configuration file (default: the built-in config/default.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data files: event files (from `gen` or `import`), or anything `import` reads
+    /// (converted on the fly); several are merged by time. Default: the built-in set.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Seed of the built-in data set.
+    #[arg(long, default_value_t = gen::GenParams::default().seed, conflicts_with = "data")]
+    pub seed: u64,
+    /// Events in the built-in data set.
+    #[arg(long, default_value_t = gen::GenParams::default().events, conflicts_with = "data")]
+    pub events: usize,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// `--from` and `--to`: a window of local time.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WindowArgs {
+    /// Only the data from this local time on (ns since the epoch, or RFC 3339 such as
+    /// 2024-08-09T00:30:00Z), opened with a snapshot of the books at that time.
+    #[arg(long, value_parser = parse_time_arg)]
+    pub from: Option<Ts>,
+    /// Only the data before this local time (ns since the epoch, or RFC 3339).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub to: Option<Ts>,
+}
+
+impl WindowArgs {
+    /// The window, or an error if it holds no time.
+    pub fn window(&self) -> Result<TimeWindow> {
+        let w = TimeWindow { from: self.from, to: self.to };
+        if w.is_empty() {
+            bail!("--from {} is not before --to {}", UtcMs(self.from.unwrap_or(0)), UtcMs(self.to.unwrap_or(0)));
+        }
+        Ok(w)
+    }
+}
+
+/// `events` cut to `window` (see [`TimeWindow::cut`]), with a note of what was cut;
+/// an error if nothing is left.
+pub fn apply_window(window: TimeWindow, instruments: usize, events: Vec<MarketEvent>) -> Result<Vec<MarketEvent>> {
+    if window.is_all() {
+        return Ok(events);
+    }
+    let span = |e: Option<&MarketEvent>| e.map_or_else(|| "-".to_string(), |e| UtcMs(e.local_ts).to_string());
+    let (first, last) = (span(events.first()), span(events.last()));
+    let mut cut = window.cut(events.into_iter(), instruments);
+    let out: Vec<MarketEvent> = cut.by_ref().collect();
+    let st = cut.stats();
+    if st.passed == 0 {
+        bail!("the window holds none of the data's events (local times {first} to {last})");
+    }
+    eprintln!(
+        "window: {} events, opened with {} book levels built from {} earlier events",
+        st.passed, st.snapshot_levels, st.before
+    );
+    Ok(out)
+}
+
+/// The events of `data` (or of the built-in set of `seed` with `events` events when
+/// `data` is empty) in `window`, and their instruments.
+pub fn load_data(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+    window: TimeWindow,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
+    load_data_with_truth(cfg, data, seed, events, window).map(|(i, e, _)| (i, e))
+}
+
+/// [`load_data`], with the generator's truth when the data is the built-in set.
+pub fn load_data_with_truth(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+    window: TimeWindow,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
+    let (instruments, events, truth) = load_all(cfg, data, seed, events)?;
+    let events = apply_window(window, instruments.len(), events)?;
+    Ok((instruments, events, truth))
+}
+
+/// The whole of the data of [`load_data_with_truth`].
+fn load_all(
+    cfg: &Config,
+    data: &[PathBuf],
+    seed: u64,
+    events: usize,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
+    if data.is_empty() {
+        let t = std::time::Instant::now();
+        let (ds, truth) = gen::generate_with_truth(&super::gen_params(seed, events)?);
+        if ds.events.is_empty() {
+            bail!("--events {events}: the built-in data set needs at least one event");
+        }
+        eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
+        return Ok((ds.instruments, ds.events, Some(truth)));
+    }
+    let mut sources = Vec::with_capacity(data.len());
+    let mut others = Vec::new();
+    for p in data {
+        let mut magic = [0u8; 8];
+        let is_evfile = File::open(p)
+            .and_then(|mut f| io::Read::read_exact(&mut f, &mut magic))
+            .map(|()| magic == evfile::MAGIC)
+            .unwrap_or(false);
+        if is_evfile {
+            // Mapped and validated; collected into memory until the windowing streams.
+            let d = statarb::feed::evmap::Dataset::open(&[p])?;
+            sources.push((d.instruments().to_vec(), d.to_vec()));
+        } else {
+            others.push(p.clone());
+        }
+    }
+    if !others.is_empty() {
+        let instruments = cfg.instruments();
+        let imp = statarb::import::import_files(&others, &instruments, &Default::default())?;
+        for r in &imp.reports {
+            let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
+        }
+        sources.push((instruments, imp.events));
+    }
+    let (instruments, events) = statarb::backtest::merge_sources(sources)?;
+    if events.is_empty() {
+        bail!("the data has no events");
+    }
+    Ok((instruments, events, None))
+}
+
+/// The data set of a threaded run (`latency`): one event file, or the built-in set.
+pub fn load_one(
+    data: Option<&std::path::Path>,
+    seed: u64,
+    events: usize,
+) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
+    let (instruments, events) = match data {
+        Some(p) => {
+            let d = statarb::feed::evmap::Dataset::open(&[p])?;
+            (d.instruments().to_vec(), d.to_vec())
+        }
+        None => {
+            let t = std::time::Instant::now();
+            let ds = gen::generate(&super::gen_params(seed, events)?);
+            eprintln!(
+                "generated the built-in data set: {} events, seed {seed}, in {:.2?}",
+                ds.events.len(),
+                t.elapsed()
+            );
+            (ds.instruments, ds.events)
+        }
+    };
+    if events.is_empty() {
+        bail!("the data set has no events");
+    }
+    Ok((instruments, events))
+}

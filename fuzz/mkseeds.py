@@ -117,12 +117,13 @@ for sel, name in [(0, "BTCUSDT-trades-2024-08-08.csv"), (1, "ETHUSDT-aggTrades-2
     put("binance_csv", name.split("-")[1], bytes([sel]) + body)
     put("binance_csv", name.split("-")[1] + "_detect", b"\x03" + b"\n".join(body.split(b"\n")[:6]) + b"\n")
 
-# evfile: the layout of src/feed/evfile.rs, version 1.
-def evt(insts, events):
-    b = b"STATARB\0" + struct.pack("<II", 1, len(insts))
+# evfile: the layout of src/feed/evfile.rs, version 2 (count at offset 16, records
+# 8-byte aligned after zero padding).
+def evt(insts, events, count=None):
+    b = b"STATARB\0" + struct.pack("<IIQ", 2, len(insts), len(events) if count is None else count)
     for sym, tm, ts, lm, ls in insts:
         b += struct.pack("<H", len(sym)) + sym + struct.pack("<qIqI", tm, ts, lm, ls)
-    b += struct.pack("<Q", len(events))
+    b += b"\0" * ((8 - len(b) % 8) % 8)
     for e in events:
         b += struct.pack("<qqqqHBB4x", *e)
     return b
@@ -135,7 +136,8 @@ insts = [(b"BTCUSDT", 1, 2, 1, 5), (b"ETHUSDT", 1, 2, 1, 4)]
 put("evfile", "two_insts", evt(insts, evs))
 put("evfile", "empty", evt([(b"BTCUSDT", 1, 2, 1, 5)], []))
 put("evfile", "truncated", evt(insts, evs)[:-17])
-put("evfile", "lying_count", evt(insts, evs[:2])[:-80] + struct.pack("<Q", 1 << 40) + evt(insts, evs[:2])[-80:])
+put("evfile", "lying_count", evt(insts, evs[:2], count=1 << 40))
+put("evfile", "unfinished", evt(insts, evs[:2], count=(1 << 64) - 1))
 
 # config: the shipped files.
 cdir = os.path.join(repo, "config")

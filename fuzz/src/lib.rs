@@ -316,25 +316,27 @@ pub fn binance_csv(data: &[u8]) {
     }
 }
 
-/// A `.evt` event file: read whole and streamed; whatever reads back is written again
-/// and must read back identical.
+/// A `.evt` event file: the header parsed, the records read and validated as the
+/// memory map reads them (here copied out unaligned); whatever validates is written
+/// again and must read back identical.
 pub fn evfile(data: &[u8]) {
-    let whole = evfile::read_all(data);
-    if let Ok(mut r) = evfile::Reader::new(data) {
-        let mut n = 0u64;
-        while let Ok(Some(e)) = r.next_event() {
-            assert!((e.inst as usize) < r.instruments().len());
-            n += 1;
-        }
-        assert!(n <= r.len());
+    let Ok(h) = evfile::parse_header(data) else { return };
+    // In place, as a map would: either aligned records or an error, never a panic.
+    let _ = evfile::records(data, &h);
+    let recs: Vec<evfile::RawEvent> = evfile::read_records(data, &h).collect();
+    assert_eq!(recs.len() as u64, h.count, "the header's count matches the length");
+    if evfile::validate(&recs, 0, h.instruments.len()).is_err() {
+        return;
     }
-    if let Ok((insts, events)) = whole {
-        let mut out = Vec::new();
-        evfile::write(&mut out, &insts, &events).expect("what was read can be written");
-        let (insts2, events2) = evfile::read_all(&out[..]).expect("what was written reads back");
-        assert_eq!(insts, insts2);
-        assert_eq!(events, events2);
-    }
+    let events: Vec<MarketEvent> = recs.iter().map(|r| r.to_event().expect("validated")).collect();
+    assert!(events.iter().all(|e| (e.inst as usize) < h.instruments.len()));
+    let mut out = std::io::Cursor::new(Vec::new());
+    evfile::write(&mut out, &h.instruments, &events).expect("what was read can be written");
+    let out = out.into_inner();
+    let h2 = evfile::parse_header(&out).expect("what was written reads back");
+    let events2: Vec<MarketEvent> = evfile::read_records(&out, &h2).filter_map(|r| r.to_event()).collect();
+    assert_eq!(h.instruments, h2.instruments);
+    assert_eq!(events, events2);
 }
 
 /// A TOML config file, parsed and validated; an accepted config's legs convert to

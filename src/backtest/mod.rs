@@ -15,7 +15,9 @@
 //! | market data, local side | the event's local time | [`Core::on_market`] |
 //! | timer | every [`BacktestConfig::timer_ms`] of local time | [`Core::on_timer`] |
 //!
-//! The same slice of events is read by two cursors: the engine sees each event at its
+//! The same events are read by two cursors (two clones of one [`EventSource`]'s
+//! iterator: a slice, or a [`Dataset`] of mapped files merged on the fly, so that
+//! nothing is copied and memory does not grow with the data): the engine sees each event at its
 //! exchange time, the Core at its local time (recorded, or exchange time plus a modelled
 //! feed latency). Ties at one nanosecond go down the table: the engine takes market
 //! data, then orders; the exchange side acts before the local side, so an event is in
@@ -31,6 +33,10 @@
 //! venue clock ahead of ours would otherwise deliver an event before it happened);
 //! with a modelled feed latency the local time is `max(previous local, exch +
 //! latency)`. Every adjustment of a recorded stamp is counted in [`ReplayStats`].
+//! Nothing is reordered: a random feed latency that would deliver an event before the
+//! one received earlier delivers it at the same time instead, so each cursor is a
+//! single streaming pass with O(1) state and no reorder buffer (the threaded replay's
+//! local times come from the same clock, [`Backtest::local_iter`]).
 //! An exchange stamp more than `risk.max_clock_jump_ms` ahead of its event's recorded
 //! local time is not believed (one message stamped in the year 2100 would otherwise
 //! carry both cursors' clocks there): the event takes the cursor's current exchange
@@ -100,6 +106,8 @@ use thiserror::Error;
 
 use crate::core::{Commands, Core, CoreParams, LEG_X, LEG_Y};
 use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd, OrderId};
+pub use crate::feed::evmap::TableError as MergeError;
+use crate::feed::evmap::{Dataset, Merge, Source};
 use crate::fees::Fees;
 use crate::signal::pairs::Targets;
 use crate::types::{InstId, Instrument, Ts, NS_PER_MS};
@@ -271,6 +279,49 @@ impl Outcome {
     }
 }
 
+/// Market data a replay reads: any number of times, from any number of threads at
+/// once (a sweep's workers share one), each read a fresh iterator. The replay clones
+/// the iterator once for its second cursor.
+pub trait EventSource: Sync {
+    /// The events in replay order.
+    type Iter<'a>: Iterator<Item = MarketEvent> + Clone
+    where
+        Self: 'a;
+    /// A new iterator over all the events.
+    fn events(&self) -> Self::Iter<'_>;
+    /// The exact number of events the iterator yields.
+    fn event_count(&self) -> usize;
+    /// Local time of the first and the last event (`None` without events): only sizes
+    /// the trace's vectors, so an estimate does no harm.
+    fn local_span(&self) -> Option<(Ts, Ts)>;
+}
+
+impl EventSource for [MarketEvent] {
+    type Iter<'a> = std::iter::Copied<std::slice::Iter<'a, MarketEvent>>;
+    fn events(&self) -> Self::Iter<'_> {
+        self.iter().copied()
+    }
+    fn event_count(&self) -> usize {
+        self.len()
+    }
+    fn local_span(&self) -> Option<(Ts, Ts)> {
+        Some((self.first()?.local_ts, self.last()?.local_ts))
+    }
+}
+
+impl EventSource for Dataset {
+    type Iter<'a> = Merge<'a>;
+    fn events(&self) -> Merge<'_> {
+        self.iter()
+    }
+    fn event_count(&self) -> usize {
+        self.len()
+    }
+    fn local_span(&self) -> Option<(Ts, Ts)> {
+        Dataset::local_span(self)
+    }
+}
+
 /// A configured backtest; [`Backtest::run`] replays data through it, any number of
 /// times, with the same result each time.
 #[derive(Debug, Clone)]
@@ -329,6 +380,12 @@ impl Backtest {
         self.run_with_progress(core, instruments, events, |_, _| ControlFlow::Continue(()))
     }
 
+    /// [`Self::run`] over any [`EventSource`] (a [`Dataset`] of mapped files), streamed:
+    /// the same events give the same outcome and digest as from a slice.
+    pub fn run_source<S: EventSource + ?Sized>(&self, core: Core, instruments: &[Instrument], events: &S) -> Outcome {
+        self.run_source_with_progress(core, instruments, events, |_, _| ControlFlow::Continue(()))
+    }
+
     /// [`Self::run`], calling `progress(done, total)` every 65 536 events and once at
     /// the end. A `Break` ends the data there (a user's Ctrl-C): the core shuts down as
     /// at the end of the data, and what is in flight is delivered, so the outcome is
@@ -340,6 +397,17 @@ impl Backtest {
         events: &[MarketEvent],
         progress: P,
     ) -> Outcome {
+        self.run_source_with_progress(core, instruments, events, progress)
+    }
+
+    /// [`Self::run_with_progress`] over any [`EventSource`].
+    pub fn run_source_with_progress<S: EventSource + ?Sized, P: FnMut(usize, usize) -> ControlFlow<()>>(
+        &self,
+        core: Core,
+        instruments: &[Instrument],
+        events: &S,
+        progress: P,
+    ) -> Outcome {
         // The queue model is picked here, once; the loop is compiled per model.
         match self.cfg.queue {
             QueueConfig::RiskAverse {} => self.run_model(RiskAverse, core, instruments, events, progress),
@@ -348,15 +416,22 @@ impl Backtest {
         }
     }
 
-    fn run_model<Q: QueueModel, P: FnMut(usize, usize) -> ControlFlow<()>>(
+    fn run_model<Q: QueueModel, S: EventSource + ?Sized, P: FnMut(usize, usize) -> ControlFlow<()>>(
         &self,
         queue: Q,
         core: Core,
         instruments: &[Instrument],
-        events: &[MarketEvent],
+        events: &S,
         progress: P,
     ) -> Outcome {
-        let mut r = Replay::new(self, core, self.engine(instruments, queue), events);
+        let mut r = Replay::new(
+            self,
+            core,
+            self.engine(instruments, queue),
+            events.events(),
+            events.event_count(),
+            events.local_span(),
+        );
         r.run(progress);
         r.finish()
     }
@@ -384,13 +459,21 @@ impl Backtest {
     /// `events` as the Core hears them in a replay: each with the local time the
     /// replay gives it (the recorded one made nondecreasing, or exchange time plus the
     /// modelled feed latency, with the same draws), for the hot thread of a threaded
-    /// replay. `None` if that is every recorded local time unchanged.
+    /// replay. `None` if that is every recorded local time unchanged. In memory: see
+    /// [`Self::local_iter`] for the stream.
     pub fn local_events(&self, events: &[MarketEvent]) -> Option<Vec<MarketEvent>> {
-        let mut clock = self.local_clock();
         if self.feed.is_none() && events.windows(2).all(|w| w[0].local_ts <= w[1].local_ts) {
             return None;
         }
-        Some(events.iter().map(|ev| MarketEvent { local_ts: clock.next(ev), ..*ev }).collect())
+        Some(self.local_iter(events.iter().copied()).collect())
+    }
+
+    /// `events` (in file order) as the Core hears them in a replay, streamed: each with
+    /// the local time [`Self::local_events`] gives it. O(1) state, no reordering (see
+    /// the module docs), nothing allocated.
+    pub fn local_iter<I: Iterator<Item = MarketEvent>>(&self, events: I) -> impl Iterator<Item = MarketEvent> {
+        let mut clock = self.local_clock();
+        events.map(move |ev| MarketEvent { local_ts: clock.next(&ev), ..ev })
     }
 
     fn exchange_clock(&self) -> ExchangeClock {
@@ -402,90 +485,25 @@ impl Backtest {
     }
 }
 
-/// Why event sources cannot be merged.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum MergeError {
-    /// One symbol with different increments in two sources.
-    #[error("{symbol}: tick {tick_a} lot {lot_a} in one data file, tick {tick_b} lot {lot_b} in another")]
-    Increments {
-        /// Symbol.
-        symbol: String,
-        /// Tick in the first source that has the symbol.
-        tick_a: String,
-        /// Lot there.
-        lot_a: String,
-        /// Tick in the conflicting source.
-        tick_b: String,
-        /// Lot there.
-        lot_b: String,
-    },
-    /// More distinct symbols than instrument ids (the last id is kept for events of
-    /// unknown instruments).
-    #[error("the data files hold more than {} instruments", InstId::MAX)]
-    TooManyInstruments,
-}
-
 /// Merges event sets, each as read from one event file (its instrument table and its
 /// events in receive order), into one replayable set: one instrument table (symbols in
 /// order of first appearance; a symbol in several files must have the same tick and
 /// lot) and the events in local-time order. Each file's own order is kept, and ties
 /// in local time go to the earlier file. An event whose instrument is outside its
 /// file's table gets id [`InstId::MAX`], which the Core and the engine count as
-/// unknown. One source is returned unchanged.
+/// unknown. One source is returned unchanged. In memory: a [`Dataset`] merges mapped
+/// files the same way, streamed.
 pub fn merge_sources(
     mut sources: Vec<(Vec<Instrument>, Vec<MarketEvent>)>,
 ) -> Result<(Vec<Instrument>, Vec<MarketEvent>), MergeError> {
     if sources.len() == 1 {
         return Ok(sources.swap_remove(0));
     }
-    let mut table: Vec<Instrument> = Vec::new();
-    let mut maps: Vec<Vec<InstId>> = Vec::with_capacity(sources.len());
-    for (instruments, _) in &sources {
-        let mut map = Vec::with_capacity(instruments.len());
-        for inst in instruments {
-            let id = match table.iter().position(|t| t.symbol == inst.symbol) {
-                Some(i) if table[i].tick == inst.tick && table[i].lot == inst.lot => i,
-                Some(i) => {
-                    return Err(MergeError::Increments {
-                        symbol: inst.symbol.clone(),
-                        tick_a: table[i].tick.to_string(),
-                        lot_a: table[i].lot.to_string(),
-                        tick_b: inst.tick.to_string(),
-                        lot_b: inst.lot.to_string(),
-                    })
-                }
-                None => {
-                    if table.len() >= InstId::MAX as usize {
-                        return Err(MergeError::TooManyInstruments);
-                    }
-                    table.push(inst.clone());
-                    table.len() - 1
-                }
-            };
-            map.push(id as InstId);
-        }
-        maps.push(map);
-    }
-    let total = sources.iter().map(|s| s.1.len()).sum();
-    let mut events = Vec::with_capacity(total);
-    let mut heads = vec![0usize; sources.len()];
-    loop {
-        // The source whose next event is earliest; the first such on ties.
-        let mut best: Option<(usize, Ts)> = None;
-        for (k, (_, evs)) in sources.iter().enumerate() {
-            if let Some(ev) = evs.get(heads[k]) {
-                if best.is_none_or(|(_, t)| ev.local_ts < t) {
-                    best = Some((k, ev.local_ts));
-                }
-            }
-        }
-        let Some((k, _)) = best else { break };
-        let mut ev = sources[k].1[heads[k]];
-        ev.inst = maps[k].get(ev.inst as usize).copied().unwrap_or(InstId::MAX);
-        events.push(ev);
-        heads[k] += 1;
-    }
-    Ok((table, events))
+    let d = Dataset::new(
+        sources.into_iter().map(|(instruments, events)| Source::Memory { instruments, events }).collect(),
+    )?;
+    let events = d.to_vec();
+    Ok((d.instruments().to_vec(), events))
 }
 
 /// An order on its way to the engine.
@@ -613,20 +631,26 @@ impl Fnv {
 }
 
 /// The state of one run.
-struct Replay<'a, Q: QueueModel> {
-    events: &'a [MarketEvent],
+struct Replay<Q: QueueModel, I: Iterator<Item = MarketEvent>> {
+    /// Events in the data (exactly what each cursor's iterator yields).
+    total: usize,
     core: Core,
     cmds: Commands,
     engine: MatchingEngine<Q>,
     out: Vec<ExecReport>,
     entry: LatencyModel,
     response: LatencyModel,
-    /// Engine cursor: next event, its exchange time, its clock.
+    /// Engine cursor: the rest of the data, the index of its next event, that event
+    /// (valid while `ie < total`), its exchange time, its clock.
+    eng: I,
     ie: usize,
+    e_ev: MarketEvent,
     te: Ts,
     eclock: ExchangeClock,
-    /// Core cursor: next event, its local time, its clock.
+    /// Core cursor: the same for the Core, at local time.
+    cor: I,
     ic: usize,
+    c_ev: MarketEvent,
     tc: Ts,
     cclock: LocalClock,
     orders: VecDeque<InFlightOrder>,
@@ -671,13 +695,31 @@ fn grid_ceil(t: Ts, step: i64) -> Ts {
     }
 }
 
-impl<'a, Q: QueueModel> Replay<'a, Q> {
-    fn new(bt: &Backtest, core: Core, engine: MatchingEngine<Q>, events: &'a [MarketEvent]) -> Self {
+/// A placeholder for a cursor's event slot before the first event.
+const NO_EVENT: MarketEvent = MarketEvent {
+    exch_ts: 0,
+    local_ts: 0,
+    px: 0,
+    qty: 0,
+    inst: InstId::MAX,
+    kind: crate::event::EventKind::Clear,
+    flags: 0,
+};
+
+impl<Q: QueueModel, I: Iterator<Item = MarketEvent> + Clone> Replay<Q, I> {
+    fn new(
+        bt: &Backtest,
+        core: Core,
+        engine: MatchingEngine<Q>,
+        events: I,
+        total: usize,
+        span: Option<(Ts, Ts)>,
+    ) -> Self {
         let sample_ns = bt.cfg.sample_ms as i64 * NS_PER_MS;
         let symbols = [core.instrument(LEG_Y).symbol.clone(), core.instrument(LEG_X).symbol.clone()];
-        let span_ns = match (events.first(), events.last()) {
-            (Some(a), Some(b)) => b.local_ts.saturating_sub(a.local_ts),
-            _ => 0,
+        let span_ns = match span {
+            Some((a, b)) => b.saturating_sub(a),
+            None => 0,
         };
         let span = (span_ns / sample_ns).clamp(0, 1 << 20) as usize;
         let signals = (span_ns / bt.signal_ns).clamp(0, 1 << 20) as usize;
@@ -692,17 +734,21 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         };
         let rec = Recorder::new(&core);
         let mut r = Replay {
-            events,
+            total,
             core,
             cmds: Commands::new(),
             engine,
             out: Vec::with_capacity(256),
             entry: bt.entry.clone(),
             response: bt.response.clone(),
+            eng: events.clone(),
             ie: 0,
+            e_ev: NO_EVENT,
             te: Ts::MAX,
             eclock: bt.exchange_clock(),
+            cor: events,
             ic: 0,
+            c_ev: NO_EVENT,
             tc: Ts::MAX,
             cclock: bt.local_clock(),
             orders: VecDeque::with_capacity(256),
@@ -719,11 +765,11 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
             rec,
             fill_timings: Vec::new(),
             digest: Fnv(Fnv::OFFSET),
-            stats: ReplayStats { events: events.len() as u64, ..ReplayStats::default() },
+            stats: ReplayStats { events: total as u64, ..ReplayStats::default() },
         };
-        if !events.is_empty() {
-            r.te = r.engine_time(0);
-            r.tc = r.core_time(0);
+        if total > 0 {
+            r.advance_engine();
+            r.advance_core();
             r.next_timer = grid_ceil(r.tc, r.timer_ns);
             r.next_sample = grid_ceil(r.tc, r.sample_ns);
             r.stats.first_ts = r.tc;
@@ -732,11 +778,30 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         r
     }
 
-    /// Exchange time of event `i` for the engine cursor (call once per event, in
+    /// Reads the engine cursor's next event (call once per event while `ie < total`)
+    /// and its time.
+    #[inline]
+    fn advance_engine(&mut self) {
+        if let Some(ev) = self.eng.next() {
+            self.e_ev = ev;
+            self.te = self.engine_time(&ev);
+        }
+    }
+
+    /// Reads the Core cursor's next event (call once per event while `ic < total`)
+    /// and its time.
+    #[inline]
+    fn advance_core(&mut self) {
+        if let Some(ev) = self.cor.next() {
+            self.c_ev = ev;
+            self.tc = self.core_time(&ev);
+        }
+    }
+
+    /// Exchange time of `ev`, the engine cursor's next event (call once per event, in
     /// order).
     #[inline]
-    fn engine_time(&mut self, i: usize) -> Ts {
-        let ev = &self.events[i];
+    fn engine_time(&mut self, ev: &MarketEvent) -> Ts {
         let (t, jumped) = self.eclock.next(ev);
         if jumped {
             self.stats.clock_jumps += 1;
@@ -747,11 +812,10 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         t
     }
 
-    /// Local time of event `i` for the Core cursor (call once per event, in order:
-    /// a modelled feed latency draws here).
+    /// Local time of `ev`, the Core cursor's next event (call once per event, in
+    /// order: a modelled feed latency draws here).
     #[inline]
-    fn core_time(&mut self, i: usize) -> Ts {
-        let ev = &self.events[i];
+    fn core_time(&mut self, ev: &MarketEvent) -> Ts {
         let t = self.cclock.next(ev);
         if self.cclock.feed.is_none() && t != ev.local_ts {
             self.stats.local_ts_adjusted += 1;
@@ -760,7 +824,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     }
 
     fn run<P: FnMut(usize, usize) -> ControlFlow<()>>(&mut self, mut progress: P) {
-        let total = self.events.len();
+        let total = self.total;
         // The events replayed: all of them, unless `progress` breaks.
         let mut n = total;
         if n == 0 {
@@ -820,12 +884,12 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     /// Gives the engine its next event; true if it reported something.
     #[inline]
     fn engine_market(&mut self) -> bool {
-        let mut ev = self.events[self.ie];
+        let mut ev = self.e_ev;
         ev.exch_ts = self.te;
         self.engine.on_market_at(&ev, self.te, &mut self.out);
         self.ie += 1;
-        if self.ie < self.events.len() {
-            self.te = self.engine_time(self.ie);
+        if self.ie < self.total {
+            self.advance_engine();
         }
         if self.out.is_empty() {
             return false;
@@ -867,7 +931,7 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
     /// Gives the Core its next event; true if it sent commands.
     #[inline]
     fn core_market(&mut self) -> bool {
-        let mut ev = self.events[self.ic];
+        let mut ev = self.c_ev;
         let now = self.tc;
         ev.local_ts = now;
         self.core.on_market(&ev, now, &mut self.cmds);
@@ -879,8 +943,8 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
         }
         self.stats.last_ts = now;
         self.ic += 1;
-        if self.ic < self.events.len() {
-            self.tc = self.core_time(self.ic);
+        if self.ic < self.total {
+            self.advance_core();
         }
         if self.cmds.is_empty() {
             return false;
@@ -1034,10 +1098,10 @@ impl<'a, Q: QueueModel> Replay<'a, Q> {
 
     fn finish(mut self) -> Outcome {
         let end = self.stats.last_ts.max(self.stats.end_ts);
-        if !self.events.is_empty() && self.trace.samples.last().is_none_or(|s| s.ts < end) {
+        if self.total > 0 && self.trace.samples.last().is_none_or(|s| s.ts < end) {
             self.push_sample(end);
         }
-        if !self.events.is_empty() {
+        if self.total > 0 {
             self.rec.after_call(&self.core, end, &mut self.trace);
             // The hedge error's clock runs to the end, also when flat.
             self.trace.hedge.update(end, self.trace.hedge.value);

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use statarb::backtest::window::TimeWindow;
 use statarb::config::Config;
 use statarb::event::MarketEvent;
@@ -128,8 +128,9 @@ fn load_all(
             .map(|()| magic == evfile::MAGIC)
             .unwrap_or(false);
         if is_evfile {
-            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            sources.push(evfile::read_file(f).with_context(|| format!("reading {}", p.display()))?);
+            // Mapped and validated; collected into memory until the windowing streams.
+            let d = statarb::feed::evmap::Dataset::open(&[p])?;
+            sources.push((d.instruments().to_vec(), d.to_vec()));
         } else {
             others.push(p.clone());
         }
@@ -158,8 +159,8 @@ pub fn load_one(
 ) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
     let (instruments, events) = match data {
         Some(p) => {
-            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            evfile::read_file(f).with_context(|| format!("reading {}", p.display()))?
+            let d = statarb::feed::evmap::Dataset::open(&[p])?;
+            (d.instruments().to_vec(), d.to_vec())
         }
         None => {
             let t = std::time::Instant::now();

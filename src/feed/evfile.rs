@@ -1,19 +1,27 @@
-//! A compact binary event file: the instrument table plus fixed-size event records, for
-//! fast repeated replays without re-parsing exchange JSON or re-running the generator.
+//! A compact binary event file: the instrument table plus fixed-size event records laid
+//! out so that a memory map of the file can be read as a slice of [`RawEvent`]s with no
+//! copy ([`crate::feed::evmap`]), for fast repeated replays of data of any length
+//! without re-parsing exchange JSON or re-running the generator.
 //!
-//! # Layout (version 1)
+//! # Layout (version 2)
 //!
-//! Every integer is little-endian. The header has a variable length (symbols); the
-//! records after it are fixed-size, so a reader streams them with one reused buffer.
+//! Every integer is little-endian, and the records are read in place: the host must be
+//! little-endian too (x86-64, AArch64 as commonly run); a big-endian host gets
+//! [`EvFileError::BigEndianHost`] from the writer and the reader rather than swapped
+//! numbers.
 //!
 //! | Offset          | Size   | Field                                                  |
 //! |-----------------|--------|--------------------------------------------------------|
 //! | 0               | 8      | magic `b"STATARB\0"`                                   |
-//! | 8               | 4      | `u32` format version, `1`                              |
+//! | 8               | 4      | `u32` format version, `2`                              |
 //! | 12              | 4      | `u32` instrument count `n` (at most 65 536: [`InstId`] is `u16`) |
-//! | 16              | var.   | `n` instrument entries, see below                      |
-//! | H               | 8      | `u64` event count `m`                                  |
-//! | H + 8 + 40*i    | 40     | event record `i`, `0 <= i < m`, see below              |
+//! | 16              | 8      | `u64` event count `m` ([`UNFINISHED`] while being written) |
+//! | 24              | var.   | `n` instrument entries, see below                      |
+//! | ..H             | 0..=7  | zero padding, so that `H`, the first record's offset, is a multiple of 8 |
+//! | H + 40*i        | 40     | event record `i`, `0 <= i < m`: a [`RawEvent`]         |
+//!
+//! The file ends exactly after record `m - 1`: a length that is not `H + 40*m` is an
+//! error (truncated, not a whole number of records, or more records than counted).
 //!
 //! Instrument entry (26 bytes + symbol):
 //!
@@ -26,7 +34,8 @@
 //! | 8    | lot size mantissa, `i64` (> 0)                     |
 //! | 4    | lot size scale, `u32` (<= 18)                      |
 //!
-//! Event record (40 bytes, one [`MarketEvent`]):
+//! Event record (40 bytes, `#[repr(C)]` [`RawEvent`], 8-byte aligned, no implicit
+//! padding, so [`bytemuck`] casts the mapped bytes to `&[RawEvent]`):
 //!
 //! | Offset | Size | Field                                                    |
 //! |--------|------|----------------------------------------------------------|
@@ -39,32 +48,42 @@
 //! | 35     | 1    | `flags` ([`MarketEvent::END_OF_BATCH`] = bit 0)          |
 //! | 36     | 4    | reserved: written as zero, ignored on read               |
 //!
-//! Bytes after record `m - 1` are not read. A change to any of the above bumps the
-//! version; readers refuse versions they do not know rather than guess.
+//! A change to any of the above bumps the version; readers refuse versions they do not
+//! know rather than guess. Version 1 (the event count after the instrument table,
+//! records unaligned, read whole into memory) is no longer read: write the data again
+//! with `statarb import` or `statarb gen`.
 //!
-//! # Buffering
+//! # Writing: streamed, count patched at the end
 //!
-//! [`write()`] wraps the caller's writer in a [`BufWriter`] and flushes it before
-//! returning; [`Reader`] wraps the caller's reader in a [`BufReader`]. Pass a plain
-//! [`std::fs::File`]: no extra buffering is needed (a second buffer is harmless, only
-//! redundant).
+//! [`Writer`] writes the header with the event count [`UNFINISHED`] (`u64::MAX`), then
+//! each record as it is pushed through a [`BufWriter`], and [`Writer::finish`] seeks
+//! back to offset 16 and writes the real count. Memory does not depend on the number
+//! of events. The count sits before the variable-length table so that its offset is
+//! fixed. A file whose writer died before `finish` keeps `UNFINISHED`, which no file
+//! length matches: the reader refuses it ([`EvFileError::Unfinished`]) instead of
+//! replaying a partial file. A trailer would do as well, but would leave the header
+//! unable to say how many records follow.
 //!
 //! # Robustness
 //!
-//! The reader never panics and never trusts a count from the file for an allocation:
-//! any byte string yields either the events or an [`EvFileError`]. [`read_file`] also
-//! checks the event count against the file's length before reading a record.
+//! The reader ([`parse_header`], [`records`], [`validate`]) never panics and never
+//! trusts a count from the file for an allocation: any byte string yields either the
+//! events or an [`EvFileError`].
 //!
-//! Records are checked as the importers check rows ([`crate::import::Limits`]): a
-//! price or size event ([`EventKind`] other than `Clear`) needs a price in
-//! `1..=`[`MAX_TICKS`] ticks and a size in `0..=MAX_TICKS` lots (`> 0` for a trade),
-//! and both times must lie in [`MIN_TS`]..[`MAX_TS`] (2009 to 2100): one record at
-//! `local_ts = i64::MAX` made a 787 s backtest end after 17 s. A record that fails is
-//! [`EvFileError::BadRecord`]: an event file is written by `import` or `gen` from
-//! checked data, so a bad record means a damaged or foreign file, not data to skip.
+//! Records are checked as the importers check rows ([`crate::import::Limits`]): a known
+//! kind byte, an instrument index inside the table, and for a price or size event
+//! ([`EventKind`] other than `Clear`) a price in `1..=`[`MAX_TICKS`] ticks and a size in
+//! `0..=MAX_TICKS` lots (`> 0` for a trade); both times must lie in
+//! [`MIN_TS`]..[`MAX_TS`] (2009 to 2100): one record at `local_ts = i64::MAX` made a
+//! 787 s backtest end after 17 s. A record that fails is an error naming its index
+//! ([`EvFileError::BadRecord`], [`EvFileError::UnknownKind`],
+//! [`EvFileError::InstrumentOutOfRange`]): an event file is written by `import` or `gen`
+//! from checked data, so a bad record means a damaged or foreign file, not data to skip.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 
+use bytemuck::{Pod, Zeroable};
 use thiserror::Error;
 
 use crate::event::{EventKind, MarketEvent};
@@ -74,41 +93,132 @@ use crate::types::{Decimal, InstId, Instrument, MAX_SCALE};
 /// File magic: the first 8 bytes of every event file.
 pub const MAGIC: [u8; 8] = *b"STATARB\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Size of one event record in bytes.
 pub const RECORD_LEN: usize = 40;
+/// Alignment of the first record (and so of every record), bytes.
+pub const RECORD_ALIGN: usize = 8;
 /// Most instruments a file may hold: instrument indices are `u16`.
 pub const MAX_INSTRUMENTS: usize = InstId::MAX as usize + 1;
-
-/// Largest number of events [`read_all`] reserves up front, whatever the header
-/// claims (40 MB); beyond that the vector grows as records actually arrive.
-const MAX_PREALLOC_EVENTS: u64 = 1 << 20;
-/// Buffer size of the internal reader and writer.
+/// The event count of a file whose writer has not finished ([`Writer::finish`]).
+pub const UNFINISHED: u64 = u64::MAX;
+/// Offset of the event count in the header.
+const COUNT_AT: u64 = 16;
+/// Buffer size of the writer.
 const BUF_LEN: usize = 1 << 16;
+
+/// One event record as stored: 40 bytes, `#[repr(C)]`, no implicit padding (the
+/// layout table in the module docs). Read in place from a mapped file.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct RawEvent {
+    /// Exchange time, ns since the Unix epoch.
+    pub exch_ts: i64,
+    /// Local receive time, ns since the Unix epoch.
+    pub local_ts: i64,
+    /// Price, ticks.
+    pub px: i64,
+    /// Size, lots.
+    pub qty: i64,
+    /// Index into the file's instrument table.
+    pub inst: u16,
+    /// [`EventKind`] discriminant.
+    pub kind: u8,
+    /// [`MarketEvent`] flags.
+    pub flags: u8,
+    /// Reserved, zero.
+    pub _pad: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<RawEvent>() == RECORD_LEN);
+const _: () = assert!(std::mem::align_of::<RawEvent>() == RECORD_ALIGN);
+
+impl RawEvent {
+    /// The record of `ev`.
+    #[inline]
+    pub fn from_event(ev: &MarketEvent) -> RawEvent {
+        RawEvent {
+            exch_ts: ev.exch_ts,
+            local_ts: ev.local_ts,
+            px: ev.px,
+            qty: ev.qty,
+            inst: ev.inst,
+            kind: ev.kind as u8,
+            flags: ev.flags,
+            _pad: 0,
+        }
+    }
+
+    /// The event of a record, `None` if its kind byte is no [`EventKind`].
+    #[inline]
+    pub fn to_event(&self) -> Option<MarketEvent> {
+        Some(MarketEvent {
+            exch_ts: self.exch_ts,
+            local_ts: self.local_ts,
+            px: self.px,
+            qty: self.qty,
+            inst: self.inst,
+            kind: EventKind::from_u8(self.kind)?,
+            flags: self.flags,
+        })
+    }
+}
 
 /// Errors from writing or reading an event file.
 #[derive(Debug, Error)]
 pub enum EvFileError {
-    /// The underlying reader or writer failed (other than by ending early).
+    /// The underlying reader or writer failed.
     #[error("event file i/o: {0}")]
     Io(#[from] io::Error),
+    /// An error in the file at `path`.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: Box<EvFileError>,
+    },
+    /// This host is big-endian: the records are little-endian and read in place.
+    #[error("event files are little-endian and read in place; this host is big-endian")]
+    BigEndianHost,
     /// The first 8 bytes are not [`MAGIC`]: not an event file.
     #[error("not a statarb event file (bad magic)")]
     BadMagic,
     /// A version this build does not read.
-    #[error("unsupported event file version {0} (this build reads version {VERSION})")]
+    #[error("unsupported event file version {0} (this build reads version {VERSION}; write the data again with `statarb import` or `statarb gen`)")]
     UnsupportedVersion(u32),
-    /// The file ends inside the header (before the event count is complete).
+    /// The file ends inside the header.
     #[error("event file truncated in the header")]
     TruncatedHeader,
-    /// The file ends inside or before event record `index` of `count`.
+    /// The writer of the file did not finish (the count is [`UNFINISHED`]).
+    #[error("unfinished event file (its writer stopped before writing the event count)")]
+    Unfinished,
+    /// The file holds fewer whole records than the header counts.
     #[error("event file truncated at event {index} of {count}")]
     Truncated {
-        /// Index of the first record that is incomplete.
+        /// Index of the first record that is missing or incomplete.
         index: u64,
         /// Event count announced by the header.
         count: u64,
     },
+    /// The bytes after the header are not a whole number of records.
+    #[error("{bytes} bytes of records are not a whole number of {RECORD_LEN}-byte records")]
+    Misaligned {
+        /// Bytes after the header.
+        bytes: u64,
+    },
+    /// The file holds more records than the header counts.
+    #[error("the header counts {count} events, but the file holds {records}")]
+    CountMismatch {
+        /// Events announced.
+        count: u64,
+        /// Whole records after the header.
+        records: u64,
+    },
+    /// The records do not start at an 8-byte aligned address (an in-memory buffer that
+    /// is not 8-byte aligned; a memory map always is).
+    #[error("the records are not 8-byte aligned in memory")]
+    UnalignedBuffer,
     /// Event record `index` holds a kind byte that is no [`EventKind`].
     #[error("event {index}: unknown event kind byte {byte}")]
     UnknownKind {
@@ -117,8 +227,7 @@ pub enum EvFileError {
         /// The stored byte.
         byte: u8,
     },
-    /// Event `index` names an instrument the table does not have (on write: the
-    /// `index`-th event of the slice).
+    /// Event `index` names an instrument the table does not have.
     #[error("event {index}: instrument index {inst} out of range ({count} instruments)")]
     InstrumentOutOfRange {
         /// Index of the event.
@@ -136,14 +245,6 @@ pub enum EvFileError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The header announces more events than the file's length can hold.
-    #[error("the header announces {count} events, but the file holds at most {fit}")]
-    CountBeyondFile {
-        /// Events announced.
-        count: u64,
-        /// Whole records after the header.
-        fit: u64,
-    },
     /// More instruments than [`MAX_INSTRUMENTS`].
     #[error("{0} instruments, at most {MAX_INSTRUMENTS} fit an event file")]
     TooManyInstruments(u64),
@@ -158,197 +259,221 @@ pub enum EvFileError {
     },
 }
 
-/// Writes `instruments` and `events` as an event file (see the module docs for the
-/// layout). Everything is validated before the first byte is written, so an error
-/// leaves `w` untouched. `w` is buffered internally and flushed on success.
-pub fn write<W: Write>(w: W, instruments: &[Instrument], events: &[MarketEvent]) -> Result<(), EvFileError> {
-    if instruments.len() > MAX_INSTRUMENTS {
-        return Err(EvFileError::TooManyInstruments(instruments.len() as u64));
-    }
-    for (index, inst) in instruments.iter().enumerate() {
-        if inst.symbol.len() > u16::MAX as usize {
-            return Err(EvFileError::BadInstrument { index, reason: "symbol longer than 65535 bytes" });
-        }
-        check_increment(index, inst.tick)?;
-        check_increment(index, inst.lot)?;
-    }
-    if let Some((index, ev)) = events.iter().enumerate().find(|(_, e)| e.inst as usize >= instruments.len()) {
-        return Err(EvFileError::InstrumentOutOfRange { index: index as u64, inst: ev.inst, count: instruments.len() });
-    }
-    for (index, ev) in events.iter().enumerate() {
-        check(ev).map_err(|reason| EvFileError::BadRecord { index: index as u64, reason })?;
+impl EvFileError {
+    /// This error, naming `path`.
+    pub fn in_file(self, path: impl Into<PathBuf>) -> EvFileError {
+        EvFileError::InFile { path: path.into(), error: Box::new(self) }
     }
 
-    let mut w = BufWriter::with_capacity(BUF_LEN, w);
-    w.write_all(&MAGIC)?;
-    w.write_all(&VERSION.to_le_bytes())?;
-    w.write_all(&(instruments.len() as u32).to_le_bytes())?;
-    for inst in instruments {
-        w.write_all(&(inst.symbol.len() as u16).to_le_bytes())?;
-        w.write_all(inst.symbol.as_bytes())?;
-        for d in [inst.tick, inst.lot] {
-            w.write_all(&d.mantissa().to_le_bytes())?;
-            w.write_all(&d.scale().to_le_bytes())?;
+    /// The error without the file name, if it has one.
+    pub fn kind(&self) -> &EvFileError {
+        match self {
+            EvFileError::InFile { error, .. } => error.kind(),
+            e => e,
         }
     }
-    w.write_all(&(events.len() as u64).to_le_bytes())?;
-    let mut rec = [0u8; RECORD_LEN];
-    for ev in events {
-        encode(ev, &mut rec);
-        w.write_all(&rec)?;
-    }
-    w.flush()?;
-    Ok(())
 }
 
-/// Reads a whole event file: its instrument table and all its events.
-pub fn read_all<R: Read>(r: R) -> Result<(Vec<Instrument>, Vec<MarketEvent>), EvFileError> {
-    let mut reader = Reader::new(r)?;
-    let mut events = Vec::with_capacity(reader.len().min(MAX_PREALLOC_EVENTS) as usize);
-    while let Some(ev) = reader.next_event()? {
-        events.push(ev);
+/// [`EvFileError::BigEndianHost`] on a big-endian host.
+#[inline]
+pub fn check_host() -> Result<(), EvFileError> {
+    if cfg!(target_endian = "big") {
+        Err(EvFileError::BigEndianHost)
+    } else {
+        Ok(())
     }
-    Ok((reader.instruments, events))
 }
 
-/// Reads a whole event file from disk ([`read_all`]), first checking the header's event
-/// count against the file's length ([`EvFileError::CountBeyondFile`]).
-pub fn read_file(f: std::fs::File) -> Result<(Vec<Instrument>, Vec<MarketEvent>), EvFileError> {
-    let len = f.metadata()?.len();
-    let mut reader = Reader::new(f)?;
-    let fit = len.saturating_sub(reader.header_len) / RECORD_LEN as u64;
-    if reader.count > fit {
-        return Err(EvFileError::CountBeyondFile { count: reader.count, fit });
-    }
-    let mut events = Vec::with_capacity(reader.count as usize);
-    while let Some(ev) = reader.next_event()? {
-        events.push(ev);
-    }
-    Ok((reader.instruments, events))
-}
-
-/// A streaming reader: the header is read and checked by [`Reader::new`], then
-/// [`Reader::next_event`] decodes one record at a time from a reused buffer.
-///
-/// After an error the reader's position is unspecified: stop reading.
+/// A streaming event-file writer: [`Writer::new`] writes the header (count
+/// [`UNFINISHED`]), [`Writer::push`] one record at a time through a [`BufWriter`],
+/// [`Writer::finish`] patches the count. Memory is the 64 KiB buffer whatever the
+/// number of events. After an error the file is not a valid event file: discard it.
 #[derive(Debug)]
-pub struct Reader<R> {
-    inner: BufReader<R>,
-    instruments: Vec<Instrument>,
+pub struct Writer<W: Write + Seek> {
+    inner: BufWriter<W>,
+    n_inst: usize,
     count: u64,
-    index: u64,
-    /// Bytes of the header, the event count included.
-    header_len: u64,
-    buf: [u8; RECORD_LEN],
 }
 
-impl<R: Read> Reader<R> {
-    /// Reads and validates the header (magic, version, instrument table, event count).
-    pub fn new(r: R) -> Result<Self, EvFileError> {
-        let mut inner = BufReader::with_capacity(BUF_LEN, r);
-        let mut magic = [0u8; 8];
-        read_header(&mut inner, &mut magic)?;
-        if magic != MAGIC {
-            return Err(EvFileError::BadMagic);
+impl<W: Write + Seek> Writer<W> {
+    /// Validates `instruments` and writes the header at the current position of `w`,
+    /// which must be the start of the file (the count is patched at offset 16).
+    pub fn new(w: W, instruments: &[Instrument]) -> Result<Self, EvFileError> {
+        check_host()?;
+        check_instruments(instruments)?;
+        let mut inner = BufWriter::with_capacity(BUF_LEN, w);
+        let mut len = 24usize;
+        inner.write_all(&MAGIC)?;
+        inner.write_all(&VERSION.to_le_bytes())?;
+        inner.write_all(&(instruments.len() as u32).to_le_bytes())?;
+        inner.write_all(&UNFINISHED.to_le_bytes())?;
+        for inst in instruments {
+            inner.write_all(&(inst.symbol.len() as u16).to_le_bytes())?;
+            inner.write_all(inst.symbol.as_bytes())?;
+            for d in [inst.tick, inst.lot] {
+                inner.write_all(&d.mantissa().to_le_bytes())?;
+                inner.write_all(&d.scale().to_le_bytes())?;
+            }
+            len += 26 + inst.symbol.len();
         }
-        let version = u32::from_le_bytes(read_array(&mut inner)?);
-        if version != VERSION {
-            return Err(EvFileError::UnsupportedVersion(version));
-        }
-        let n = u32::from_le_bytes(read_array(&mut inner)?) as usize;
-        if n > MAX_INSTRUMENTS {
-            return Err(EvFileError::TooManyInstruments(n as u64));
-        }
-        // Each entry takes at least 26 bytes, so a lying count fails on truncation
-        // long before the vector grows large; reserve modestly all the same.
-        let mut instruments = Vec::with_capacity(n.min(64));
-        let mut header_len = 16 + 8;
-        for index in 0..n {
-            let len = u16::from_le_bytes(read_array(&mut inner)?) as usize;
-            let mut sym = vec![0u8; len];
-            read_header(&mut inner, &mut sym)?;
-            let symbol = String::from_utf8(sym)
-                .map_err(|_| EvFileError::BadInstrument { index, reason: "symbol is not UTF-8" })?;
-            let tick = read_decimal(&mut inner, index)?;
-            let lot = read_decimal(&mut inner, index)?;
-            instruments.push(Instrument::new(symbol, tick, lot));
-            header_len += 26 + len as u64;
-        }
-        let count = u64::from_le_bytes(read_array(&mut inner)?);
-        Ok(Reader { inner, instruments, count, index: 0, header_len, buf: [0u8; RECORD_LEN] })
+        inner.write_all(&[0u8; RECORD_ALIGN][..pad_len(len)])?;
+        Ok(Writer { inner, n_inst: instruments.len(), count: 0 })
     }
 
-    /// The instrument table; an event's `inst` indexes it.
-    pub fn instruments(&self) -> &[Instrument] {
-        &self.instruments
+    /// Checks and appends one event (see the module docs for the checks; the error's
+    /// index is the number of events pushed before it). Allocation-free.
+    #[inline]
+    pub fn push(&mut self, ev: &MarketEvent) -> Result<(), EvFileError> {
+        let index = self.count;
+        if ev.inst as usize >= self.n_inst {
+            return Err(EvFileError::InstrumentOutOfRange { index, inst: ev.inst, count: self.n_inst });
+        }
+        check(ev).map_err(|reason| EvFileError::BadRecord { index, reason })?;
+        self.inner.write_all(bytemuck::bytes_of(&RawEvent::from_event(ev)))?;
+        self.count += 1;
+        Ok(())
     }
 
-    /// Number of events the header announces.
+    /// Events pushed so far.
     pub fn len(&self) -> u64 {
         self.count
     }
 
-    /// True if the file holds no events.
+    /// True if no event was pushed.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// The next event, `Ok(None)` after the last one. Allocation-free.
-    pub fn next_event(&mut self) -> Result<Option<MarketEvent>, EvFileError> {
-        if self.index >= self.count {
-            return Ok(None);
-        }
-        let index = self.index;
-        if let Err(e) = self.inner.read_exact(&mut self.buf) {
-            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                EvFileError::Truncated { index, count: self.count }
-            } else {
-                EvFileError::Io(e)
+    /// Flushes the records, writes the event count into the header, flushes again and
+    /// returns the inner writer (positioned after the count).
+    pub fn finish(mut self) -> Result<W, EvFileError> {
+        self.inner.flush()?;
+        let mut w = self.inner.into_inner().map_err(|e| EvFileError::Io(e.into_error()))?;
+        w.seek(SeekFrom::Start(COUNT_AT))?;
+        w.write_all(&self.count.to_le_bytes())?;
+        w.flush()?;
+        Ok(w)
+    }
+}
+
+/// Writes `instruments` and `events` as a whole event file. Everything is validated
+/// before the first byte is written, so an error leaves `w` untouched. `w` is buffered
+/// internally and flushed on success.
+pub fn write<W: Write + Seek>(w: W, instruments: &[Instrument], events: &[MarketEvent]) -> Result<(), EvFileError> {
+    check_host()?;
+    check_instruments(instruments)?;
+    for (index, ev) in events.iter().enumerate() {
+        if ev.inst as usize >= instruments.len() {
+            return Err(EvFileError::InstrumentOutOfRange {
+                index: index as u64,
+                inst: ev.inst,
+                count: instruments.len(),
             });
         }
-        let ev = decode(&self.buf, index, self.instruments.len())?;
-        self.index += 1;
-        Ok(Some(ev))
+        check(ev).map_err(|reason| EvFileError::BadRecord { index: index as u64, reason })?;
     }
+    let mut wr = Writer::new(w, instruments)?;
+    for ev in events {
+        wr.push(ev)?;
+    }
+    wr.finish()?;
+    Ok(())
 }
 
-/// Encodes one event into a record.
-#[inline]
-fn encode(ev: &MarketEvent, rec: &mut [u8; RECORD_LEN]) {
-    rec[0..8].copy_from_slice(&ev.exch_ts.to_le_bytes());
-    rec[8..16].copy_from_slice(&ev.local_ts.to_le_bytes());
-    rec[16..24].copy_from_slice(&ev.px.to_le_bytes());
-    rec[24..32].copy_from_slice(&ev.qty.to_le_bytes());
-    rec[32..34].copy_from_slice(&ev.inst.to_le_bytes());
-    rec[34] = ev.kind as u8;
-    rec[35] = ev.flags;
-    rec[36..40].fill(0);
+/// What the header of a file says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// The instrument table; an event's `inst` indexes it.
+    pub instruments: Vec<Instrument>,
+    /// Number of records.
+    pub count: u64,
+    /// Offset of the first record, a multiple of [`RECORD_ALIGN`].
+    pub records_at: usize,
 }
 
-/// Decodes record `index`, checking its kind byte and instrument index.
-#[inline]
-fn decode(rec: &[u8; RECORD_LEN], index: u64, n_inst: usize) -> Result<MarketEvent, EvFileError> {
-    let i64_at = |o: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&rec[o..o + 8]);
-        i64::from_le_bytes(b)
-    };
-    let inst = u16::from_le_bytes([rec[32], rec[33]]);
-    if inst as usize >= n_inst {
-        return Err(EvFileError::InstrumentOutOfRange { index, inst, count: n_inst });
+/// Parses and checks the header of the file `bytes` (magic, version, instrument table,
+/// count), and checks the file's length against the count: exactly `count` whole
+/// records after the header.
+pub fn parse_header(bytes: &[u8]) -> Result<Header, EvFileError> {
+    check_host()?;
+    let mut r = Cursor { bytes, at: 0 };
+    if r.take(8)? != MAGIC {
+        return Err(EvFileError::BadMagic);
     }
-    let kind = EventKind::from_u8(rec[34]).ok_or(EvFileError::UnknownKind { index, byte: rec[34] })?;
-    let ev = MarketEvent {
-        exch_ts: i64_at(0),
-        local_ts: i64_at(8),
-        px: i64_at(16),
-        qty: i64_at(24),
-        inst,
-        kind,
-        flags: rec[35],
-    };
-    check(&ev).map_err(|reason| EvFileError::BadRecord { index, reason })?;
-    Ok(ev)
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(EvFileError::UnsupportedVersion(version));
+    }
+    let n = r.u32()? as usize;
+    if n > MAX_INSTRUMENTS {
+        return Err(EvFileError::TooManyInstruments(n as u64));
+    }
+    let count = r.u64()?;
+    // Each entry takes at least 26 bytes, so a lying count fails on truncation long
+    // before the vector grows large; reserve modestly all the same.
+    let mut instruments = Vec::with_capacity(n.min(64));
+    for index in 0..n {
+        let len = r.u16()? as usize;
+        let symbol = std::str::from_utf8(r.take(len)?)
+            .map_err(|_| EvFileError::BadInstrument { index, reason: "symbol is not UTF-8" })?
+            .to_string();
+        let tick = r.decimal(index)?;
+        let lot = r.decimal(index)?;
+        instruments.push(Instrument::new(symbol, tick, lot));
+    }
+    r.take(pad_len(r.at))?;
+    let records_at = r.at;
+    if count == UNFINISHED {
+        return Err(EvFileError::Unfinished);
+    }
+    let body = (bytes.len() - records_at) as u64;
+    let records = body / RECORD_LEN as u64;
+    if !body.is_multiple_of(RECORD_LEN as u64) {
+        if records < count {
+            return Err(EvFileError::Truncated { index: records, count });
+        }
+        return Err(EvFileError::Misaligned { bytes: body });
+    }
+    if records < count {
+        return Err(EvFileError::Truncated { index: records, count });
+    }
+    if records > count {
+        return Err(EvFileError::CountMismatch { count, records });
+    }
+    Ok(Header { instruments, count, records_at })
+}
+
+/// The records of the file `bytes` whose header is `h` ([`parse_header`]), cast in
+/// place (no copy). Not yet checked: see [`validate`].
+pub fn records<'a>(bytes: &'a [u8], h: &Header) -> Result<&'a [RawEvent], EvFileError> {
+    let body = bytes.get(h.records_at..).ok_or(EvFileError::TruncatedHeader)?;
+    bytemuck::try_cast_slice(body).map_err(|e| match e {
+        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => EvFileError::UnalignedBuffer,
+        _ => EvFileError::Misaligned { bytes: body.len() as u64 },
+    })
+}
+
+/// The records of the file `bytes` whose header is `h`, copied out one at a time with
+/// no alignment requirement (a buffer that is not a map: a read of a pipe, a fuzzer's
+/// input). Not yet checked: see [`validate`]. Streams; allocates nothing.
+pub fn read_records<'a>(bytes: &'a [u8], h: &Header) -> impl Iterator<Item = RawEvent> + 'a {
+    let body = bytes.get(h.records_at..).unwrap_or(&[]);
+    body.chunks_exact(RECORD_LEN).map(bytemuck::pod_read_unaligned::<RawEvent>)
+}
+
+/// Checks every record of `recs`, the first of which is record `first` of its file,
+/// against a table of `n_inst` instruments (see the module docs). After it returns `Ok`,
+/// [`RawEvent::to_event`] is `Some` for every record.
+pub fn validate(recs: &[RawEvent], first: u64, n_inst: usize) -> Result<(), EvFileError> {
+    for (k, r) in recs.iter().enumerate() {
+        let index = first + k as u64;
+        if r.inst as usize >= n_inst {
+            return Err(EvFileError::InstrumentOutOfRange { index, inst: r.inst, count: n_inst });
+        }
+        let ev = r.to_event().ok_or(EvFileError::UnknownKind { index, byte: r.kind })?;
+        check(&ev).map_err(|reason| EvFileError::BadRecord { index, reason })?;
+    }
+    Ok(())
 }
 
 /// The value checks of a record (see the module docs).
@@ -371,6 +496,27 @@ fn check(ev: &MarketEvent) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Zero bytes after a header of `len` bytes up to the next multiple of 8.
+fn pad_len(len: usize) -> usize {
+    (RECORD_ALIGN - len % RECORD_ALIGN) % RECORD_ALIGN
+}
+
+/// The table a writer accepts: at most [`MAX_INSTRUMENTS`], symbols up to 65 535
+/// bytes, increments the reader accepts.
+fn check_instruments(instruments: &[Instrument]) -> Result<(), EvFileError> {
+    if instruments.len() > MAX_INSTRUMENTS {
+        return Err(EvFileError::TooManyInstruments(instruments.len() as u64));
+    }
+    for (index, inst) in instruments.iter().enumerate() {
+        if inst.symbol.len() > u16::MAX as usize {
+            return Err(EvFileError::BadInstrument { index, reason: "symbol longer than 65535 bytes" });
+        }
+        check_increment(index, inst.tick)?;
+        check_increment(index, inst.lot)?;
+    }
+    Ok(())
+}
+
 /// An increment the reader would accept: positive mantissa, scale within range.
 fn check_increment(index: usize, d: Decimal) -> Result<(), EvFileError> {
     if d.mantissa() <= 0 {
@@ -382,36 +528,52 @@ fn check_increment(index: usize, d: Decimal) -> Result<(), EvFileError> {
     Ok(())
 }
 
-/// Reads an `(i64 mantissa, u32 scale)` increment, validating it before building the
-/// [`Decimal`] (whose constructor asserts the scale).
-fn read_decimal<R: Read>(r: &mut R, index: usize) -> Result<Decimal, EvFileError> {
-    let mantissa = i64::from_le_bytes(read_array(r)?);
-    let scale = u32::from_le_bytes(read_array(r)?);
-    if mantissa <= 0 {
-        return Err(EvFileError::BadInstrument { index, reason: "tick or lot size not positive" });
-    }
-    if scale > MAX_SCALE {
-        return Err(EvFileError::BadInstrument { index, reason: "tick or lot scale above 18" });
-    }
-    Ok(Decimal::new(mantissa, scale))
+/// A read position in the header bytes; reading past the end is
+/// [`EvFileError::TruncatedHeader`].
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-/// `read_exact` inside the header: an early end is [`EvFileError::TruncatedHeader`].
-fn read_header<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<(), EvFileError> {
-    r.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            EvFileError::TruncatedHeader
-        } else {
-            EvFileError::Io(e)
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EvFileError> {
+        let end = self.at.checked_add(n).ok_or(EvFileError::TruncatedHeader)?;
+        let b = self.bytes.get(self.at..end).ok_or(EvFileError::TruncatedHeader)?;
+        self.at = end;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EvFileError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u16(&mut self) -> Result<u16, EvFileError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, EvFileError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, EvFileError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// An `(i64 mantissa, u32 scale)` increment, validated before building the
+    /// [`Decimal`] (whose constructor asserts the scale).
+    fn decimal(&mut self, index: usize) -> Result<Decimal, EvFileError> {
+        let mantissa = i64::from_le_bytes(self.array()?);
+        let scale = self.u32()?;
+        if mantissa <= 0 {
+            return Err(EvFileError::BadInstrument { index, reason: "tick or lot size not positive" });
         }
-    })
-}
-
-/// Reads a fixed-size header field.
-fn read_array<R: Read, const N: usize>(r: &mut R) -> Result<[u8; N], EvFileError> {
-    let mut b = [0u8; N];
-    read_header(r, &mut b)?;
-    Ok(b)
+        if scale > MAX_SCALE {
+            return Err(EvFileError::BadInstrument { index, reason: "tick or lot scale above 18" });
+        }
+        Ok(Decimal::new(mantissa, scale))
+    }
 }
 
 #[cfg(test)]
@@ -457,35 +619,43 @@ mod tests {
     }
 
     fn file(events: &[MarketEvent]) -> Vec<u8> {
-        let mut buf = Vec::new();
+        let mut buf = io::Cursor::new(Vec::new());
         write(&mut buf, &instruments(), events).unwrap();
-        buf
+        buf.into_inner()
+    }
+
+    /// Reads a whole file from bytes, as the map does, through an aligned copy.
+    fn read(bytes: &[u8]) -> Result<(Vec<Instrument>, Vec<MarketEvent>), EvFileError> {
+        let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+        let buf: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut aligned)[..bytes.len()];
+        buf.copy_from_slice(bytes);
+        let h = parse_header(buf)?;
+        let recs = records(buf, &h)?;
+        validate(recs, 0, h.instruments.len())?;
+        Ok((h.instruments, recs.iter().filter_map(RawEvent::to_event).collect()))
     }
 
     #[test]
     fn roundtrip() {
         let events = sample_events();
         let buf = file(&events);
-        let header = 16 + (2 + 7 + 24) * 2 + 8;
-        assert_eq!(Reader::new(buf.as_slice()).unwrap().header_len, header as u64);
-        assert_eq!(buf.len(), header + RECORD_LEN * events.len());
-        let (insts, back) = read_all(buf.as_slice()).unwrap();
+        let header = 24 + (2 + 7 + 24) * 2;
+        let h = parse_header(&buf).unwrap();
+        assert_eq!(h.records_at, header + pad_len(header));
+        assert_eq!(h.records_at % 8, 0);
+        assert_eq!(buf.len(), h.records_at + RECORD_LEN * events.len());
+        let (insts, back) = read(&buf).unwrap();
         assert_eq!(insts, instruments());
         assert_eq!(back, events);
-
-        let mut r = Reader::new(buf.as_slice()).unwrap();
-        assert_eq!(r.len(), events.len() as u64);
-        assert_eq!(r.instruments()[1].symbol, "ETHUSDT");
-        assert_eq!(r.next_event().unwrap(), Some(events[0]));
     }
 
     #[test]
     fn empty_file_roundtrips() {
-        let mut buf = Vec::new();
+        let mut buf = io::Cursor::new(Vec::new());
         write(&mut buf, &[], &[]).unwrap();
-        let r = Reader::new(buf.as_slice()).unwrap();
-        assert!(r.is_empty());
-        assert_eq!(read_all(buf.as_slice()).unwrap(), (vec![], vec![]));
+        let buf = buf.into_inner();
+        assert_eq!(buf.len(), 24);
+        assert_eq!(read(&buf).unwrap(), (vec![], vec![]));
     }
 
     #[test]
@@ -501,12 +671,15 @@ mod tests {
         };
         let buf = file(&[e]);
         assert_eq!(&buf[..8], b"STATARB\0");
-        assert_eq!(&buf[8..16], &[1, 0, 0, 0, 2, 0, 0, 0]);
-        assert_eq!(&buf[16..18], &[7, 0]);
-        assert_eq!(&buf[18..25], b"BTCUSDT");
-        assert_eq!(&buf[25..37], &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
-        let rec = &buf[buf.len() - RECORD_LEN..];
-        assert_eq!(&buf[buf.len() - RECORD_LEN - 8..buf.len() - RECORD_LEN], &1u64.to_le_bytes());
+        assert_eq!(&buf[8..16], &[2, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(&buf[16..24], &1u64.to_le_bytes());
+        assert_eq!(&buf[24..26], &[7, 0]);
+        assert_eq!(&buf[26..33], b"BTCUSDT");
+        assert_eq!(&buf[33..45], &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+        // 24 + 2 * 33 = 90 header bytes, padded to 96.
+        assert_eq!(&buf[90..96], &[0; 6]);
+        assert_eq!(buf.len(), 96 + RECORD_LEN);
+        let rec = &buf[96..];
         assert_eq!(rec[0..8], (MIN_TS + 1).to_le_bytes());
         assert_eq!(rec[8..16], (MIN_TS + 2).to_le_bytes());
         assert_eq!(rec[16], 3);
@@ -519,22 +692,68 @@ mod tests {
         let good = file(&sample_events());
         let mut bad = good.clone();
         bad[0] = b'X';
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::BadMagic)));
+        assert!(matches!(read(&bad), Err(EvFileError::BadMagic)));
         let mut bad = good.clone();
-        bad[8] = 2;
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::UnsupportedVersion(2))));
+        bad[8] = 1;
+        assert!(matches!(read(&bad), Err(EvFileError::UnsupportedVersion(1))));
         let mut bad = good.clone();
         bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::TooManyInstruments(_))));
+        assert!(matches!(read(&bad), Err(EvFileError::TooManyInstruments(_))));
         // Tick scale 19 would make `Decimal::new` assert: it must be an error instead.
         let mut bad = good.clone();
-        bad[33..37].copy_from_slice(&19u32.to_le_bytes());
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::BadInstrument { index: 0, .. })));
+        bad[41..45].copy_from_slice(&19u32.to_le_bytes());
+        assert!(matches!(read(&bad), Err(EvFileError::BadInstrument { index: 0, .. })));
         let mut bad = good.clone();
-        bad[18] = 0xff;
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::BadInstrument { index: 0, .. })));
-        assert!(matches!(read_all(&good[..20]), Err(EvFileError::TruncatedHeader)));
-        assert!(matches!(read_all(&[][..]), Err(EvFileError::TruncatedHeader)));
+        bad[26] = 0xff;
+        assert!(matches!(read(&bad), Err(EvFileError::BadInstrument { index: 0, .. })));
+        assert!(matches!(read(&good[..20]), Err(EvFileError::TruncatedHeader)));
+        assert!(matches!(read(&[]), Err(EvFileError::TruncatedHeader)));
+        let mut bad = good.clone();
+        bad[16..24].copy_from_slice(&UNFINISHED.to_le_bytes());
+        assert!(matches!(read(&bad), Err(EvFileError::Unfinished)));
+    }
+
+    #[test]
+    fn length_must_match_the_count() {
+        let events = sample_events();
+        let good = file(&events);
+        let first = good.len() - RECORD_LEN * events.len();
+        let cut = &good[..first + RECORD_LEN * 9 + 13];
+        assert!(matches!(read(cut), Err(EvFileError::Truncated { index: 9, .. })));
+        let cut = &good[..first + RECORD_LEN * 9];
+        assert!(matches!(read(cut), Err(EvFileError::Truncated { index: 9, count: 102 })));
+        let mut long = good.clone();
+        long.extend_from_slice(&[0; 7]);
+        assert!(matches!(read(&long), Err(EvFileError::Misaligned { bytes: 4087 })));
+        let mut long = good.clone();
+        long.extend_from_slice(&[0; RECORD_LEN]);
+        assert!(matches!(read(&long), Err(EvFileError::CountMismatch { count: 102, records: 103 })));
+        // A huge count is a length mismatch, not an allocation.
+        let mut bad = good.clone();
+        bad[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(read(&bad), Err(EvFileError::Truncated { index: 102, count: 1099511627776 })));
+    }
+
+    #[test]
+    fn unaligned_bytes_read_record_by_record() {
+        let events = sample_events();
+        let good = file(&events);
+        let mut shifted = vec![0u8; good.len() + 1];
+        shifted[1..].copy_from_slice(&good);
+        let h = parse_header(&shifted[1..]).unwrap();
+        let back: Vec<_> = read_records(&shifted[1..], &h).filter_map(|r| r.to_event()).collect();
+        assert_eq!(back, events);
+    }
+
+    #[test]
+    fn an_unaligned_buffer_is_an_error() {
+        let good = file(&sample_events());
+        let mut aligned = vec![0u64; good.len() / 8 + 2];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut aligned);
+        bytes[1..1 + good.len()].copy_from_slice(&good);
+        let shifted = &bytes[1..1 + good.len()];
+        let h = parse_header(shifted).unwrap();
+        assert!(matches!(records(shifted, &h), Err(EvFileError::UnalignedBuffer)));
     }
 
     #[test]
@@ -546,19 +765,10 @@ mod tests {
 
         let mut bad = good.clone();
         bad[at(5) + 34] = 0;
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::UnknownKind { index: 5, byte: 0 })));
+        assert!(matches!(read(&bad), Err(EvFileError::UnknownKind { index: 5, byte: 0 })));
         let mut bad = good.clone();
         bad[at(7) + 32] = 2;
-        assert!(matches!(
-            read_all(bad.as_slice()),
-            Err(EvFileError::InstrumentOutOfRange { index: 7, inst: 2, count: 2 })
-        ));
-        let cut = &good[..at(9) + 13];
-        assert!(matches!(read_all(cut), Err(EvFileError::Truncated { index: 9, .. })));
-        // A count larger than the records present is truncation, not a huge allocation.
-        let mut bad = good.clone();
-        bad[first - 8..first].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(read_all(bad.as_slice()), Err(EvFileError::Truncated { index: 102, count: u64::MAX })));
+        assert!(matches!(read(&bad), Err(EvFileError::InstrumentOutOfRange { index: 7, inst: 2, count: 2 })));
     }
 
     #[test]
@@ -577,71 +787,73 @@ mod tests {
         for (bad, why) in cases {
             let mut events = sample_events();
             events[3] = bad;
-            let mut buf = Vec::new();
+            let mut buf = io::Cursor::new(Vec::new());
             assert!(matches!(write(&mut buf, &instruments(), &events), Err(EvFileError::BadRecord { index: 3, .. })));
-            assert!(buf.is_empty());
+            assert!(buf.get_ref().is_empty());
             // Written as a foreign writer would: the reader refuses it.
             let mut bytes = file(&sample_events());
             let at = bytes.len() - RECORD_LEN * (events.len() - 3);
-            let mut rec = [0u8; RECORD_LEN];
-            encode(&bad, &mut rec);
-            bytes[at..at + RECORD_LEN].copy_from_slice(&rec);
-            match read_all(bytes.as_slice()) {
+            bytes[at..at + RECORD_LEN].copy_from_slice(bytemuck::bytes_of(&RawEvent::from_event(&bad)));
+            match read(&bytes) {
                 Err(EvFileError::BadRecord { index: 3, reason }) => assert_eq!(reason, why, "{bad:?}"),
                 r => panic!("{bad:?}: {r:?}"),
             }
         }
         // A `Clear` carries no price.
         let clear = MarketEvent { px: 0, qty: 0, kind: EventKind::Clear, ..base };
-        assert!(read_all(file(&[clear]).as_slice()).is_ok());
-    }
-
-    #[test]
-    fn a_count_beyond_the_file_is_refused_before_reading() {
-        let events = sample_events();
-        let good = file(&events);
-        let first = good.len() - RECORD_LEN * events.len();
-        let mut bad = good.clone();
-        bad[first - 8..first].copy_from_slice(&(1u64 << 40).to_le_bytes());
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(&bad).unwrap();
-        f.flush().unwrap();
-        io::Seek::rewind(&mut f).unwrap();
-        match read_file(f) {
-            Err(EvFileError::CountBeyondFile { count, fit }) => {
-                assert_eq!((count, fit), (1 << 40, events.len() as u64))
-            }
-            r => panic!("{r:?}"),
-        }
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(&good).unwrap();
-        io::Seek::rewind(&mut f).unwrap();
-        assert_eq!(read_file(f).unwrap().1, events);
+        assert!(read(&file(&[clear])).is_ok());
     }
 
     #[test]
     fn write_validates_first() {
-        let mut buf = Vec::new();
+        let mut buf = io::Cursor::new(Vec::new());
         let mut events = sample_events();
         events[3].inst = 9;
         let err = write(&mut buf, &instruments(), &events).unwrap_err();
         assert!(matches!(err, EvFileError::InstrumentOutOfRange { index: 3, inst: 9, .. }));
-        assert!(buf.is_empty());
+        assert!(buf.get_ref().is_empty());
+    }
+
+    #[test]
+    fn the_streaming_writer_patches_the_count() {
+        let events = sample_events();
+        let mut w = Writer::new(io::Cursor::new(Vec::new()), &instruments()).unwrap();
+        for e in &events {
+            w.push(e).unwrap();
+        }
+        assert_eq!(w.len(), events.len() as u64);
+        let bytes = w.finish().unwrap().into_inner();
+        assert_eq!(bytes, file(&events));
+        // Without `finish`, the count says unfinished.
+        let mut w = Writer::new(io::Cursor::new(Vec::new()), &instruments()).unwrap();
+        w.push(&events[0]).unwrap();
+        let inner = w.inner.into_inner().unwrap().into_inner();
+        assert!(matches!(read(&inner), Err(EvFileError::Unfinished)));
+        let mut w = Writer::new(io::Cursor::new(Vec::new()), &instruments()).unwrap();
+        let err = w.push(&MarketEvent { inst: 5, ..events[0] }).unwrap_err();
+        assert!(matches!(err, EvFileError::InstrumentOutOfRange { index: 0, inst: 5, .. }));
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let e = EvFileError::BadMagic.in_file("/data/x.evt");
+        assert_eq!(e.to_string(), "/data/x.evt: not a statarb event file (bad magic)");
+        assert!(matches!(e.kind(), EvFileError::BadMagic));
     }
 
     #[test]
     fn every_prefix_is_an_error_not_a_panic() {
         let good = file(&sample_events()[..5]);
         for n in 0..good.len() {
-            assert!(read_all(&good[..n]).is_err(), "prefix {n}");
+            assert!(read(&good[..n]).is_err(), "prefix {n}");
         }
-        assert!(read_all(good.as_slice()).is_ok());
+        assert!(read(&good).is_ok());
     }
 
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = read_all(bytes.as_slice());
+            let _ = read(&bytes);
         }
 
         #[test]
@@ -654,7 +866,7 @@ mod tests {
                 bytes.extend_from_slice(&VERSION.to_le_bytes());
             }
             bytes.extend_from_slice(&tail);
-            let _ = read_all(bytes.as_slice());
+            let _ = read(&bytes);
         }
 
         #[test]
@@ -668,7 +880,7 @@ mod tests {
                 bytes[pos % n] = val;
             }
             let n = cut % (bytes.len() + 1);
-            let _ = read_all(&bytes[..n]);
+            let _ = read(&bytes[..n]);
         }
     }
 }

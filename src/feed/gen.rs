@@ -1577,24 +1577,26 @@ mod tests {
         let gen_time = t0.elapsed();
         let (_, truth) = generate_with_truth(&p);
         let t0 = std::time::Instant::now();
-        let mut buf = Vec::new();
-        crate::feed::evfile::write(&mut buf, &ds.instruments, &ds.events).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gen.evt");
+        crate::feed::evfile::write(std::fs::File::create(&path).unwrap(), &ds.instruments, &ds.events).unwrap();
         let write_time = t0.elapsed();
         let t0 = std::time::Instant::now();
-        let back = crate::feed::evfile::read_all(buf.as_slice()).unwrap();
+        let back = crate::feed::evmap::EventMap::open(&path).unwrap();
         let read_time = t0.elapsed();
-        assert_eq!(back.1, ds.events);
+        assert!(back.iter().eq(ds.events.iter().copied()));
+        let file_len = std::fs::metadata(&path).unwrap().len();
         let ev = &ds.events;
         let span = (ev.last().unwrap().local_ts - ev[0].local_ts) as f64 / 1e9;
         println!(
-            "{} events, {:.0} s of market time ({:.0} events/s); generate {:?}, evfile write {:?} read {:?} ({} MB)",
+            "{} events, {:.0} s of market time ({:.0} events/s); generate {:?}, evfile write {:?} map and validate {:?} ({} MB)",
             ev.len(),
             span,
             ev.len() as f64 / span,
             gen_time,
             write_time,
             read_time,
-            buf.len() >> 20
+            file_len >> 20
         );
         for (i, inst) in ds.instruments.iter().enumerate() {
             let mut book = RefBook::default();

@@ -7,6 +7,7 @@ pub mod binance;
 pub mod clock;
 pub mod config;
 pub mod evfile;
+pub mod evmap;
 pub mod gen;
 pub mod record;
 pub mod snapshot;

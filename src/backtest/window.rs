@@ -16,6 +16,7 @@
 //! window ends at the first event at or after `to`. The adapter is streaming: memory
 //! is the books, whatever the length of the data.
 
+use super::EventSource;
 use crate::book::{Book, MAX_LEVELS};
 use crate::event::{EventKind, MarketEvent};
 use crate::types::{InstId, Side, Ts};
@@ -79,8 +80,68 @@ pub struct WindowStats {
     pub passed: u64,
 }
 
-/// The iterator of [`TimeWindow::cut`].
+/// An [`EventSource`] cut to a window: each replay cursor iterates `inner` through
+/// [`TimeWindow::cut`], so a mapped file is windowed with no copy. The count and span
+/// of the window are found once, by one pass, when it is made.
 #[derive(Debug)]
+pub struct WindowedSource<S> {
+    inner: S,
+    window: TimeWindow,
+    instruments: usize,
+    count: usize,
+    span: Option<(Ts, Ts)>,
+    stats: WindowStats,
+}
+
+impl<S: EventSource> WindowedSource<S> {
+    /// `inner` (whose instrument table has `instruments` entries) cut to `window`.
+    pub fn new(inner: S, window: TimeWindow, instruments: usize) -> WindowedSource<S> {
+        let (mut count, mut span, mut stats) = (inner.event_count(), inner.local_span(), WindowStats::default());
+        if !window.is_all() {
+            let mut it = window.cut(inner.events(), instruments);
+            let (mut first, mut last, mut n) = (None, None, 0usize);
+            for ev in it.by_ref() {
+                first.get_or_insert(ev.local_ts);
+                last = Some(ev.local_ts);
+                n += 1;
+            }
+            (count, span, stats) = (n, first.zip(last), it.stats());
+        }
+        WindowedSource { inner, window, instruments, count, span, stats }
+    }
+
+    /// What the window cut (all zero for the whole data).
+    pub fn stats(&self) -> WindowStats {
+        self.stats
+    }
+
+    /// The source the window is cut from.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: EventSource> EventSource for WindowedSource<S> {
+    type Iter<'a>
+        = Windowed<S::Iter<'a>>
+    where
+        S: 'a;
+
+    fn events(&self) -> Self::Iter<'_> {
+        self.window.cut(self.inner.events(), self.instruments)
+    }
+
+    fn event_count(&self) -> usize {
+        self.count
+    }
+
+    fn local_span(&self) -> Option<(Ts, Ts)> {
+        self.span
+    }
+}
+
+/// The iterator of [`TimeWindow::cut`].
+#[derive(Debug, Clone)]
 pub struct Windowed<I> {
     inner: I,
     window: TimeWindow,

@@ -7,9 +7,11 @@ use std::io;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use statarb::backtest::window::TimeWindow;
+use statarb::backtest::window::{TimeWindow, WindowedSource};
+use statarb::backtest::EventSource;
 use statarb::config::Config;
 use statarb::event::MarketEvent;
+use statarb::feed::evmap::{Dataset, EventMap, Source};
 use statarb::feed::{evfile, gen};
 use statarb::types::{Instrument, Ts};
 use statarb::utc::{parse_time_arg, UtcMs};
@@ -78,16 +80,22 @@ pub fn apply_window(window: TimeWindow, instruments: usize, events: Vec<MarketEv
     Ok(out)
 }
 
+/// The data of a backtest: the sources (mapped event files, imports and the built-in
+/// set in memory), merged by local time as they are read, cut to the window.
+pub type Data = WindowedSource<Dataset>;
+
+/// The session id (the high half of order ids) of a replay of `data`, as `replay` sets
+/// it: the second of its first event. A sweep point's digest is then the digest of a
+/// replay with the point's config.
+pub fn session_id(data: &Data) -> u32 {
+    data.local_span().map_or(0, |s| (s.0 / statarb::types::NS_PER_SEC) as u32)
+}
+
 /// The events of `data` (or of the built-in set of `seed` with `events` events when
-/// `data` is empty) in `window`, and their instruments.
-pub fn load_data(
-    cfg: &Config,
-    data: &[PathBuf],
-    seed: u64,
-    events: usize,
-    window: TimeWindow,
-) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
-    load_data_with_truth(cfg, data, seed, events, window).map(|(i, e, _)| (i, e))
+/// `data` is empty) in `window`. Event files are mapped, not read: a replay streams
+/// them.
+pub fn load_data(cfg: &Config, data: &[PathBuf], seed: u64, events: usize, window: TimeWindow) -> Result<Data> {
+    load_data_with_truth(cfg, data, seed, events, window).map(|(d, _)| d)
 }
 
 /// [`load_data`], with the generator's truth when the data is the built-in set.
@@ -97,19 +105,27 @@ pub fn load_data_with_truth(
     seed: u64,
     events: usize,
     window: TimeWindow,
-) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
-    let (instruments, events, truth) = load_all(cfg, data, seed, events)?;
-    let events = apply_window(window, instruments.len(), events)?;
-    Ok((instruments, events, truth))
+) -> Result<(Data, Option<gen::Truth>)> {
+    let (set, truth) = load_all(cfg, data, seed, events)?;
+    let span = |t: Option<Ts>| t.map_or_else(|| "-".to_string(), |t| UtcMs(t).to_string());
+    let (first, last) = (span(set.local_span().map(|s| s.0)), span(set.local_span().map(|s| s.1)));
+    let n = set.instruments().len();
+    let data = WindowedSource::new(set, window, n);
+    if !window.is_all() {
+        let st = data.stats();
+        if st.passed == 0 {
+            bail!("the window holds none of the data's events (local times {first} to {last})");
+        }
+        eprintln!(
+            "window: {} events, opened with {} book levels built from {} earlier events",
+            st.passed, st.snapshot_levels, st.before
+        );
+    }
+    Ok((data, truth))
 }
 
-/// The whole of the data of [`load_data_with_truth`].
-fn load_all(
-    cfg: &Config,
-    data: &[PathBuf],
-    seed: u64,
-    events: usize,
-) -> Result<(Vec<Instrument>, Vec<MarketEvent>, Option<gen::Truth>)> {
+/// The whole of the data of [`load_data_with_truth`], merged, not yet windowed.
+fn load_all(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result<(Dataset, Option<gen::Truth>)> {
     if data.is_empty() {
         let t = std::time::Instant::now();
         let (ds, truth) = gen::generate_with_truth(&super::gen_params(seed, events)?);
@@ -117,7 +133,7 @@ fn load_all(
             bail!("--events {events}: the built-in data set needs at least one event");
         }
         eprintln!("generated the built-in data set: {} events, seed {seed}, in {:.2?}", ds.events.len(), t.elapsed());
-        return Ok((ds.instruments, ds.events, Some(truth)));
+        return Ok((Dataset::memory(ds.instruments, ds.events), Some(truth)));
     }
     let mut sources = Vec::with_capacity(data.len());
     let mut others = Vec::new();
@@ -128,9 +144,7 @@ fn load_all(
             .map(|()| magic == evfile::MAGIC)
             .unwrap_or(false);
         if is_evfile {
-            // Mapped and validated; collected into memory until the windowing streams.
-            let d = statarb::feed::evmap::Dataset::open(&[p])?;
-            sources.push((d.instruments().to_vec(), d.to_vec()));
+            sources.push(Source::Mapped(EventMap::open(p)?));
         } else {
             others.push(p.clone());
         }
@@ -142,13 +156,13 @@ fn load_all(
             let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
             eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
         }
-        sources.push((instruments, imp.events));
+        sources.push(Source::Memory { instruments, events: imp.events });
     }
-    let (instruments, events) = statarb::backtest::merge_sources(sources)?;
-    if events.is_empty() {
+    let set = Dataset::new(sources)?;
+    if set.is_empty() {
         bail!("the data has no events");
     }
-    Ok((instruments, events, None))
+    Ok((set, None))
 }
 
 /// The data set of a threaded run (`latency`): one event file, or the built-in set.

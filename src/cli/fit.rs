@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use statarb::backtest::window::TimeWindow;
+use statarb::backtest::EventSource;
 use statarb::config::Config;
 use statarb::core::{Commands, Core, LEG_X, LEG_Y};
 use statarb::signal::fit::{fit, FitOptions, FitResult, DEFAULT_BURN};
@@ -51,14 +52,15 @@ fn fit_data(
     } else {
         data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     };
-    let (instruments, events) = load_data(cfg, data, seed, events, window)?;
+    let events = load_data(cfg, data, seed, events, window)?;
+    let instruments = events.inner().instruments().to_vec();
     let mut core = Core::new(&cfg.core_params()?, &instruments, 0).with_context(|| source.clone())?;
     let mut out = Commands::new();
     let mut fed = 0;
     let mut samples = Vec::new();
-    for ev in &events {
+    for ev in events.events() {
         out.clear();
-        core.on_market(ev, ev.local_ts, &mut out);
+        core.on_market(&ev, ev.local_ts, &mut out);
         let st = core.stats();
         if st.signals + st.signals_skipped > fed {
             fed = st.signals + st.signals_skipped;
@@ -69,7 +71,7 @@ fn fit_data(
     }
     eprintln!(
         "{source}: {} events, {} samples of ({}, {}) every {} ms",
-        events.len(),
+        events.event_count(),
         samples.len(),
         cfg.x.symbol,
         cfg.y.symbol,

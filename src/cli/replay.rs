@@ -10,14 +10,13 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result};
 use statarb::backtest::stats::Report as BacktestReport;
 use statarb::backtest::window::TimeWindow;
-use statarb::backtest::Backtest;
+use statarb::backtest::{Backtest, EventSource};
 use statarb::config::Config;
 use statarb::core::Core;
-use statarb::event::MarketEvent;
 use statarb::report::Summary;
-use statarb::types::{Instrument, NS_PER_SEC};
+use statarb::types::Instrument;
 
-use super::data::{load_data_with_truth, DataArgs};
+use super::data::{load_data_with_truth, session_id, Data, DataArgs};
 
 /// Arguments of `statarb replay`.
 #[derive(Debug, clap::Args)]
@@ -51,8 +50,9 @@ fn replay(
     sensitivity: bool,
 ) -> Result<()> {
     let stop = super::signals::stop_flag()?;
-    let (instruments, events, truth) = load_data_with_truth(cfg, data, seed, events, window)?;
-    let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+    let (events, truth) = load_data_with_truth(cfg, data, seed, events, window)?;
+    let instruments = events.inner().instruments().to_vec();
+    let session_id = session_id(&events);
     let params = cfg.core_params()?;
     let core = Core::new(&params, &instruments, session_id)?;
     let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
@@ -61,7 +61,7 @@ fn replay(
     let tty = io::IsTerminal::is_terminal(&io::stdout());
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut interrupted = None;
-    let outcome = bt.run_with_progress(core, &instruments, &events, |done, total| {
+    let outcome = bt.run_source_with_progress(core, &instruments, &events, |done, total| {
         if stop.load(Ordering::Relaxed) {
             interrupted.get_or_insert(done);
             return ControlFlow::Break(());
@@ -101,7 +101,7 @@ fn replay(
     );
     println!("digest: {}", outcome.digest_hex());
     if let Some(done) = interrupted {
-        println!("interrupted: the report is of the first {done} of {} events", events.len());
+        println!("interrupted: the report is of the first {done} of {} events", events.event_count());
     } else if sensitivity {
         print_sensitivity(cfg, &instruments, &events, session_id, &report)?;
     }
@@ -138,7 +138,7 @@ fn replay(
 fn print_sensitivity(
     cfg: &Config,
     instruments: &[Instrument],
-    events: &[MarketEvent],
+    events: &Data,
     session_id: u32,
     base: &BacktestReport,
 ) -> Result<()> {
@@ -165,7 +165,7 @@ fn print_sensitivity(
                 let run = |c: Config| -> Result<BacktestReport> {
                     let params = c.core_params()?;
                     let core = Core::new(&params, instruments, session_id)?;
-                    let o = Backtest::new(&c.backtest, &params, c.fees)?.run(core, instruments, events);
+                    let o = Backtest::new(&c.backtest, &params, c.fees)?.run_source(core, instruments, events);
                     Ok(BacktestReport::from_trace(&o.trace))
                 };
                 (name, c.map(run))

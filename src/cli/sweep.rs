@@ -10,14 +10,13 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use statarb::backtest::stats::Report as BacktestReport;
-use statarb::backtest::Backtest;
+use statarb::backtest::{Backtest, EventSource};
 use statarb::config::Config;
 use statarb::core::Core;
 use statarb::feed::gen;
 use statarb::sweep::{self, Point, Shard};
-use statarb::types::NS_PER_SEC;
 
-use super::data::{load_data, WindowArgs};
+use super::data::{load_data, session_id, WindowArgs};
 
 /// Arguments of `statarb sweep`.
 #[derive(Debug, clap::Args)]
@@ -92,7 +91,7 @@ fn run_grid(args: &Args) -> Result<()> {
         grid.len(),
         shard.index,
         shard.count,
-        sets.values().next().map_or(0, |(_, ev)| ev.len()),
+        sets.values().next().map_or(0, |d| d.event_count()),
         sets.len(),
         rayon::current_num_threads()
     );
@@ -111,10 +110,9 @@ fn run_grid(args: &Args) -> Result<()> {
     let rows = sweep::run(&points, |p| -> Result<(BacktestReport, String)> {
         let _tick = Tick(&bar);
         // Every point's seed was loaded above.
-        let (instruments, events) = &sets[&seed_of(p)];
-        // The session id (the high half of order ids) as `replay` sets it: a point's
-        // digest is the digest of a replay with the point's config.
-        let session_id = (events[0].local_ts / NS_PER_SEC) as u32;
+        let events = &sets[&seed_of(p)];
+        let instruments = events.inner().instruments();
+        let session_id = session_id(events);
         // After a signal, the points not finished are rows marked interrupted.
         let interrupted = || anyhow::anyhow!("interrupted");
         if stop.load(Ordering::Relaxed) {
@@ -123,7 +121,7 @@ fn run_grid(args: &Args) -> Result<()> {
         let params = p.config.core_params()?;
         let core = Core::new(&params, instruments, session_id)?;
         let bt = Backtest::new(&p.config.backtest, &params, p.config.fees)?;
-        let o = bt.run_with_progress(core, instruments, events, |_, _| {
+        let o = bt.run_source_with_progress(core, instruments, events, |_, _| {
             if stop.load(Ordering::Relaxed) {
                 ControlFlow::Break(())
             } else {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use statarb::backtest::plot;
+use statarb::backtest::EventSource;
 use statarb::feed::gen;
 use statarb::sweep::{self, Grid, Shard};
 use statarb::types::Ts;
@@ -77,7 +78,10 @@ fn walk(args: &Args) -> Result<()> {
     let Some(base) = points.first().map(|p| p.config.clone()) else {
         bail!("{}: the grid has no points", args.grid.display())
     };
-    let (instruments, events) = load_data(&base, &args.data, args.seed, args.events, args.window.window()?)?;
+    // The folds cut windows from the data many times over: it is read into memory.
+    let data = load_data(&base, &args.data, args.seed, args.events, args.window.window()?)?;
+    let instruments = data.inner().instruments().to_vec();
+    let events: Vec<_> = data.events().collect();
     let spec = Spec { train: args.train, test: args.test, step: args.step.unwrap_or(args.test) };
     if spec.step < spec.test {
         eprintln!("warning: --step is shorter than --test: the test windows overlap, and the totals count the overlap more than once");

@@ -165,18 +165,15 @@ fn load_all(cfg: &Config, data: &[PathBuf], seed: u64, events: usize) -> Result<
     Ok((set, None))
 }
 
-/// The data set of a threaded run (`latency`): one event file, or the built-in set.
-pub fn load_one(
-    data: Option<&std::path::Path>,
-    seed: u64,
-    events: usize,
-) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
+/// The data set of a threaded run (`latency`): event files merged by local time, or
+/// the built-in set. In memory: the threaded venue and source take slices.
+pub fn load_one(data: &[PathBuf], seed: u64, events: usize) -> Result<(Vec<Instrument>, Vec<MarketEvent>)> {
     let (instruments, events) = match data {
-        Some(p) => {
-            let d = statarb::feed::evmap::Dataset::open(&[p])?;
+        [_, ..] => {
+            let d = Dataset::open(data)?;
             (d.instruments().to_vec(), d.to_vec())
         }
-        None => {
+        [] => {
             let t = std::time::Instant::now();
             let ds = gen::generate(&super::gen_params(seed, events)?);
             eprintln!(

@@ -22,9 +22,10 @@ pub struct Args {
     /// Configuration file (default: the built-in config/default.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Binary event file (from `statarb gen`); default: generate the built-in set.
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// Event files (from `gen` or `import`), one or more legs, merged by local time;
+    /// default: generate the built-in set.
+    #[arg(long, num_args = 1..)]
+    data: Vec<PathBuf>,
     /// Seed of the built-in data set.
     #[arg(long, default_value_t = gen::GenParams::default().seed)]
     seed: u64,
@@ -44,12 +45,12 @@ pub struct Args {
 /// Runs `statarb latency`.
 pub fn run(args: Args) -> Result<()> {
     let Args { config, data, seed, events, out, pace } = args;
-    latency(config.as_deref(), data.as_deref(), seed, events, pace, out.as_deref())
+    latency(config.as_deref(), &data, seed, events, pace, out.as_deref())
 }
 
 fn latency(
     config: Option<&Path>,
-    data: Option<&Path>,
+    data: &[PathBuf],
     seed: u64,
     events: usize,
     pace: Pacing,

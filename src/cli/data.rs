@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use statarb::backtest::window::{TimeWindow, WindowedSource};
+use statarb::backtest::window::{TimeWindow, WindowStats, WindowedSource};
 use statarb::backtest::EventSource;
 use statarb::config::Config;
 use statarb::event::MarketEvent;
@@ -65,18 +65,10 @@ pub fn apply_window(window: TimeWindow, instruments: usize, events: Vec<MarketEv
     if window.is_all() {
         return Ok(events);
     }
-    let span = |e: Option<&MarketEvent>| e.map_or_else(|| "-".to_string(), |e| UtcMs(e.local_ts).to_string());
-    let (first, last) = (span(events.first()), span(events.last()));
+    let span = events.first().zip(events.last()).map(|(a, b)| (a.local_ts, b.local_ts));
     let mut cut = window.cut(events.into_iter(), instruments);
     let out: Vec<MarketEvent> = cut.by_ref().collect();
-    let st = cut.stats();
-    if st.passed == 0 {
-        bail!("the window holds none of the data's events (local times {first} to {last})");
-    }
-    eprintln!(
-        "window: {} events, opened with {} book levels built from {} earlier events",
-        st.passed, st.snapshot_levels, st.before
-    );
+    report_window(cut.stats(), span)?;
     Ok(out)
 }
 
@@ -107,21 +99,28 @@ pub fn load_data_with_truth(
     window: TimeWindow,
 ) -> Result<(Data, Option<gen::Truth>)> {
     let (set, truth) = load_all(cfg, data, seed, events)?;
-    let span = |t: Option<Ts>| t.map_or_else(|| "-".to_string(), |t| UtcMs(t).to_string());
-    let (first, last) = (span(set.local_span().map(|s| s.0)), span(set.local_span().map(|s| s.1)));
+    let span = set.local_span();
     let n = set.instruments().len();
     let data = WindowedSource::new(set, window, n);
     if !window.is_all() {
-        let st = data.stats();
-        if st.passed == 0 {
-            bail!("the window holds none of the data's events (local times {first} to {last})");
-        }
-        eprintln!(
-            "window: {} events, opened with {} book levels built from {} earlier events",
-            st.passed, st.snapshot_levels, st.before
-        );
+        report_window(data.stats(), span)?;
     }
     Ok((data, truth))
+}
+
+/// A note of what a window cut from data spanning `span` (local times), or an error if
+/// it kept nothing.
+fn report_window(st: WindowStats, span: Option<(Ts, Ts)>) -> Result<()> {
+    if st.passed == 0 {
+        let (first, last) =
+            span.map_or_else(|| ("-".into(), "-".into()), |(a, b)| (UtcMs(a).to_string(), UtcMs(b).to_string()));
+        bail!("the window holds none of the data's events (local times {first} to {last})");
+    }
+    eprintln!(
+        "window: {} events, opened with {} book levels built from {} earlier events",
+        st.passed, st.snapshot_levels, st.before
+    );
+    Ok(())
 }
 
 /// The whole of the data of [`load_data_with_truth`], merged, not yet windowed.

@@ -21,7 +21,7 @@
 //!
 //! - [`Source::Recording`]: text lines `<local receive ns> <raw message>`, gzip or
 //!   plain (detected by the magic bytes), the format of
-//!   `/work/shared/data/binance-spot/*.gz` and of [`crate::feed::record`]. Several
+//!   the shared Binance recordings (`../shared/data/binance-spot/*.gz`) and of [`crate::feed::record`]. Several
 //!   files are merged by time stamp (ties: file order). A line that is a REST snapshot
 //!   (`{"lastUpdateId":..}`, as the shared files contain) is not sent; it seeds the
 //!   server's book of the symbol last seen in the same file, and the recent diffs with

@@ -270,9 +270,10 @@ fn paced_replay_takes_recorded_time() {
     assert!(took < span / 10.0 + 2.0, "took {took} s for {span} s at 10x");
 }
 
-/// The first `n` lines of a shared recording.
+/// The first `n` lines of a committed recording slice (`tests/data/README.md` names the source).
 fn head(file: &str, n: usize) -> Vec<String> {
-    let f = std::fs::File::open(format!("/work/shared/data/binance-spot/{file}")).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
+    let f = std::fs::File::open(path).unwrap();
     BufReader::new(MultiGzDecoder::new(f)).lines().take(n).map(|l| l.unwrap()).collect()
 }
 
@@ -281,7 +282,7 @@ fn recording_slice_replays_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
     let mut all: Vec<(i64, usize, String)> = Vec::new();
-    for (fi, name) in ["btcusdt_20240808.gz", "ethusdt_20240808.gz"].iter().enumerate() {
+    for (fi, name) in ["binance_btcusdt_slice.txt.gz", "binance_ethusdt_slice.txt.gz"].iter().enumerate() {
         let lines = head(name, 300);
         let p = dir.path().join(name);
         let mut enc = GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());

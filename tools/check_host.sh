@@ -30,7 +30,7 @@ runtime_fix() {
 boot_fix() { fix "add '$1' to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot)"; boot_add+=("$1"); }
 
 # Housekeeping cores: every online core outside CORES (for IRQ affinity).
-expand() { local IFS=, out=() a b p; for p in $1; do if [[ $p == *-* ]]; then a=${p%-*}; b=${p#*-}; for ((i = a; i <= b; i++)); do out+=("$i"); done; else out+=("$p"); fi; done; echo "${out[*]}"; }
+expand() { local IFS=, out=() a b p; for p in $1; do if [[ $p == *-* ]]; then a=${p%-*}; b=${p#*-}; for ((i = a; i <= b; i++)); do out+=("$i"); done; else out+=("$p"); fi; done; printf '%s ' "${out[@]}"; }
 hot=" $(expand "$cores") "
 house=()
 for ((c = 0; c < ncpu; c++)); do [[ $hot == *" $c "* ]] || house+=("$c"); done

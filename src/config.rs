@@ -235,11 +235,16 @@ pub struct LiveConfig {
     pub gateway_core: Option<usize>,
     /// Capacity of each ring.
     pub ring_capacity: usize,
+    /// Lock all memory (current and future mappings) and prefault it at start
+    /// ([`crate::mlock::lock_all`]), so the hot thread never takes a page fault or a swap-in.
+    /// Needs `LimitMEMLOCK=infinity` (config/statarb.service) or CAP_IPC_LOCK.
+    #[serde(default)]
+    pub mlock: bool,
 }
 
 impl Default for LiveConfig {
     fn default() -> Self {
-        LiveConfig { hot_core: None, gateway_core: None, ring_capacity: 65_536 }
+        LiveConfig { hot_core: None, gateway_core: None, ring_capacity: 65_536, mlock: false }
     }
 }
 

@@ -31,6 +31,7 @@ pub mod journal;
 pub mod lines;
 pub mod live;
 pub mod metrics;
+pub mod mlock;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod portfolio;

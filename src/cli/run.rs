@@ -54,6 +54,10 @@ fn run_session(config: Option<&Path>, events: usize, out: Option<&Path>) -> Resu
         }
     };
     let Some(feed_cfg) = &cfg.feed else { bail!("the configuration has no [feed] section") };
+    if cfg.live.mlock {
+        statarb::mlock::lock_all()?;
+        eprintln!("memory locked (live.mlock)");
+    }
     let instruments = cfg.instruments();
     let (tap, rec_handle) = match &cfg.record {
         Some(r) => {

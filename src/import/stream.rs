@@ -149,7 +149,11 @@ pub fn stage(
 /// Writes one stream, its batches put in order of their first `local_ts` (stably) if
 /// they are not, its last event closing a batch. Returns the number of events and the
 /// largest lag of a trade's `exch_ts` behind its batch's first `local_ts`.
-fn write_stream(path: &Path, instruments: &[Instrument], mut events: Vec<MarketEvent>) -> Result<(u64, Ts), EvFileError> {
+fn write_stream(
+    path: &Path,
+    instruments: &[Instrument],
+    mut events: Vec<MarketEvent>,
+) -> Result<(u64, Ts), EvFileError> {
     if let Some(last) = events.last_mut() {
         last.flags |= MarketEvent::END_OF_BATCH;
     }
@@ -224,7 +228,7 @@ impl Merge<'_> {
             }
             self.batch.clear();
             self.pos = 0;
-            while let Some(e) = self.streams[s].next() {
+            for e in self.streams[s].by_ref() {
                 let end = e.is_batch_end();
                 if self.dedup && is_trade(&e) {
                     let key = (e.inst, e.kind, e.exch_ts, e.px, e.qty);

@@ -59,19 +59,6 @@ impl WindowArgs {
     }
 }
 
-/// `events` cut to `window` (see [`TimeWindow::cut`]), with a note of what was cut;
-/// an error if nothing is left.
-pub fn apply_window(window: TimeWindow, instruments: usize, events: Vec<MarketEvent>) -> Result<Vec<MarketEvent>> {
-    if window.is_all() {
-        return Ok(events);
-    }
-    let span = events.first().zip(events.last()).map(|(a, b)| (a.local_ts, b.local_ts));
-    let mut cut = window.cut(events.into_iter(), instruments);
-    let out: Vec<MarketEvent> = cut.by_ref().collect();
-    report_window(cut.stats(), span)?;
-    Ok(out)
-}
-
 /// The data of a backtest: the sources (mapped event files, imports and the built-in
 /// set in memory), merged by local time as they are read, cut to the window.
 pub type Data = WindowedSource<Dataset>;
@@ -110,7 +97,7 @@ pub fn load_data_with_truth(
 
 /// A note of what a window cut from data spanning `span` (local times), or an error if
 /// it kept nothing.
-fn report_window(st: WindowStats, span: Option<(Ts, Ts)>) -> Result<()> {
+pub fn report_window(st: WindowStats, span: Option<(Ts, Ts)>) -> Result<()> {
     if st.passed == 0 {
         let (first, last) =
             span.map_or_else(|| ("-".into(), "-".into()), |(a, b)| (UtcMs(a).to_string(), UtcMs(b).to_string()));

@@ -2,16 +2,16 @@
 //! Binance messages), Tardis.dev CSV and Binance public-data CSV, plain or gzip, merged
 //! by time.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use statarb::backtest::window::TimeWindow;
 use statarb::config::Config;
 use statarb::feed::evfile;
-use statarb::import::{import_files, ImportOptions, Limits};
+use statarb::import::{stream, ImportOptions, Limits};
+use statarb::types::{Instrument, Ts};
 
-use super::data::{apply_window, WindowArgs};
+use super::data::{report_window, WindowArgs};
 use super::signals::Outputs;
 
 /// Arguments of `statarb import`.
@@ -69,31 +69,72 @@ fn import(
     let outputs = Outputs::watch()?;
     let instruments = cfg.instruments();
     let t = std::time::Instant::now();
-    let mut imp = import_files(inputs, &instruments, opts)?;
-    for r in &imp.reports {
-        let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("{} ({}): {}", names.join(", "), r.format.name(), r.stats);
-    }
-    let bad = imp.total().skipped_bad_row;
+    let staged = stream::stage(inputs, &instruments, opts, out)?;
+    let bad: u64 = staged.reports.iter().map(|r| r.stats.skipped_bad_row).sum();
     if let Some(max) = max_bad {
         if bad > max {
             bail!("{bad} bad rows, more than --max-bad {max}; nothing written");
         }
     }
-    if imp.events.is_empty() {
+    if staged.total() == 0 {
         bail!("no events for {} or {} in the inputs; nothing written", instruments[0].symbol, instruments[1].symbol);
     }
-    let events = apply_window(window, instruments.len(), std::mem::take(&mut imp.events))?;
-    let mut w = BufWriter::new(outputs.create(out)?);
-    let written = evfile::write(&mut w, &instruments, &events).map_err(anyhow::Error::from).and_then(|()| {
-        w.flush().with_context(|| format!("writing {}", out.display()))?;
-        Ok(())
-    });
-    if let Err(e) = written {
-        outputs.abandon();
-        return Err(e);
+    let written = write(&outputs, &staged, window, &instruments, out);
+    let (n, dups) = match written {
+        Ok(v) => v,
+        Err(e) => {
+            outputs.abandon();
+            return Err(e);
+        }
+    };
+    for (r, d) in staged.reports.iter().zip(dups) {
+        let names: Vec<String> = r.paths.iter().map(|p| p.display().to_string()).collect();
+        let mut stats = r.stats.clone();
+        stats.duplicates += d;
+        eprintln!("{} ({}): {}", names.join(", "), r.format.name(), stats);
     }
     outputs.commit(out)?;
-    eprintln!("wrote {} events to {} in {:.2?}", events.len(), out.display(), t.elapsed());
+    eprintln!("wrote {n} events to {} in {:.2?}", out.display(), t.elapsed());
     Ok(())
+}
+
+/// Streams the merge of `staged`, cut to `window`, into `out`; the number of events
+/// written and the duplicates dropped per staged stream.
+fn write(
+    outputs: &Outputs,
+    staged: &stream::Staged,
+    window: TimeWindow,
+    instruments: &[Instrument],
+    out: &Path,
+) -> Result<(u64, Vec<u64>)> {
+    let mut w = evfile::Writer::new(outputs.create(out)?, instruments).map_err(|e| e.in_file(out))?;
+    let mut merge = staged.merge();
+    if window.is_all() {
+        for e in merge.by_ref() {
+            w.push(&e).map_err(|e| e.in_file(out))?;
+        }
+    } else {
+        let mut span: Option<(Ts, Ts)> = None;
+        let mut cut = window.cut(
+            merge.by_ref().inspect(|e| {
+                span = Some(span.map_or((e.local_ts, e.local_ts), |(a, _)| (a, e.local_ts)));
+            }),
+            instruments.len(),
+        );
+        for e in cut.by_ref() {
+            w.push(&e).map_err(|e| e.in_file(out))?;
+        }
+        let stats = cut.stats();
+        drop(cut);
+        if stats.passed == 0 {
+            // The message names the data's whole span.
+            for e in merge.by_ref() {
+                span = Some(span.map_or((e.local_ts, e.local_ts), |(a, _)| (a, e.local_ts)));
+            }
+        }
+        report_window(stats, span)?;
+    }
+    let n = w.len();
+    w.finish().map_err(|e| e.in_file(out))?;
+    Ok((n, merge.duplicates().to_vec()))
 }

@@ -73,6 +73,7 @@
 pub mod binance_csv;
 pub use crate::lines;
 pub mod recording;
+pub mod stream;
 pub mod tardis;
 
 use std::collections::HashMap;

@@ -26,7 +26,15 @@
 //! `GET /api/v3/account`. Answers carry `X-MBX-USED-WEIGHT-1M` (and
 //! `X-MBX-ORDER-COUNT-10S` / `-1D` for order requests), counted in fixed, clock-aligned
 //! intervals as Binance does. WebSocket: `ws://HOST:PORT/ws-api/v3`, methods
-//! `userDataStream.subscribe.signature` and `ping`; events are pushed as
+//! `userDataStream.subscribe.signature` and `ping`, and the trading methods
+//! `order.place`, `order.cancel`, `order.cancelReplace`, `order.status`,
+//! `openOrders.status`, `openOrders.cancelAll` and `account.status`, which share the
+//! REST routes' semantics and the same key, signature (sorted-parameter payload),
+//! timestamp/recvWindow checks and fault queue (a filter may name the WS method); they
+//! answer `{id, status, result | error, rateLimits}` (429/418 with
+//! `error.data.retryAfter`, ms; a lost request closes the connection). With
+//! [`MockHandle::hold_ws_answers`] a session answers only once N requests arrived
+//! (proof of pipelining). Events are pushed as
 //! `{"subscriptionId":N,"event":{...}}` text frames (`executionReport`,
 //! `outboundAccountPosition`).
 //!
@@ -217,6 +225,9 @@ struct Shared {
     state: Mutex<State>,
     stop: AtomicBool,
     kick: AtomicU64,
+    /// WebSocket API answers are held until this many requests arrived on the session
+    /// (0: answer at once); see [`MockHandle::hold_ws_answers`].
+    hold: AtomicU64,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -323,6 +334,7 @@ impl MockBinance {
             }),
             stop: AtomicBool::new(false),
             kick: AtomicU64::new(0),
+            hold: AtomicU64::new(0),
         });
         let sh = shared.clone();
         let thread =
@@ -354,6 +366,13 @@ impl MockHandle {
         for _ in 0..count {
             s.faults.push_back((fault, filter.map(str::to_string)));
         }
+    }
+
+    /// From now on each WebSocket API session holds its answers until `n` requests
+    /// arrived on it, then sends them all (0: answer each at once). A test that sees
+    /// all its answers proves all `n` requests were in flight together.
+    pub fn hold_ws_answers(&self, n: u64) {
+        self.shared.hold.store(n, Ordering::Release);
     }
 
     /// Server clock = local wall clock + `ms`.
@@ -772,8 +791,14 @@ fn route(sh: &Shared, st: &mut State, req: &Request, now: i64) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
+    dispatch(sh, st, &req.method, &req.path, &params, now)
+}
+
+/// Executes a signed request whose parameters were checked: shared by the REST routes
+/// and the WebSocket API methods, so both sides keep one set of semantics.
+fn dispatch(sh: &Shared, st: &mut State, method: &str, path: &str, params: &[(String, String)], now: i64) -> Answer {
     let p = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    match (req.method.as_str(), req.path.as_str()) {
+    match (method, path) {
         ("POST", "/api/v3/order") => {
             let mut a = match validate_new(sh, st, &p) {
                 Ok(n) => place(sh, st, n, now),
@@ -1331,6 +1356,8 @@ fn ws_session(s: TcpStream, req: Request, rest: Vec<u8>, sh: &Shared) -> io::Res
     lock(&sh.state).stats.ws_sessions += 1;
     let (tx, rx): (Sender<String>, Receiver<String>) = channel();
     let mut sub_ids: Vec<u64> = Vec::new();
+    let mut held: Vec<String> = Vec::new();
+    let mut seen = 0u64;
     loop {
         if sh.stop.load(Ordering::Acquire) || sh.kick.load(Ordering::Acquire) != kick0 {
             let _ = s.shutdown(Shutdown::Both);
@@ -1338,8 +1365,24 @@ fn ws_session(s: TcpStream, req: Request, rest: Vec<u8>, sh: &Shared) -> io::Res
         }
         match ws.read() {
             Ok(Message::Text(t)) => {
-                let reply = ws_request(sh, t.as_ref(), &tx, &mut sub_ids);
-                ws.send(Message::text(reply.to_string())).map_err(|e| io::Error::other(e.to_string()))?;
+                seen += 1;
+                match ws_request(sh, t.as_ref(), &tx, &mut sub_ids) {
+                    WsReply::Now(v) => held.push(v.to_string()),
+                    WsReply::After(ms, v) => {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        held.push(v.to_string());
+                    }
+                    WsReply::Drop(ms) => {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        let _ = s.shutdown(Shutdown::Both);
+                        return Ok(());
+                    }
+                }
+                if seen >= sh.hold.load(Ordering::Acquire) {
+                    for r in held.drain(..) {
+                        ws.send(Message::text(r)).map_err(|e| io::Error::other(e.to_string()))?;
+                    }
+                }
             }
             Ok(Message::Close(_)) => return Ok(()),
             Ok(_) => {}
@@ -1354,11 +1397,142 @@ fn ws_session(s: TcpStream, req: Request, rest: Vec<u8>, sh: &Shared) -> io::Res
     }
 }
 
-fn ws_request(sh: &Shared, text: &str, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> Value {
+/// What a WebSocket API session does with one request.
+enum WsReply {
+    /// Answer (in order; possibly held, see [`MockHandle::hold_ws_answers`]).
+    Now(Value),
+    /// Answer after a delay, ms (the request was executed).
+    After(u64, Value),
+    /// Close the connection after a delay, ms, without answering (not executed).
+    Drop(u64),
+}
+
+/// The REST route each WebSocket API trading method shares its semantics with.
+fn ws_route(method: &str) -> Option<(&'static str, &'static str)> {
+    Some(match method {
+        "order.place" => ("POST", "/api/v3/order"),
+        "order.cancel" => ("DELETE", "/api/v3/order"),
+        "order.cancelReplace" => ("POST", "/api/v3/order/cancelReplace"),
+        "order.status" => ("GET", "/api/v3/order"),
+        "openOrders.status" => ("GET", "/api/v3/openOrders"),
+        "openOrders.cancelAll" => ("DELETE", "/api/v3/openOrders"),
+        "account.status" => ("GET", "/api/v3/account"),
+        _ => return None,
+    })
+}
+
+/// A signed WebSocket API trading request: the key, signature (sorted-parameter payload)
+/// and timing checks, the fault queue (filter: the WS method name or its REST route),
+/// then the REST semantics ([`dispatch`]); the answer in the WS API shape
+/// `{id, status, result | error, rateLimits}`.
+fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<String, Value>) -> WsReply {
+    let Some((verb, path)) = ws_route(method) else {
+        return WsReply::Now(json!({ "id": id, "status": 400, "error": { "code": -1100, "msg": "Unknown method." } }));
+    };
+    let kv: Vec<(&str, String)> =
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+    let mut st = lock(&sh.state);
+    st.stats.requests += 1;
+    st.log.push(format!("WS {method}"));
+    let now = wall_ms() + st.offset_ms;
+    let used = bump(&mut st.weight, now, 60_000, weight_of(verb, path));
+    let limits = json!([{ "rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000, "count": used }]);
+    let out = |status: u16, body: Value| {
+        if status == 200 {
+            json!({ "id": id, "status": 200, "result": body, "rateLimits": limits })
+        } else {
+            json!({ "id": id, "status": status, "error": body, "rateLimits": limits })
+        }
+    };
+    let key = format!("{verb} {path}");
+    if let Some(pos) =
+        st.faults.iter().position(|(_, f)| f.as_deref().is_none_or(|f| f == method || f == path || f == key))
+    {
+        let (fault, _) = st.faults.remove(pos).unwrap_or((Fault::Timestamp, None));
+        st.stats.faults += 1;
+        match fault {
+            Fault::Http429 { retry_after_s } | Fault::Http418 { retry_after_s } => {
+                let (status, msg) = if matches!(fault, Fault::Http429 { .. }) {
+                    (429, "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
+                } else {
+                    (418, "Way too much request weight used; IP banned. Please use WebSocket Streams for live updates to avoid bans.")
+                };
+                let retry = now + i64::from(retry_after_s) * 1000;
+                return WsReply::Now(out(
+                    status,
+                    json!({ "code": -1003, "msg": msg, "data": { "serverTime": now, "retryAfter": retry } }),
+                ));
+            }
+            Fault::Timestamp => {
+                return WsReply::Now(out(400, err(-1021, "Timestamp for this request is outside of the recvWindow.")))
+            }
+            Fault::Lost { ms } => return WsReply::Drop(ms),
+            Fault::Echo => {
+                let msg = format!("Illegal characters found in a parameter. Request: {method} {params:?}");
+                return WsReply::Now(out(400, err(-1100, &msg)));
+            }
+            Fault::SlowAnswer { ms } => {
+                return match ws_checked(sh, &mut st, &kv, now) {
+                    Err(a) => WsReply::After(ms, out(a.status, a.body)),
+                    Ok(p) => {
+                        let a = dispatch(sh, &mut st, verb, path, &p, now);
+                        WsReply::After(ms, out(a.status, a.body))
+                    }
+                };
+            }
+            Fault::ServerTime { .. } => {}
+        }
+    }
+    match ws_checked(sh, &mut st, &kv, now) {
+        Err(a) => WsReply::Now(out(a.status, a.body)),
+        Ok(p) => {
+            let a = dispatch(sh, &mut st, verb, path, &p, now);
+            WsReply::Now(out(a.status, a.body))
+        }
+    }
+}
+
+/// Key, signature and timing checks of a WebSocket API request; the parameters but
+/// `apiKey` and `signature`.
+fn ws_checked(sh: &Shared, st: &mut State, kv: &[(&str, String)], now: i64) -> Result<Vec<(String, String)>, Answer> {
+    let get = |k: &str| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    if get("apiKey").as_deref() != Some(sh.cfg.creds.api_key()) {
+        st.stats.auth_failures += 1;
+        return Err(Answer { status: 401, ..Answer::bad(-2015, "Invalid API-key, IP, or permissions for action.") });
+    }
+    let Some(sig) = get("signature") else {
+        st.stats.auth_failures += 1;
+        return Err(Answer::bad(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."));
+    };
+    if !sh.cfg.creds.verify(ws_payload(kv).as_bytes(), &sig) {
+        st.stats.auth_failures += 1;
+        return Err(Answer::bad(-1022, "Signature for this request is not valid."));
+    }
+    check_time(st, get("timestamp").as_deref(), get("recvWindow").as_deref(), now)?;
+    Ok(kv
+        .iter()
+        .filter(|(k, _)| *k != "apiKey" && *k != "signature")
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect())
+}
+
+fn ws_request(sh: &Shared, text: &str, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> WsReply {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return json!({ "id": null, "status": 400, "error": { "code": -1102, "msg": "Malformed request." } });
+        return WsReply::Now(
+            json!({ "id": null, "status": 400, "error": { "code": -1102, "msg": "Malformed request." } }),
+        );
     };
     let id = v.get("id").cloned().unwrap_or(Value::Null);
+    let method = v.get("method").and_then(Value::as_str).unwrap_or("");
+    if ws_route(method).is_some() {
+        let empty = serde_json::Map::new();
+        let params = v.get("params").and_then(Value::as_object).unwrap_or(&empty);
+        return ws_trade(sh, &id, method, params);
+    }
+    WsReply::Now(ws_session_request(sh, &id, &v, tx, sub_ids))
+}
+
+fn ws_session_request(sh: &Shared, id: &Value, v: &Value, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> Value {
     let fail = |code: i32, msg: &str| json!({ "id": id, "status": 400, "error": { "code": code, "msg": msg } });
     match v.get("method").and_then(Value::as_str) {
         Some("ping") => json!({ "id": id, "status": 200, "result": {} }),

@@ -62,10 +62,19 @@
 //! gap re-marks the position.
 //!
 //! Order diff: a side keeps its resting quote while the new price is within
-//! `min_replace_ticks` of it and the size is unchanged; otherwise the old quote is
-//! cancelled and the new one sent in the same step (cancel-then-new, not waiting for
-//! the cancel's acknowledgement). Orders awaiting a cancel still count against the
-//! position and open-order limits until the venue confirms them gone.
+//! `min_replace_ticks` of it and the size is unchanged (a partly filled quote is
+//! kept; one larger than wanted is replaced); otherwise one [`OrderCmd::Replace`]
+//! cancels the old quote and sends the new one in one message, not waiting for the
+//! cancel's acknowledgement. A quote the venue has not acknowledged yet (no `New`
+//! report) is cancelled and the new one sent as two commands instead: it may still be
+//! rejected (a post-only that would take), and a replace of an order the venue does
+//! not have fails and takes the replacement with it. A quote that is only pulled (no replacement wanted, or
+//! the replacement refused by the risk check) gets a plain `Cancel`; a side change is
+//! never a replace (each side has its own quote). Orders awaiting a cancel, the old
+//! half of a replace included, still count against the position and open-order limits
+//! until the venue confirms them gone (a `Canceled`, `Fill` or other final report);
+//! the new half counts from the moment it is sent. If the venue's cancel fails (the
+//! old order filled first), the new order is rejected (`-2022`) and leaves the book.
 
 use arrayvec::ArrayVec;
 
@@ -108,10 +117,12 @@ pub struct CoreStats {
     pub signals_skipped: u64,
     /// Times a leg's quote was recomputed.
     pub quote_updates: u64,
-    /// New orders sent.
+    /// New orders sent (the new halves of replaces included).
     pub orders: u64,
-    /// Cancels sent.
+    /// Cancels sent (the cancel halves of replaces included).
     pub cancels: u64,
+    /// Of [`Self::orders`], those sent as an [`OrderCmd::Replace`] of the resting quote.
+    pub replaces: u64,
     /// Fill reports (partial or full).
     pub fills: u64,
     /// Execution reports for orders the core does not know.
@@ -150,6 +161,9 @@ struct Order {
     cancel_sent: bool,
     /// An IOC of an `execute` leg completing at its horizon (never a resting quote).
     ioc: bool,
+    /// True once the venue has acknowledged the order (a `New` or fill report): only
+    /// then is it replaced by an [`OrderCmd::Replace`].
+    acked: bool,
 }
 
 /// One leg of the pair.
@@ -504,6 +518,7 @@ impl Core {
         match self.orders.iter().position(|o| o.id == rep.id) {
             Some(i) => {
                 self.orders[i].leaves = rep.leaves;
+                self.orders[i].acked |= matches!(rep.kind, ExecKind::New | ExecKind::PartialFill);
                 if rep.kind == ExecKind::Rejected {
                     self.risk.count(Reject::Exchange);
                     self.last_reject = Some((rep.code, rep.msg));
@@ -766,10 +781,21 @@ impl Core {
             // Out of order rate: a slightly old quote beats none at all.
             return;
         }
-        self.cancel_side(l, side, out);
-        if verdict.is_ok() {
-            self.push_new(l, side, px, qty, Tif::PostOnly, out);
+        if verdict.is_err() {
+            self.cancel_side(l, side, out);
+            return;
         }
+        // Replace only what the venue has acknowledged: a quote still in flight may be
+        // rejected (a post-only that would take), and a replace of it would fail and
+        // take its replacement down too (STOP_ON_FAILURE).
+        let old = match resting {
+            Some(i) if self.orders[i].acked => self.take_quote(l, side),
+            _ => {
+                self.cancel_side(l, side, out);
+                None
+            }
+        };
+        self.push_new(l, side, px, qty, Tif::PostOnly, old, out);
     }
 
     /// Sends a new order that is not a resting quote (an IOC), after the risk check.
@@ -787,7 +813,7 @@ impl Core {
         out: &mut Commands,
     ) {
         if self.check(l, side, px, qty, top, t).is_ok() {
-            self.push_new(l, side, px, qty, tif, out);
+            self.push_new(l, side, px, qty, tif, None, out);
         }
     }
 
@@ -822,34 +848,67 @@ impl Core {
     }
 
     /// Records and emits a new order that passed the risk check; a resting
-    /// (post-only) order becomes the side's quote.
+    /// (post-only) order becomes the side's quote. With `replaces`, the old quote
+    /// (already taken off its slot by [`Self::take_quote`]) is cancelled by the same
+    /// message, an [`OrderCmd::Replace`]; if the new order cannot be recorded the old
+    /// one is still cancelled.
     #[inline]
-    fn push_new(&mut self, l: usize, side: Side, px: Px, qty: Qty, tif: Tif, out: &mut Commands) {
+    #[allow(clippy::too_many_arguments)]
+    fn push_new(
+        &mut self,
+        l: usize,
+        side: Side,
+        px: Px,
+        qty: Qty,
+        tif: Tif,
+        replaces: Option<OrderId>,
+        out: &mut Commands,
+    ) {
         if self.orders.is_full() || out.remaining_capacity() == 0 {
+            if let Some(old) = replaces {
+                let inst = self.legs[l].id;
+                self.emit(OrderCmd::Cancel { id: old, inst }, out);
+            }
             return;
         }
         self.next_seq = self.next_seq.wrapping_add(1);
         let id = self.id_prefix | self.next_seq as u64;
         let inst = self.legs[l].id;
         let ioc = tif == Tif::Ioc;
-        self.orders.push(Order { id, leg: l, side, px, leaves: qty, cancel_sent: false, ioc });
+        self.orders.push(Order { id, leg: l, side, px, leaves: qty, cancel_sent: false, ioc, acked: false });
         if !ioc {
             self.legs[l].quotes[side.idx()] = Some(id);
         }
-        self.emit(OrderCmd::New(NewOrder { id, inst, side, px, qty, tif }), out);
+        let new = NewOrder { id, inst, side, px, qty, tif };
+        match replaces {
+            Some(old) => {
+                self.emit(OrderCmd::Replace { old, new }, out);
+                self.stats.replaces += 1;
+            }
+            None => self.emit(OrderCmd::New(new), out),
+        }
         self.stats.orders += 1;
+    }
+
+    /// Takes the resting quote off one side of one leg, marking its cancel as sent
+    /// (the caller sends it): the order keeps counting against the limits until the
+    /// venue confirms it gone.
+    #[inline]
+    fn take_quote(&mut self, l: usize, side: Side) -> Option<OrderId> {
+        let id = self.legs[l].quotes[side.idx()].take()?;
+        if let Some(o) = self.orders.iter_mut().find(|o| o.id == id) {
+            o.cancel_sent = true;
+        }
+        self.stats.cancels += 1;
+        Some(id)
     }
 
     /// Cancels the resting quote on one side of one leg, if any.
     #[inline]
     fn cancel_side(&mut self, l: usize, side: Side, out: &mut Commands) {
-        if let Some(id) = self.legs[l].quotes[side.idx()].take() {
-            if let Some(o) = self.orders.iter_mut().find(|o| o.id == id) {
-                o.cancel_sent = true;
-            }
+        if let Some(id) = self.take_quote(l, side) {
             let inst = self.legs[l].id;
             self.emit(OrderCmd::Cancel { id, inst }, out);
-            self.stats.cancels += 1;
         }
     }
 
@@ -1017,8 +1076,39 @@ mod tests {
         cfg.core_params().unwrap()
     }
 
+    /// The new orders sent, the new halves of replaces included.
     fn news(out: &Commands) -> Vec<NewOrder> {
-        out.iter().filter_map(|c| if let OrderCmd::New(n) = c { Some(*n) } else { None }).collect()
+        out.iter()
+            .filter_map(|c| match c {
+                OrderCmd::New(n) | OrderCmd::Replace { new: n, .. } => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The replaces sent, as (old id, new order).
+    fn replaces(out: &Commands) -> Vec<(OrderId, NewOrder)> {
+        out.iter()
+            .filter_map(|c| if let OrderCmd::Replace { old, new } = c { Some((*old, *new)) } else { None })
+            .collect()
+    }
+
+    fn report(id: OrderId, inst: InstId, side: Side, kind: ExecKind, leaves: Qty, code: i32) -> ExecReport {
+        ExecReport {
+            fee_base: 0.0,
+            msg: crate::event::RejectMsg::new(),
+            id,
+            inst,
+            side,
+            kind,
+            px: 0,
+            qty: 0,
+            leaves,
+            fee: 0.0,
+            maker: false,
+            code,
+            exch_ts: NS_PER_SEC,
+        }
     }
 
     #[test]
@@ -1039,18 +1129,90 @@ mod tests {
         }
     }
 
+    /// The venue's `New` report for each of `orders`.
+    fn ack(core: &mut Core, orders: &[NewOrder]) {
+        let mut out = Commands::new();
+        for o in orders {
+            core.on_exec(&report(o.id, o.inst, o.side, ExecKind::New, o.qty, 0), NS_PER_SEC, &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn an_unacknowledged_quote_is_cancelled_and_sent_again_not_replaced() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        out.clear();
+        core.on_market(&ev(0, EventKind::BestAsk, 6_100_201, 100_000, NS_PER_SEC + 2), NS_PER_SEC + 2, &mut out);
+        assert!(replaces(&out).is_empty(), "{out:?}");
+        assert_eq!(out.iter().filter(|c| matches!(c, OrderCmd::Cancel { .. })).count(), 2, "{out:?}");
+        assert_eq!(news(&out).len(), 2);
+    }
+
     #[test]
     fn small_moves_keep_quotes_large_moves_replace() {
         let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
         let mut out = Commands::new();
         market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        ack(&mut core, &news(&out));
         out.clear();
         market(&mut core, NS_PER_SEC + 1, 6_100_000, 260_000, &mut out);
         assert!(out.is_empty(), "unchanged market, unchanged quotes: {out:?}");
-        market(&mut core, NS_PER_SEC + 2, 6_110_000, 260_000, &mut out);
-        let cancels = out.iter().filter(|c| matches!(c, OrderCmd::Cancel { .. })).count();
-        assert_eq!(cancels, 2, "{out:?}");
-        assert_eq!(news(&out).len(), 2);
+        // The BTC ask moves up 200 ticks: one book event, one requote of that leg.
+        core.on_market(&ev(0, EventKind::BestAsk, 6_100_201, 100_000, NS_PER_SEC + 2), NS_PER_SEC + 2, &mut out);
+        // The BTC leg moved: each of its two quotes is one Replace, nothing else.
+        assert_eq!(out.len(), 2, "{out:?}");
+        let r = replaces(&out);
+        assert_eq!(r.len(), 2, "{out:?}");
+        assert!(r.iter().all(|(old, new)| new.inst == 0 && *old != new.id && new.tif == Tif::PostOnly));
+        assert_eq!(r.iter().map(|(_, n)| n.side).collect::<Vec<_>>(), vec![Side::Buy, Side::Sell]);
+        assert_eq!((core.stats().replaces, core.stats().cancels), (2, 2));
+    }
+
+    #[test]
+    fn a_replaced_quote_counts_against_the_limits_until_its_cancel_is_confirmed() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        let first = news(&out);
+        ack(&mut core, &first);
+        assert_eq!(core.open_orders(), 4);
+        out.clear();
+        core.on_market(&ev(0, EventKind::BestAsk, 6_100_201, 100_000, NS_PER_SEC + 2), NS_PER_SEC + 2, &mut out);
+        let r = replaces(&out);
+        assert_eq!(r.len(), 2);
+        // The two new BTC quotes count from the send, the two old ones until the venue
+        // says they are gone.
+        assert_eq!(core.open_orders(), 6);
+        let (old_bid, new_bid) = r[0];
+        let (old_ask, new_ask) = r[1];
+        assert!(first.iter().any(|o| o.id == old_bid) && first.iter().any(|o| o.id == old_ask));
+        // The old bid could still fill: the buy-side exposure the risk check sees is
+        // both bids, so a position limit of one bid's size refuses more bids.
+        let pending =
+            core.orders.iter().filter(|o| o.leg == LEG_X && o.side == Side::Buy).map(|o| o.leaves).sum::<Qty>();
+        assert_eq!(pending, new_bid.qty * 2);
+        out.clear();
+        core.on_exec(&report(old_bid, 0, Side::Buy, ExecKind::Canceled, new_bid.qty, 0), NS_PER_SEC + 3, &mut out);
+        assert_eq!(core.open_orders(), 5);
+        // The old ask filled before the replace reached the venue: the cancel fails
+        // and the venue rejects the new ask (-2022). The fill counts; the requote it
+        // causes does not replace the new ask, which the venue has not acknowledged.
+        let old_ask_order = first.iter().find(|o| o.id == old_ask).unwrap();
+        out.clear();
+        core.on_exec(&fill(old_ask_order, old_ask_order.qty, 0, NS_PER_SEC + 3), NS_PER_SEC + 3, &mut out);
+        assert_eq!(core.portfolio().position(LEG_X).qty, -old_ask_order.qty);
+        assert!(replaces(&out).iter().all(|(old, _)| *old != new_ask.id), "{out:?}");
+        let open = core.open_orders();
+        let mut rej =
+            report(new_ask.id, 0, Side::Sell, ExecKind::Rejected, 0, crate::venue_codes::REJECT_REPLACE_FAILED);
+        rej.px = new_ask.px;
+        out.clear();
+        core.on_exec(&rej, NS_PER_SEC + 3, &mut out);
+        assert_eq!(core.open_orders(), open - 1, "the new ask is gone");
+        assert_eq!(core.last_reject().map(|(c, _)| c), Some(-2022));
+        assert!(out.is_empty(), "a reject alone sends nothing: {out:?}");
     }
 
     #[test]

@@ -123,6 +123,20 @@ pub enum OrderCmd {
         /// Instrument index.
         inst: InstId,
     },
+    /// Cancel the resting order `old` and place `new` in its stead, as one message
+    /// (Binance `cancelReplace` with `cancelReplaceMode = STOP_ON_FAILURE`): if the
+    /// cancel fails (the order already filled or is unknown), `new` is not placed and
+    /// is rejected (`-2022`). `old` is on `new.inst` (a cancel-replace is on one
+    /// symbol), which keeps the command within the ring's 48-byte slot. The replacement
+    /// is a new order: it joins the back of its level's queue, even at the old price.
+    /// A venue without an atomic replace sees it as a cancel then a new order
+    /// ([`crate::gateway::Exchange::submit`]).
+    Replace {
+        /// Client order id of the resting order to cancel, on `new.inst`.
+        old: OrderId,
+        /// The order that replaces it.
+        new: NewOrder,
+    },
     /// Cancel every open order (kill switch, shutdown, stale feed).
     CancelAll,
 }

@@ -707,8 +707,15 @@ impl<E: Exchange> Exchange for Journaled<E> {
         self.inner.needs_market()
     }
 
+    fn supports_replace(&self) -> bool {
+        self.inner.supports_replace()
+    }
+
+    /// A new order, or the new half of a replace, is journaled before it is sent; if
+    /// the journal cannot be written it is refused (the old order of a replace is
+    /// then still cancelled).
     fn on_order(&mut self, cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>) {
-        if let OrderCmd::New(o) = cmd {
+        if let OrderCmd::New(o) | OrderCmd::Replace { new: o, .. } = cmd {
             if self.journal.failed.is_none() {
                 self.journal.append(&Record::Order { id: o.id, leg: o.inst, side: o.side, px: o.px, qty: o.qty });
                 let _ = self.journal.commit();
@@ -717,6 +724,12 @@ impl<E: Exchange> Exchange for Journaled<E> {
                 self.journal.stats.refused += 1;
                 let msg = reject_msg("the position journal cannot be written");
                 out.push(ExecReport::rejected(o.id, o.inst, o.side, o.px, REJECT_JOURNAL, msg, now));
+                if let OrderCmd::Replace { old, new } = *cmd {
+                    // The Core counts the old order as cancelled: cancel it still.
+                    let from = out.len();
+                    self.inner.on_order(&OrderCmd::Cancel { id: old, inst: new.inst }, now, out);
+                    self.after(out, from);
+                }
                 return;
             }
         }

@@ -591,7 +591,7 @@ pub fn gateway_loop<E: Exchange>(
         let stop = match msg {
             ToGateway::Order(cmd) => {
                 stats.commands += 1;
-                exchange.on_order(&cmd, clock(), &mut reports);
+                exchange.submit(&cmd, clock(), &mut reports);
                 false
             }
             ToGateway::Market(ev) => {

@@ -55,6 +55,9 @@ impl<E: Exchange> Exchange for Recording<E> {
     fn needs_market(&self) -> bool {
         self.inner.needs_market()
     }
+    fn supports_replace(&self) -> bool {
+        self.inner.supports_replace()
+    }
     fn on_order(&mut self, cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>) {
         let k = out.len();
         self.inner.on_order(cmd, now, out);

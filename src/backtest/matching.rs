@@ -33,6 +33,12 @@
 //!     the level gone and the other side there. Same assumption: a complete fill.
 //! - **Cancels** remove the order (`Canceled`, with the unfilled size); an unknown id
 //!   gets `Rejected` with `-2011`. `CancelAll` cancels every resting order, oldest first.
+//! - **Replaces** ([`OrderCmd::Replace`]) are Binance's `cancelReplace` with
+//!   `cancelReplaceMode = STOP_ON_FAILURE`, at one engine time (one message, one entry
+//!   latency): the old order is cancelled, then the new one is a new order as above
+//!   (it joins the back of the queue, even at the old price: no priority is kept). If
+//!   the old order is no longer resting (filled, or unknown), nothing happens but a
+//!   `Rejected` for the new id with `-2022` ("Order cancel-replace failed.").
 //! - **Fees**: `notional * bps * 1e-4` with the maker or taker rate of
 //!   [`crate::fees::Fees`] (a negative maker rate is a rebate).
 //!
@@ -74,7 +80,9 @@ use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, Order
 use crate::fees::Fees;
 use crate::gateway::Exchange;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts};
-use crate::venue_codes::{reject_text, REJECT_INVALID, REJECT_UNKNOWN_ORDER, REJECT_UNKNOWN_SYMBOL, REJECT_WOULD_TAKE};
+use crate::venue_codes::{
+    reject_text, REJECT_INVALID, REJECT_REPLACE_FAILED, REJECT_UNKNOWN_ORDER, REJECT_UNKNOWN_SYMBOL, REJECT_WOULD_TAKE,
+};
 
 use super::queue::{QueueModel, QueuePos};
 
@@ -121,6 +129,12 @@ pub struct MatchStats {
     pub canceled: u64,
     /// Cancels of an order the engine does not have.
     pub unknown_cancels: u64,
+    /// Replaces done: the old order cancelled (also in [`Self::canceled`]) and the new
+    /// one handled as a new order.
+    pub replaced: u64,
+    /// Replaces whose cancel failed (the old order already filled or unknown): the new
+    /// order was not attempted and is rejected with `-2022`.
+    pub replace_failed: u64,
     /// IOC orders or remainders expired.
     pub expired: u64,
     /// Fill reports (partial or full).
@@ -279,6 +293,7 @@ impl<Q: QueueModel> MatchingEngine<Q> {
         match cmd {
             OrderCmd::New(n) => self.new_order(n, out),
             OrderCmd::Cancel { id, inst } => self.cancel(*id, *inst, out),
+            OrderCmd::Replace { old, new } => self.replace(*old, new, out),
             OrderCmd::CancelAll => {
                 for o in &self.orders {
                     out.push(self.report(o, ExecKind::Canceled, o.px, 0, false, 0));
@@ -378,6 +393,24 @@ impl<Q: QueueModel> MatchingEngine<Q> {
                 let text = reject_text(REJECT_UNKNOWN_ORDER);
                 out.push(ExecReport::rejected(id, inst, Side::Buy, 0, REJECT_UNKNOWN_ORDER, text, self.now));
             }
+        }
+    }
+
+    /// Cancel-replace with Binance's `STOP_ON_FAILURE`, at one engine time: `old` is
+    /// cancelled (`Canceled`, with its unfilled size) and `new` then goes through
+    /// [`Self::new_order`] like any new order, so it joins the back of its level's
+    /// queue even at the old price. If `old` is not resting (it filled, or was never
+    /// accepted) nothing is cancelled and `new` is not attempted: one `Rejected` for
+    /// `new.id` with [`REJECT_REPLACE_FAILED`] (Binance's answer, whose nested cancel
+    /// error is `-2011`).
+    fn replace(&mut self, old: OrderId, new: &NewOrder, out: &mut Vec<ExecReport>) {
+        if self.orders.iter().any(|o| o.id == old && o.inst == new.inst) {
+            self.stats.replaced += 1;
+            self.cancel(old, new.inst, out);
+            self.new_order(new, out);
+        } else {
+            self.stats.replace_failed += 1;
+            self.reject(new, REJECT_REPLACE_FAILED, out);
         }
     }
 
@@ -629,6 +662,11 @@ fn make_report(
 
 impl<Q: QueueModel> Exchange for MatchingEngine<Q> {
     fn needs_market(&self) -> bool {
+        true
+    }
+
+    /// True: [`OrderCmd::Replace`] is atomic here (see the module docs).
+    fn supports_replace(&self) -> bool {
         true
     }
 
@@ -940,6 +978,100 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    fn replace(old: OrderId, id: OrderId, side: Side, px: Px, qty: Qty) -> OrderCmd {
+        OrderCmd::Replace { old, new: NewOrder { id, inst: ETH, side, px, qty, tif: Tif::PostOnly } }
+    }
+
+    #[test]
+    fn a_replace_at_the_same_price_goes_to_the_back_of_the_queue() {
+        // Two engines, the same history: in one the bid is replaced at its own price.
+        let (mut kept, mut replaced) = (engine(RiskAverse), engine(RiskAverse));
+        let mut out = Vec::new();
+        for m in [&mut kept, &mut replaced] {
+            m.on_order_at(&new(1, Side::Buy, 100, 10, Tif::PostOnly), 5, &mut out);
+            // 25 of the 30 lots ahead trade away: 5 left ahead.
+            m.on_market_at(&ev(EventKind::TradeSell, 100, 25), 6, &mut out);
+        }
+        assert_eq!(replaced.order(1).unwrap().pos.ahead, 5.0);
+        out.clear();
+        replaced.on_order_at(&replace(1, 2, Side::Buy, 100, 10), 7, &mut out);
+        assert_eq!(
+            out.iter().map(|r| (r.id, r.kind, r.leaves)).collect::<Vec<_>>(),
+            vec![(1, ExecKind::Canceled, 10), (2, ExecKind::New, 10)]
+        );
+        assert!(out.iter().all(|r| r.exch_ts == 7), "one venue time");
+        assert!(replaced.order(1).is_none());
+        let o = replaced.order(2).unwrap();
+        assert_eq!((o.pos.ahead, o.arrived), (30.0, 7), "behind the whole level again: no priority kept");
+        assert_eq!((replaced.stats().replaced, replaced.stats().canceled), (1, 1));
+        // 8 more sold at 100: the kept bid gets 3, the replacement nothing.
+        out.clear();
+        kept.on_market_at(&ev(EventKind::TradeSell, 100, 8), 8, &mut out);
+        assert_eq!(kinds(&out), vec![(ExecKind::PartialFill, 100, 3, 7, true)]);
+        out.clear();
+        replaced.on_market_at(&ev(EventKind::TradeSell, 100, 8), 8, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(replaced.order(2).unwrap().pos.ahead, 22.0);
+    }
+
+    #[test]
+    fn a_replace_whose_cancel_fails_leaves_the_new_order_unsent() {
+        let mut m = engine(RiskAverse);
+        let mut out = Vec::new();
+        m.on_order_at(&new(1, Side::Sell, 102, 10, Tif::PostOnly), 5, &mut out);
+        // A buy through 102 fills it completely before the replace arrives.
+        m.on_market_at(&ev(EventKind::TradeBuy, 103, 1), 6, &mut out);
+        assert_eq!(out.last().unwrap().kind, ExecKind::Fill);
+        out.clear();
+        m.on_order_at(&replace(1, 2, Side::Sell, 103, 10), 7, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let r = out[0];
+        assert_eq!((r.id, r.kind, r.code, r.leaves, r.qty), (2, ExecKind::Rejected, REJECT_REPLACE_FAILED, 0, 0));
+        assert_eq!(r.msg.as_str(), "Order cancel-replace failed.");
+        assert!(m.resting().is_empty(), "the new order was not placed");
+        // An id the engine never had, or one on another instrument, fails the same way.
+        out.clear();
+        m.on_order_at(&replace(99, 3, Side::Buy, 99, 1), 8, &mut out);
+        m.on_order_at(&new(4, Side::Buy, 98, 1, Tif::PostOnly), 8, &mut out);
+        m.on_order_at(
+            &OrderCmd::Replace {
+                old: 4,
+                new: NewOrder { id: 5, inst: 1, side: Side::Buy, px: 97, qty: 1, tif: Tif::Gtc },
+            },
+            8,
+            &mut out,
+        );
+        let codes: Vec<(OrderId, i32)> = out.iter().map(|r| (r.id, r.code)).collect();
+        assert_eq!(codes, vec![(3, REJECT_REPLACE_FAILED), (4, 0), (5, REJECT_REPLACE_FAILED)]);
+        assert_eq!(m.resting().iter().map(|o| o.id).collect::<Vec<_>>(), vec![4]);
+        assert_eq!((m.stats().replace_failed, m.stats().replaced), (3, 0));
+    }
+
+    #[test]
+    fn a_partly_filled_order_is_replaced_rest_cancelled_new_placed_in_full() {
+        let mut m = engine(RiskAverse);
+        let mut out = Vec::new();
+        m.on_order_at(&new(1, Side::Buy, 100, 10, Tif::PostOnly), 5, &mut out);
+        // 30 ahead, then 34 sold at 100: 4 for us.
+        m.on_market_at(&ev(EventKind::TradeSell, 100, 34), 6, &mut out);
+        assert_eq!(kinds(&out).last(), Some(&(ExecKind::PartialFill, 100, 4, 6, true)));
+        out.clear();
+        m.on_order_at(&replace(1, 2, Side::Buy, 99, 10), 7, &mut out);
+        assert_eq!(kinds(&out), vec![(ExecKind::Canceled, 100, 0, 6, false), (ExecKind::New, 99, 0, 10, false)]);
+        assert_eq!(m.resting().len(), 1);
+        let o = m.order(2).unwrap();
+        assert_eq!((o.px, o.leaves, o.pos.ahead), (99, 10, 50.0));
+        // A replacement that would take is the venue's post-only reject, after the
+        // cancel went through (Binance: -2021, cancel done, new order failed).
+        out.clear();
+        m.on_order_at(&replace(2, 3, Side::Buy, 101, 10), 8, &mut out);
+        assert_eq!(
+            out.iter().map(|r| (r.id, r.kind, r.code)).collect::<Vec<_>>(),
+            vec![(2, ExecKind::Canceled, 0), (3, ExecKind::Rejected, REJECT_WOULD_TAKE)]
+        );
+        assert!(m.resting().is_empty());
+    }
+
     #[test]
     fn clear_makes_the_position_unknown_until_the_level_is_seen() {
         let mut m = engine(RiskAverse);
@@ -960,7 +1092,7 @@ mod tests {
         /// order ends at most once, and the price spans stay exact.
         #[test]
         fn invariants_under_random_traffic(
-            ops in proptest::collection::vec((0u8..10, 95i64..106, 0i64..50, proptest::bool::ANY), 1..300),
+            ops in proptest::collection::vec((0u8..11, 95i64..106, 0i64..50, proptest::bool::ANY), 1..300),
             prob in proptest::bool::ANY,
         ) {
             if prob {
@@ -1004,6 +1136,22 @@ mod tests {
                     next_id += 1;
                 }
                 8 => m.on_order_at(&OrderCmd::Cancel { id: (qty as u64 % next_id.max(1)) + 1, inst: ETH }, t, &mut out),
+                10 => {
+                    // Replace an order sent before (live or not) with a new post-only.
+                    let old = (qty as u64 % next_id.max(1)) + 1;
+                    let was_live = m.order(old).is_some();
+                    let q = qty.max(1);
+                    sent.insert(next_id, (side, px, q, 0, 0));
+                    m.on_order_at(&replace(old, next_id, side, px, q), t, &mut out);
+                    // Never two live orders for one replace: the old one is gone, and
+                    // the new one is live only if the old one was.
+                    prop_assert!(m.order(old).is_none());
+                    prop_assert!(was_live || m.order(next_id).is_none());
+                    if !was_live {
+                        prop_assert!(out.len() == 1 && out[0].id == next_id && out[0].code == REJECT_REPLACE_FAILED);
+                    }
+                    next_id += 1;
+                }
                 _ => {
                     m.on_order_at(&OrderCmd::CancelAll, t, &mut out);
                     prop_assert!(m.resting().is_empty());

@@ -900,7 +900,7 @@ impl<Q: QueueModel, I: Iterator<Item = MarketEvent> + Clone> Replay<Q, I> {
 
     fn engine_order(&mut self) {
         let Some(m) = self.orders.pop_front() else { return };
-        if let OrderCmd::New(n) = m.cmd {
+        if let OrderCmd::New(n) | OrderCmd::Replace { new: n, .. } = m.cmd {
             if let Some(t) = self.times.iter_mut().rev().find(|t| t.id == n.id) {
                 t.arrived = m.at;
             }
@@ -1045,7 +1045,7 @@ impl<Q: QueueModel, I: Iterator<Item = MarketEvent> + Clone> Replay<Q, I> {
             let cmd = self.cmds[k];
             let at = now.saturating_add(self.entry.sample(now)).max(self.last_order_at);
             self.last_order_at = at;
-            if let OrderCmd::New(n) = cmd {
+            if let OrderCmd::New(n) | OrderCmd::Replace { new: n, .. } = cmd {
                 self.times.push(OrderTimes { id: n.id, sent: now, arrived: Ts::MAX });
             }
             self.orders.push_back(InFlightOrder { at, cmd });

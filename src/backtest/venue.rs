@@ -109,6 +109,11 @@ impl<Q: QueueModel> Exchange for ReplayVenue<'_, Q> {
         true
     }
 
+    /// True: the matching engine replaces atomically.
+    fn supports_replace(&self) -> bool {
+        true
+    }
+
     /// At the Core's clock (the gateway's `now` is ignored).
     fn on_order(&mut self, cmd: &OrderCmd, _now: Ts, out: &mut Vec<ExecReport>) {
         self.engine.on_order_at(cmd, self.core_now, out);

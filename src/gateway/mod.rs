@@ -79,8 +79,34 @@ pub trait Exchange: Send {
     /// it caused.
     fn needs_market(&self) -> bool;
 
-    /// Handles one command at local time `now`, appending reports to `out`.
+    /// Handles one command at local time `now`, appending reports to `out`. An
+    /// [`OrderCmd::Replace`] reaches it only if [`Exchange::supports_replace`] is true
+    /// (the gateway loop calls [`Exchange::submit`]).
     fn on_order(&mut self, cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>);
+
+    /// True if the venue cancels and replaces an order in one message, with
+    /// `STOP_ON_FAILURE` semantics (see [`OrderCmd::Replace`]): the simulated venue
+    /// and Binance. False by default: [`Exchange::submit`] then sends a replace as a
+    /// cancel followed by the new order (two messages; the new one is placed even if
+    /// the cancel fails, as the venue has no way to make it depend on the cancel).
+    fn supports_replace(&self) -> bool {
+        false
+    }
+
+    /// Hands one command to the venue: [`Exchange::on_order`], with an
+    /// [`OrderCmd::Replace`] split into `Cancel` then `New` for a venue without
+    /// [`Exchange::supports_replace`]. This is where a replace becomes two
+    /// commands; the gateway loop calls it for every command it pops.
+    #[inline]
+    fn submit(&mut self, cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>) {
+        match *cmd {
+            OrderCmd::Replace { old, new } if !self.supports_replace() => {
+                self.on_order(&OrderCmd::Cancel { id: old, inst: new.inst }, now, out);
+                self.on_order(&OrderCmd::New(new), now, out);
+            }
+            _ => self.on_order(cmd, now, out),
+        }
+    }
 
     /// Handles one market event (simulators only), appending reports to `out`.
     fn on_market(&mut self, ev: &MarketEvent, out: &mut Vec<ExecReport>);

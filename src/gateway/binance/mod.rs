@@ -275,8 +275,15 @@ impl Exchange for BinanceSpot {
         match *cmd {
             OrderCmd::New(n) => self.new_order(&n, out),
             OrderCmd::Cancel { id, inst } => self.cancel(id, inst, out),
+            OrderCmd::Replace { old, new } => self.cancel_replace(old, &new, out),
             OrderCmd::CancelAll => self.cancel_all(out),
         }
+    }
+
+    /// True: [`OrderCmd::Replace`] is `POST /api/v3/order/cancelReplace` with
+    /// `cancelReplaceMode = STOP_ON_FAILURE` ([`BinanceSpot::cancel_replace`]).
+    fn supports_replace(&self) -> bool {
+        true
     }
 
     fn on_market(&mut self, _ev: &MarketEvent, _out: &mut Vec<ExecReport>) {}

@@ -123,3 +123,25 @@ fn bad_input_in_the_middle_leaves_no_temp_files() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A CSV whose rows go back in time: staged as read, then put in order from the staged
+/// file, as the in-memory merge orders it.
+#[test]
+fn rows_out_of_time_order_stream_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("BTCUSDT-trades-2024-08-08.csv");
+    let rows = [
+        "1,61837.63,0.02,1236.75,1723161255342,True,True",
+        "2,61837.64,0.01,618.38,1723161255900,False,True",
+        "3,61837.62,0.03,1855.13,1723161255617,True,True",
+        "4,61837.61,0.04,2473.50,1723161255100,False,True",
+        "5,61837.65,0.05,3091.88,1723161256000,True,True",
+    ];
+    std::fs::write(&p, rows.join("\n") + "\n").unwrap();
+    let paths = vec![p, data("ETHUSDT-aggTrades-2024-08-08.csv")];
+    let (a, da) = in_memory(&paths, ALL);
+    let (b, db) = streamed(&paths, ALL);
+    assert!(a.len() > 24);
+    assert!(a == b, "streamed output differs from the in-memory one");
+    assert_eq!(da, db);
+}

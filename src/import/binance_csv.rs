@@ -47,10 +47,10 @@ use csv::ByteRecord;
 
 use super::tardis::{csv_io, line_records, row_text};
 use super::{
-    ev, parse_bool, parse_int, price, qty, read_failed, trade_qty, Format, ImportError, ImportStats, Limits, Order,
-    RowError, SymbolTable, Times,
+    ev, parse_bool, parse_int, price, qty, read_failed, trade_qty, EventSink, Format, ImportError, ImportStats, Limits,
+    Order, RowError, SymbolTable, Times,
 };
-use crate::event::{EventKind, MarketEvent};
+use crate::event::EventKind;
 use crate::types::{InstId, Ts};
 
 /// Futures header rows, by format.
@@ -139,7 +139,7 @@ pub(crate) fn import<R: Read>(
     table: &SymbolTable<'_>,
     limits: &Limits,
     stats: &mut ImportStats,
-    out: &mut Vec<MarketEvent>,
+    out: &mut impl EventSink,
 ) -> Result<(), ImportError> {
     let mut rdr = line_records(input);
     let mut times = Times::new(*limits);
@@ -185,7 +185,7 @@ fn row(
     inst: InstId,
     table: &SymbolTable<'_>,
     times: &mut Times,
-    out: &mut Vec<MarketEvent>,
+    out: &mut impl EventSink,
 ) -> Result<Ts, RowError> {
     if rec.len() < need {
         return Err(RowError::Columns { expected: need, found: rec.len() });
@@ -221,6 +221,7 @@ fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::MarketEvent;
     use crate::types::{Decimal, Instrument, NS_PER_MS};
 
     fn run(format: Format, text: &str, sym: &str) -> (Vec<MarketEvent>, ImportStats) {

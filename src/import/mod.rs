@@ -713,6 +713,36 @@ pub fn detect(path: &Path) -> Result<Format, ImportError> {
     Err(ImportError::UnknownFormat { path: path.to_path_buf(), reason })
 }
 
+/// Where an importer puts its events, in order: a `Vec` (in memory) or a staged event
+/// file ([`stream`]), so that a CSV of any length is imported in constant memory.
+///
+/// The importer may still set flags on the event it pushed last (a Tardis book batch
+/// learns its end from the next row: [`EventSink::last_mut`]), so a streaming sink
+/// holds that one event back until the next push or the end.
+pub trait EventSink {
+    /// Appends `ev`.
+    fn push(&mut self, ev: MarketEvent);
+    /// The event pushed last, still open to changes of its flags.
+    fn last_mut(&mut self) -> Option<&mut MarketEvent>;
+    /// Events pushed so far.
+    fn count(&self) -> u64;
+}
+
+impl EventSink for Vec<MarketEvent> {
+    #[inline]
+    fn push(&mut self, ev: MarketEvent) {
+        Vec::push(self, ev);
+    }
+    #[inline]
+    fn last_mut(&mut self) -> Option<&mut MarketEvent> {
+        self.as_mut_slice().last_mut()
+    }
+    #[inline]
+    fn count(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
 /// Imports one file of a known format. A recording is imported alone (see
 /// [`import_recordings`] for several). Bad rows are counted in `stats`, which is
 /// added to (not reset).
@@ -723,16 +753,36 @@ pub fn import_file(
     opts: &ImportOptions,
     stats: &mut ImportStats,
 ) -> Result<Vec<MarketEvent>, ImportError> {
-    let mut s = ImportStats::default();
     let mut out = Vec::new();
+    import_file_into(path, format, instruments, opts, stats, &mut out)?;
+    Ok(out)
+}
+
+/// [`import_file`] into any [`EventSink`]. CSV rows go to the sink as they are read;
+/// a recording is imported in memory (its book synchronisation may take a second
+/// pass) and then pushed.
+pub fn import_file_into(
+    path: &Path,
+    format: Format,
+    instruments: &[Instrument],
+    opts: &ImportOptions,
+    stats: &mut ImportStats,
+    out: &mut impl EventSink,
+) -> Result<(), ImportError> {
+    let mut s = ImportStats::default();
+    let before = out.count();
     let table = SymbolTable::new(instruments);
     match format {
         Format::Recording => {
-            out = recording::import(&[path.to_path_buf()], instruments, opts.recording_book, &opts.limits, &mut s)?;
+            let events =
+                recording::import(&[path.to_path_buf()], instruments, opts.recording_book, &opts.limits, &mut s)?;
+            for e in events {
+                out.push(e);
+            }
         }
         Format::TardisBookL2 | Format::TardisQuotes | Format::TardisTrades => {
             let input = CappedRecords::new(open(path)?, opts.limits.row_bytes(), false);
-            tardis::import(input, path, format, &table, &opts.limits, &mut s, &mut out)?;
+            tardis::import(input, path, format, &table, &opts.limits, &mut s, out)?;
         }
         Format::BinanceTrades | Format::BinanceAggTrades | Format::BinanceFuturesBookTicker => {
             let symbol = match &opts.symbol {
@@ -743,12 +793,12 @@ pub fn import_file(
             };
             let input = CappedRecords::new(open(path)?, opts.limits.row_bytes(), false);
             let inst = table.lookup(symbol.as_bytes());
-            binance_csv::import(input, path, format, inst, &table, &opts.limits, &mut s, &mut out)?;
+            binance_csv::import(input, path, format, inst, &table, &opts.limits, &mut s, out)?;
         }
     }
-    s.events = out.len() as u64;
+    s.events = out.count() - before;
     stats.add(&s);
-    Ok(out)
+    Ok(())
 }
 
 /// Imports recording files as one session: their lines are merged by receive time

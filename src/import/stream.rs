@@ -10,9 +10,12 @@
 //! stream's batches are in order; a stream that is not (rows out of time order within
 //! one input) is put in order while it is staged, in memory.
 //!
-//! Memory: staging imports one input (all recordings together, as one session) at a
-//! time, in memory, so the peak is set by the largest single input, not by the sum;
-//! the merge itself is bounded (a batch, the mapped pages it reads, the dedup keys).
+//! Memory: a CSV input is staged as it is read ([`StageSink`]: one event held), so its
+//! size does not matter, unless its batches come out of time order, when it is put in
+//! order in memory. Recordings (all together, as one session, whose book
+//! synchronisation may take a second pass) are imported in memory and then staged, so
+//! their peak is set by the recordings' events. The merge itself is bounded (a batch,
+//! the mapped pages it reads, the dedup keys of the measured lag horizon).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -20,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::{detect, import_file, import_recordings, FileReport, Format, ImportError, ImportOptions, ImportStats};
+use super::{
+    detect, import_file_into, import_recordings, EventSink, FileReport, Format, ImportError, ImportOptions, ImportStats,
+};
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::evfile::{self, EvFileError};
 use crate::feed::evmap::{EventMap, Events};
@@ -123,19 +128,22 @@ pub fn stage(
     let mut recordings_done = false;
     for (p, &f) in paths.iter().zip(&formats) {
         let mut stats = ImportStats::default();
-        let (events, report_paths) = if f == Format::Recording {
-            if recordings_done {
-                continue;
-            }
-            recordings_done = true;
-            (import_recordings(&recordings, instruments, opts, &mut stats)?, recordings.clone())
-        } else {
-            (import_file(p, f, instruments, opts, &mut stats)?, vec![p.clone()])
-        };
-        reports.push(FileReport { paths: report_paths, format: f, stats });
+        if f == Format::Recording && recordings_done {
+            continue;
+        }
         let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), temps.0.len()));
         temps.0.push(tmp.clone());
-        let (n, l) = write_stream(&tmp, instruments, events).map_err(|e| e.in_file(&tmp))?;
+        let (n, l) = if f == Format::Recording {
+            recordings_done = true;
+            let events = import_recordings(&recordings, instruments, opts, &mut stats)?;
+            reports.push(FileReport { paths: recordings.clone(), format: f, stats });
+            write_stream(&tmp, instruments, events).map_err(|e| e.in_file(&tmp))?
+        } else {
+            let mut sink = StageSink::create(&tmp, instruments).map_err(|e| e.in_file(&tmp))?;
+            import_file_into(p, f, instruments, opts, &mut stats, &mut sink)?;
+            reports.push(FileReport { paths: vec![p.clone()], format: f, stats });
+            sink.finish(&tmp, instruments).map_err(|e| e.in_file(&tmp))?
+        };
         total += n;
         lag = lag.max(l);
     }
@@ -181,6 +189,106 @@ fn write_stream(
     let n = w.len();
     w.finish()?;
     Ok((n, lag))
+}
+
+/// An [`EventSink`] that writes one CSV input's events to its staged file as they are
+/// read, so that staging holds one event whatever the input's size. It holds back the
+/// event pushed last (the importer may still flag it as its batch's end) and notes
+/// what the merge needs: the largest lag of a trade's `exch_ts` behind its batch's first
+/// `local_ts`, and whether the batches come in order of their first `local_ts`. A write
+/// error is kept and returned by [`StageSink::finish`]; later events are dropped.
+struct StageSink {
+    w: evfile::Writer<File>,
+    held: Option<MarketEvent>,
+    /// `local_ts` of the open batch's first event; `None` between batches.
+    head: Option<Ts>,
+    last_head: Ts,
+    in_order: bool,
+    lag: Ts,
+    pushed: u64,
+    err: Option<EvFileError>,
+}
+
+impl StageSink {
+    fn create(path: &Path, instruments: &[Instrument]) -> Result<Self, EvFileError> {
+        Ok(StageSink {
+            w: evfile::Writer::new(File::create(path)?, instruments)?,
+            held: None,
+            head: None,
+            last_head: Ts::MIN,
+            in_order: true,
+            lag: Ts::MIN,
+            pushed: 0,
+            err: None,
+        })
+    }
+
+    /// Writes a final event (its flags can no longer change).
+    fn write(&mut self, e: &MarketEvent) {
+        if self.err.is_some() {
+            return;
+        }
+        let head = match self.head {
+            Some(h) => h,
+            None => {
+                self.in_order &= e.local_ts >= self.last_head;
+                self.last_head = e.local_ts;
+                self.head = Some(e.local_ts);
+                e.local_ts
+            }
+        };
+        if is_trade(e) {
+            self.lag = self.lag.max(head.saturating_sub(e.exch_ts));
+        }
+        if e.is_batch_end() {
+            self.head = None;
+        }
+        if let Err(err) = self.w.push(e) {
+            self.err = Some(err);
+        }
+    }
+
+    /// Closes the last batch and the file. Batches that came out of order are put in
+    /// order (stably) by reading the staged file back into memory and writing it again,
+    /// as [`write_stream`] does: only such an input costs memory in proportion to its
+    /// size. Returns the events written and the trade lag.
+    fn finish(mut self, path: &Path, instruments: &[Instrument]) -> Result<(u64, Ts), EvFileError> {
+        if let Some(mut e) = self.held.take() {
+            e.flags |= MarketEvent::END_OF_BATCH;
+            self.write(&e);
+        }
+        if let Some(err) = self.err.take() {
+            return Err(err);
+        }
+        let (lag, in_order) = (self.lag, self.in_order);
+        let n = self.w.len();
+        self.w.finish()?;
+        if in_order {
+            return Ok((n, lag));
+        }
+        let events: Vec<MarketEvent> = EventMap::open(path)?.iter().collect();
+        write_stream(path, instruments, events)
+    }
+}
+
+impl EventSink for StageSink {
+    #[inline]
+    fn push(&mut self, ev: MarketEvent) {
+        if let Some(prev) = self.held.replace(ev) {
+            self.write(&prev);
+        }
+        self.pushed += 1;
+    }
+
+    #[inline]
+    fn last_mut(&mut self) -> Option<&mut MarketEvent> {
+        self.held.as_mut()
+    }
+
+    #[inline]
+    fn count(&self) -> u64 {
+        self.pushed
+    }
 }
 
 #[inline]

@@ -42,8 +42,8 @@ use std::path::Path;
 use csv::{ByteRecord, ReaderBuilder};
 
 use super::{
-    ev, excerpt, price, qty, read_failed, trade_qty, Format, ImportError, ImportStats, Limits, Order, RowError,
-    SymbolTable, Times,
+    ev, excerpt, price, qty, read_failed, trade_qty, EventSink, Format, ImportError, ImportStats, Limits, Order,
+    RowError, SymbolTable, Times,
 };
 use crate::event::{EventKind, MarketEvent};
 use crate::types::{InstId, Ts};
@@ -142,7 +142,7 @@ pub(crate) fn import<R: Read>(
     table: &SymbolTable<'_>,
     limits: &Limits,
     stats: &mut ImportStats,
-    out: &mut Vec<MarketEvent>,
+    out: &mut impl EventSink,
 ) -> Result<(), ImportError> {
     let mut rdr = line_records(input);
     let mut times = Times::new(*limits);
@@ -190,7 +190,7 @@ pub(crate) fn import<R: Read>(
 
 /// Sets `END_OF_BATCH` on the last event (the open batch's last).
 #[inline]
-fn close(out: &mut [MarketEvent]) {
+fn close(out: &mut impl EventSink) {
     if let Some(l) = out.last_mut() {
         l.flags |= MarketEvent::END_OF_BATCH;
     }
@@ -228,7 +228,7 @@ fn book_row(
     open: &mut Option<BatchKey>,
     snapshots: &mut u64,
     stats: &mut ImportStats,
-    out: &mut Vec<MarketEvent>,
+    out: &mut impl EventSink,
 ) -> Result<Option<Ts>, RowError> {
     let Some(inst) = inst_of(rec, cols, table, stats)? else { return Ok(None) };
     let instrument = table.get(inst);
@@ -279,7 +279,7 @@ fn quote_row(
     table: &SymbolTable<'_>,
     times: &mut Times,
     stats: &mut ImportStats,
-    out: &mut Vec<MarketEvent>,
+    out: &mut impl EventSink,
 ) -> Result<Option<Ts>, RowError> {
     let Some(inst) = inst_of(rec, cols, table, stats)? else { return Ok(None) };
     let instrument = table.get(inst);
@@ -325,7 +325,7 @@ fn trade_row(
     table: &SymbolTable<'_>,
     times: &mut Times,
     stats: &mut ImportStats,
-    out: &mut Vec<MarketEvent>,
+    out: &mut impl EventSink,
 ) -> Result<Option<Ts>, RowError> {
     let Some(inst) = inst_of(rec, cols, table, stats)? else { return Ok(None) };
     let instrument = table.get(inst);

@@ -164,6 +164,11 @@ struct Order {
     /// True once the venue has acknowledged the order (a `New` or fill report): only
     /// then is it replaced by an [`OrderCmd::Replace`].
     acked: bool,
+    /// The resting order this one replaces (the old half of its `Replace`). If this
+    /// order is rejected the venue may not have cancelled the old one (a request
+    /// refused whole: rate limit, timestamp, timeout), so the old order's cancel is
+    /// sent again on its own; a venue that had cancelled it answers "unknown order".
+    replaces: Option<OrderId>,
 }
 
 /// One leg of the pair.
@@ -529,6 +534,9 @@ impl Core {
                     if *slot == Some(o.id) {
                         *slot = None;
                     }
+                    if rep.kind == ExecKind::Rejected {
+                        self.cancel_replaced(o, out);
+                    }
                 }
             }
             None => self.stats.unknown_reports += 1,
@@ -875,7 +883,7 @@ impl Core {
         let id = self.id_prefix | self.next_seq as u64;
         let inst = self.legs[l].id;
         let ioc = tif == Tif::Ioc;
-        self.orders.push(Order { id, leg: l, side, px, leaves: qty, cancel_sent: false, ioc, acked: false });
+        self.orders.push(Order { id, leg: l, side, px, leaves: qty, cancel_sent: false, ioc, acked: false, replaces });
         if !ioc {
             self.legs[l].quotes[side.idx()] = Some(id);
         }
@@ -901,6 +909,18 @@ impl Core {
         }
         self.stats.cancels += 1;
         Some(id)
+    }
+
+    /// After the new half of a replace was rejected: cancels the old order again if the
+    /// venue has not confirmed it gone (see [`Order::replaces`]).
+    #[inline]
+    fn cancel_replaced(&mut self, rejected: Order, out: &mut Commands) {
+        let Some(old) = rejected.replaces else { return };
+        if self.orders.iter().any(|o| o.id == old) {
+            let inst = self.legs[rejected.leg].id;
+            self.stats.cancels += 1;
+            self.emit(OrderCmd::Cancel { id: old, inst }, out);
+        }
     }
 
     /// Cancels the resting quote on one side of one leg, if any.
@@ -1213,6 +1233,29 @@ mod tests {
         assert_eq!(core.open_orders(), open - 1, "the new ask is gone");
         assert_eq!(core.last_reject().map(|(c, _)| c), Some(-2022));
         assert!(out.is_empty(), "a reject alone sends nothing: {out:?}");
+    }
+
+    #[test]
+    fn a_replace_refused_whole_cancels_the_old_quote_again() {
+        let mut core = Core::new(&mm(), &instruments(), 1).unwrap();
+        let mut out = Commands::new();
+        market(&mut core, NS_PER_SEC, 6_100_000, 260_000, &mut out);
+        ack(&mut core, &news(&out));
+        out.clear();
+        core.on_market(&ev(0, EventKind::BestAsk, 6_100_201, 100_000, NS_PER_SEC + 2), NS_PER_SEC + 2, &mut out);
+        let (old_bid, new_bid) = replaces(&out)[0];
+        let cancels = core.stats().cancels;
+        // The venue refused the whole request (rate limit): the old bid still rests,
+        // so its cancel goes out again on its own.
+        out.clear();
+        core.on_exec(&report(new_bid.id, 0, Side::Buy, ExecKind::Rejected, 0, -1003), NS_PER_SEC + 3, &mut out);
+        assert_eq!(out.as_slice(), &[OrderCmd::Cancel { id: old_bid, inst: 0 }]);
+        assert_eq!(core.stats().cancels, cancels + 1);
+        // The venue had cancelled it after all: "unknown order" ends it, nothing more is sent.
+        out.clear();
+        core.on_exec(&report(old_bid, 0, Side::Buy, ExecKind::Rejected, 0, -2011), NS_PER_SEC + 4, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(core.orders.iter().all(|o| o.id != old_bid));
     }
 
     #[test]

@@ -78,6 +78,9 @@ const ALL: TimeWindow = TimeWindow { from: None, to: None };
 fn recordings_stream_identically() {
     check(&["binance_btcusdt_slice.txt.gz", "binance_ethusdt_slice.txt.gz"], ALL);
     check(&["binance_btcusdt_slice.txt.gz", "binance_ethusdt_slice.txt.gz", "binance_btcusdt_0809_slice.txt.gz"], ALL);
+    // Depth diffs and no snapshot: the first (sync) pass ends unsynced, and the second
+    // (diffs) pass starts the staged file over.
+    check(&["binance_btcusdt_0809_slice.txt.gz"], ALL);
 }
 
 #[test]

@@ -333,7 +333,7 @@ fn replays_our_own_recording() {
     use statarb::feed::record::{Recorder, RotatePolicy};
     let dir = tempfile::tempdir().unwrap();
     let (tap, rec) = Recorder::spawn(dir.path(), "rt", RotatePolicy::default()).unwrap();
-    let lines = head("ethusdt_20240808.gz", 40);
+    let lines = head("binance_ethusdt_slice.txt.gz", 40);
     let mut expect = Vec::new();
     for l in &lines {
         let (ts, msg) = l.split_once(' ').unwrap();

@@ -89,8 +89,16 @@ impl TroubledVenue {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % 100
     }
 
+    /// New orders, the new halves of replaces included, meet the faults: a refused
+    /// replace is refused whole (the old order still rests) and a slow one holds the
+    /// reports of both halves.
     fn on_order(&mut self, cmd: &OrderCmd, now: Ts, out: &mut Vec<ExecReport>) {
-        if let OrderCmd::New(o) = cmd {
+        let (new, old) = match cmd {
+            OrderCmd::New(o) => (Some(o), None),
+            OrderCmd::Replace { old, new } => (Some(new), Some(*old)),
+            _ => (None, None),
+        };
+        if let Some(o) = new {
             self.placed += 1;
             let draw = self.percent();
             let refuse = |code| ExecReport::rejected(o.id, o.inst, o.side, o.px, code, RejectMsg::new(), now);
@@ -108,6 +116,7 @@ impl TroubledVenue {
                 5..=6 => {
                     self.timeouts += 1;
                     self.slow.push(o.id);
+                    self.slow.extend(old);
                 }
                 _ => {}
             }
@@ -235,7 +244,7 @@ fn chaos_soak() {
                 }
             }
             let Some(c) = cmds.pop_at(0) else { continue };
-            if let OrderCmd::New(o) = c {
+            if let OrderCmd::New(o) | OrderCmd::Replace { new: o, .. } = c {
                 tally.orders += 1;
                 let l = o.inst as usize;
                 assert!(synced[l], "an order for an unsynced book: {o:?}");

@@ -726,6 +726,8 @@ pub trait EventSink {
     fn last_mut(&mut self) -> Option<&mut MarketEvent>;
     /// Events pushed so far.
     fn count(&self) -> u64;
+    /// Discards every event pushed (a recording's second pass starts over).
+    fn clear(&mut self);
 }
 
 impl EventSink for Vec<MarketEvent> {
@@ -740,6 +742,9 @@ impl EventSink for Vec<MarketEvent> {
     #[inline]
     fn count(&self) -> u64 {
         self.len() as u64
+    }
+    fn clear(&mut self) {
+        Vec::clear(self);
     }
 }
 
@@ -758,9 +763,8 @@ pub fn import_file(
     Ok(out)
 }
 
-/// [`import_file`] into any [`EventSink`]. CSV rows go to the sink as they are read;
-/// a recording is imported in memory (its book synchronisation may take a second
-/// pass) and then pushed.
+/// [`import_file`] into any [`EventSink`]: rows and lines go to the sink as they are
+/// read.
 pub fn import_file_into(
     path: &Path,
     format: Format,
@@ -774,11 +778,7 @@ pub fn import_file_into(
     let table = SymbolTable::new(instruments);
     match format {
         Format::Recording => {
-            let events =
-                recording::import(&[path.to_path_buf()], instruments, opts.recording_book, &opts.limits, &mut s)?;
-            for e in events {
-                out.push(e);
-            }
+            recording::import_into(&[path.to_path_buf()], instruments, opts.recording_book, &opts.limits, &mut s, out)?;
         }
         Format::TardisBookL2 | Format::TardisQuotes | Format::TardisTrades => {
             let input = CappedRecords::new(open(path)?, opts.limits.row_bytes(), false);
@@ -814,11 +814,27 @@ pub fn import_recordings(
     if paths.is_empty() {
         return Err(ImportError::NoInput);
     }
-    let mut s = ImportStats::default();
-    let out = recording::import(paths, instruments, opts.recording_book, &opts.limits, &mut s)?;
-    s.events = out.len() as u64;
-    stats.add(&s);
+    let mut out = Vec::new();
+    import_recordings_into(paths, instruments, opts, stats, &mut out)?;
     Ok(out)
+}
+
+/// [`import_recordings`] into any [`EventSink`], as the lines are read.
+pub fn import_recordings_into(
+    paths: &[PathBuf],
+    instruments: &[Instrument],
+    opts: &ImportOptions,
+    stats: &mut ImportStats,
+    out: &mut impl EventSink,
+) -> Result<(), ImportError> {
+    if paths.is_empty() {
+        return Err(ImportError::NoInput);
+    }
+    let mut s = ImportStats::default();
+    recording::import_into(paths, instruments, opts.recording_book, &opts.limits, &mut s, out)?;
+    s.events = out.count();
+    stats.add(&s);
+    Ok(())
 }
 
 /// Detects (unless [`ImportOptions::format`] is set), imports and merges `paths`:

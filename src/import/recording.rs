@@ -79,8 +79,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    excerpt, open, read_failed, Clock, ImportError, ImportStats, Input, Limits, Order, RecordingBook, RowError,
-    SymbolTable, MAX_TICKS,
+    excerpt, open, read_failed, Clock, EventSink, ImportError, ImportStats, Input, Limits, Order, RecordingBook,
+    RowError, SymbolTable, MAX_TICKS,
 };
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::{emit_levels, BinanceParser, DepthLevel, Parsed};
@@ -93,22 +93,27 @@ const MAX_LEVELS: usize = 16 * 1024;
 /// Diffs buffered per instrument while waiting for a snapshot: the live feed's value.
 const SYNC_BUFFER: usize = 4096;
 
-/// Imports recording files as one session (see the module docs), filling `stats`.
-pub(crate) fn import(
+/// Imports recording files as one session (see the module docs) into `out`, as the
+/// lines are read, filling `stats`. In [`RecordingBook::Auto`]
+/// a second pass may be needed (modes chosen from the first): the sink is then
+/// [`EventSink::clear`]ed and filled again.
+pub(crate) fn import_into(
     paths: &[PathBuf],
     instruments: &[Instrument],
     book: RecordingBook,
     lim: &Limits,
     stats: &mut ImportStats,
-) -> Result<Vec<MarketEvent>, ImportError> {
+    out: &mut impl EventSink,
+) -> Result<(), ImportError> {
     let n = instruments.len();
     let first = if book == RecordingBook::Diffs { Mode::Diffs } else { Mode::Sync };
     let mut s = ImportStats::default();
-    let mut pass = run(paths, instruments, vec![first; n], lim, &mut s)?;
+    let mut pass = run(paths, instruments, vec![first; n], lim, &mut s, out)?;
     if book == RecordingBook::Auto && (0..n).any(|i| pass.depth_msgs[i] > 0 && !pass.synced[i]) {
         let modes = pass.last_snapshot.iter().map(|l| l.map_or(Mode::Diffs, Mode::SyncUntil)).collect();
         s = ImportStats::default();
-        pass = run(paths, instruments, modes, lim, &mut s)?;
+        out.clear();
+        pass = run(paths, instruments, modes, lim, &mut s, out)?;
     }
     for (i, inst) in instruments.iter().enumerate() {
         if pass.depth_msgs[i] == 0 {
@@ -121,7 +126,7 @@ pub(crate) fn import(
         }
     }
     stats.add(&s);
-    Ok(pass.events)
+    Ok(())
 }
 
 /// How an instrument's book is rebuilt during a pass.
@@ -138,7 +143,6 @@ enum Mode {
 
 /// What a pass produced, and per instrument what it saw.
 struct Pass {
-    events: Vec<MarketEvent>,
     /// Depth messages.
     depth_msgs: Vec<u64>,
     /// Session line number of the last snapshot line.
@@ -215,12 +219,12 @@ impl Source {
 }
 
 /// The output, with `local_ts` kept monotonic.
-struct Sink {
-    out: Vec<MarketEvent>,
+struct Sink<'s, S> {
+    out: &'s mut S,
     last_local: Ts,
 }
 
-impl Sink {
+impl<S: EventSink> Sink<'_, S> {
     #[inline]
     fn push(&mut self, mut e: MarketEvent) {
         if e.local_ts < self.last_local {
@@ -233,7 +237,7 @@ impl Sink {
 }
 
 /// The live feed's pieces, one per session.
-struct Session<'a> {
+struct Session<'a, 's, S> {
     table: SymbolTable<'a>,
     /// Per instrument: the current mode.
     modes: Vec<Mode>,
@@ -252,7 +256,7 @@ struct Session<'a> {
     last_u: Vec<Option<u64>>,
     depth_msgs: Vec<u64>,
     last_snapshot: Vec<Option<u64>>,
-    sink: Sink,
+    sink: Sink<'s, S>,
     lim: Limits,
 }
 
@@ -262,6 +266,7 @@ fn run(
     modes: Vec<Mode>,
     lim: &Limits,
     stats: &mut ImportStats,
+    out: &mut impl EventSink,
 ) -> Result<Pass, ImportError> {
     let n = instruments.len();
     let mut sources = Vec::with_capacity(paths.len());
@@ -290,7 +295,7 @@ fn run(
         last_u: vec![None; n],
         depth_msgs: vec![0; n],
         last_snapshot: vec![None; n],
-        sink: Sink { out: Vec::new(), last_local: Ts::MIN },
+        sink: Sink { out, last_local: Ts::MIN },
         lim: *lim,
     };
     loop {
@@ -322,7 +327,6 @@ fn run(
     stats.gaps += stats.sync.gaps;
     Ok(Pass {
         synced: ses.syncs.iter().map(DepthSync::is_synced).collect(),
-        events: ses.sink.out,
         depth_msgs: ses.depth_msgs,
         last_snapshot: ses.last_snapshot,
         modes: ses.modes,
@@ -357,7 +361,7 @@ fn line_symbol(msg: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-impl Session<'_> {
+impl<S: EventSink> Session<'_, '_, S> {
     /// One message line.
     fn line(
         &mut self,
@@ -543,6 +547,19 @@ mod tests {
     use crate::book::Book;
     use crate::types::Decimal;
     use std::io::Write;
+
+    /// [`import_into`] a `Vec`.
+    fn import(
+        paths: &[PathBuf],
+        instruments: &[Instrument],
+        book: RecordingBook,
+        lim: &Limits,
+        stats: &mut ImportStats,
+    ) -> Result<Vec<MarketEvent>, ImportError> {
+        let mut out = Vec::new();
+        import_into(paths, instruments, book, lim, stats, &mut out)?;
+        Ok(out)
+    }
 
     fn btc() -> Vec<Instrument> {
         vec![Instrument::new("BTCUSDT", "0.01".parse::<Decimal>().unwrap(), "0.00001".parse::<Decimal>().unwrap())]

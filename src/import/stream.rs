@@ -10,12 +10,11 @@
 //! stream's batches are in order; a stream that is not (rows out of time order within
 //! one input) is put in order while it is staged, in memory.
 //!
-//! Memory: a CSV input is staged as it is read ([`StageSink`]: one event held), so its
+//! Memory: every input is staged as it is read ([`StageSink`]: one event held), so its
 //! size does not matter, unless its batches come out of time order, when it is put in
-//! order in memory. Recordings (all together, as one session, whose book
-//! synchronisation may take a second pass) are imported in memory and then staged, so
-//! their peak is set by the recordings' events. The merge itself is bounded (a batch,
-//! the mapped pages it reads, the dedup keys of the measured lag horizon).
+//! order in memory. Recordings are staged together, as one session; a second pass of
+//! their book synchronisation starts the staged file over. The merge itself is bounded
+//! (a batch, the mapped pages it reads, the dedup keys of the measured lag horizon).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -24,7 +23,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::{
-    detect, import_file_into, import_recordings, EventSink, FileReport, Format, ImportError, ImportOptions, ImportStats,
+    detect, import_file_into, import_recordings_into, EventSink, FileReport, Format, ImportError, ImportOptions,
+    ImportStats,
 };
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::evfile::{self, EvFileError};
@@ -133,17 +133,16 @@ pub fn stage(
         }
         let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), temps.0.len()));
         temps.0.push(tmp.clone());
-        let (n, l) = if f == Format::Recording {
+        let mut sink = StageSink::create(&tmp, instruments).map_err(|e| e.in_file(&tmp))?;
+        if f == Format::Recording {
             recordings_done = true;
-            let events = import_recordings(&recordings, instruments, opts, &mut stats)?;
+            import_recordings_into(&recordings, instruments, opts, &mut stats, &mut sink)?;
             reports.push(FileReport { paths: recordings.clone(), format: f, stats });
-            write_stream(&tmp, instruments, events).map_err(|e| e.in_file(&tmp))?
         } else {
-            let mut sink = StageSink::create(&tmp, instruments).map_err(|e| e.in_file(&tmp))?;
             import_file_into(p, f, instruments, opts, &mut stats, &mut sink)?;
             reports.push(FileReport { paths: vec![p.clone()], format: f, stats });
-            sink.finish(&tmp, instruments).map_err(|e| e.in_file(&tmp))?
-        };
+        }
+        let (n, l) = sink.finish().map_err(|e| e.in_file(&tmp))?;
         total += n;
         lag = lag.max(l);
     }
@@ -198,6 +197,8 @@ fn write_stream(
 /// `local_ts`, and whether the batches come in order of their first `local_ts`. A write
 /// error is kept and returned by [`StageSink::finish`]; later events are dropped.
 struct StageSink {
+    path: PathBuf,
+    instruments: Vec<Instrument>,
     w: evfile::Writer<File>,
     held: Option<MarketEvent>,
     /// `local_ts` of the open batch's first event; `None` between batches.
@@ -212,6 +213,8 @@ struct StageSink {
 impl StageSink {
     fn create(path: &Path, instruments: &[Instrument]) -> Result<Self, EvFileError> {
         Ok(StageSink {
+            path: path.to_path_buf(),
+            instruments: instruments.to_vec(),
             w: evfile::Writer::new(File::create(path)?, instruments)?,
             held: None,
             head: None,
@@ -252,7 +255,7 @@ impl StageSink {
     /// order (stably) by reading the staged file back into memory and writing it again,
     /// as [`write_stream`] does: only such an input costs memory in proportion to its
     /// size. Returns the events written and the trade lag.
-    fn finish(mut self, path: &Path, instruments: &[Instrument]) -> Result<(u64, Ts), EvFileError> {
+    fn finish(mut self) -> Result<(u64, Ts), EvFileError> {
         if let Some(mut e) = self.held.take() {
             e.flags |= MarketEvent::END_OF_BATCH;
             self.write(&e);
@@ -266,8 +269,8 @@ impl StageSink {
         if in_order {
             return Ok((n, lag));
         }
-        let events: Vec<MarketEvent> = EventMap::open(path)?.iter().collect();
-        write_stream(path, instruments, events)
+        let events: Vec<MarketEvent> = EventMap::open(&self.path)?.iter().collect();
+        write_stream(&self.path, &self.instruments, events)
     }
 }
 
@@ -288,6 +291,14 @@ impl EventSink for StageSink {
     #[inline]
     fn count(&self) -> u64 {
         self.pushed
+    }
+
+    /// Starts the staged file over (truncated, a new header).
+    fn clear(&mut self) {
+        match Self::create(&self.path, &self.instruments) {
+            Ok(fresh) => *self = fresh,
+            Err(e) => self.err = Some(e),
+        }
     }
 }
 

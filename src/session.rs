@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::backtest::matching::MatchingEngine;
 use crate::backtest::queue::{ProbLog, ProbPower, QueueConfig, QueueModel, RiskAverse};
+use crate::backtest::{Backtest, BacktestError};
 use crate::config::{Config, GatewayVenue};
 use crate::core::Core;
 use crate::feed::snapshot::wall_ns;
@@ -53,6 +53,12 @@ const STREAM_READY_WAIT: Duration = Duration::from_secs(10);
 /// Why a live session could not start or ended in error.
 #[derive(Debug, Error)]
 pub enum SessionError {
+    /// The configuration's core parameters do not build (checked at load already).
+    #[error("core parameters: {0}")]
+    Config(#[source] crate::config::ConfigError),
+    /// The paper venue's latency models do not build (a series file unreadable).
+    #[error("paper venue: {0}")]
+    Backtest(#[from] BacktestError),
     /// The Binance gateway failed at a step of the session (`what`).
     #[error("{what}: {source}")]
     Gateway {
@@ -249,18 +255,19 @@ pub fn run_live<S: MarketSource + Send + FeedReport>(
 ) -> Result<LiveResult, SessionError> {
     match cfg.gateway.venue {
         // The queue model is picked here, once; each is its own monomorphised run.
-        GatewayVenue::Paper => Ok(match cfg.backtest.queue {
+        GatewayVenue::Paper => match cfg.backtest.queue {
             QueueConfig::RiskAverse {} => run_paper(cfg, core, source, RiskAverse, opts, stop, note),
             QueueConfig::ProbPower { n } => run_paper(cfg, core, source, ProbPower::new(n), opts, stop, note),
             QueueConfig::ProbLog {} => run_paper(cfg, core, source, ProbLog, opts, stop, note),
-        }),
+        },
         GatewayVenue::Binance => run_binance(cfg, core, source, session_id, opts, stop, budget, note),
     }
 }
 
 /// A live run against the paper venue with queue model `queue`: the backtester's
-/// matching engine, built as [`crate::backtest::Backtest::engine`] builds it for
-/// `replay` (the fees and the bad-data band).
+/// matching engine, built as [`Backtest::engine`] builds it for `replay` (the fees and
+/// the bad-data band), behind `replay`'s entry and response latency
+/// ([`crate::backtest::paper`]), so that paper fills come no sooner than real ones could.
 pub fn run_paper<S: MarketSource + Send + FeedReport, Q: QueueModel + Send>(
     cfg: &Config,
     core: Core,
@@ -269,16 +276,23 @@ pub fn run_paper<S: MarketSource + Send + FeedReport, Q: QueueModel + Send>(
     opts: &RunOptions,
     stop: &AtomicBool,
     note: &mut dyn FnMut(&str),
-) -> LiveResult {
+) -> Result<LiveResult, SessionError> {
     let instruments = cfg.instruments();
-    let mut venue = MatchingEngine::new(instruments.clone(), cfg.fees, queue);
-    venue.set_data_band_bps(cfg.risk.data_band_bps);
+    let params = cfg.core_params().map_err(SessionError::Config)?;
+    let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
+    let venue = bt.paper_venue(&instruments, queue);
     let outcome = live::run(core, source, venue, opts, stop);
     finish(cfg, &instruments, &outcome, note);
-    note(&format!("paper venue: {:?}", outcome.exchange.stats()));
+    let (stats, lag) = (outcome.exchange.inner().stats(), outcome.exchange.lag_stats());
+    note(&format!("paper venue: {stats:?}"));
+    note(&format!(
+        "paper latency: {} commands and {} reports delayed ({} and {} released by the wall clock), \
+         at most {} and {} held",
+        lag.commands, lag.reports, lag.commands_by_wall, lag.reports_by_wall, lag.peak_commands, lag.peak_reports
+    ));
     let mut summary = Summary::of_run(&outcome);
-    summary.venue = Some(outcome.exchange.stats());
-    LiveResult { summary, latencies: outcome.latencies, reconciliation: Vec::new() }
+    summary.venue = Some(stats);
+    Ok(LiveResult { summary, latencies: outcome.latencies, reconciliation: Vec::new() })
 }
 
 /// The Binance session: reconcile, restore, run (journalled if configured), reconcile.

@@ -181,6 +181,14 @@ fn paper_venue_fills_from_the_matching_engine() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("paper venue: MatchStats"), "{stderr}");
+    // Every command went through the entry latency (1 ms by default).
+    let delayed: u64 = stderr
+        .split("paper latency: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no paper latency line: {stderr}"));
+    assert!(delayed > 0, "{stderr}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(summary["orders"].as_u64().unwrap() > 0);

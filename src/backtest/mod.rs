@@ -91,6 +91,7 @@
 
 pub mod latency;
 pub mod matching;
+pub mod paper;
 pub mod plot;
 pub mod queue;
 pub mod stats;
@@ -442,6 +443,13 @@ impl Backtest {
         let mut engine = MatchingEngine::new(instruments.to_vec(), self.fees, queue);
         engine.set_data_band_bps(self.data_band_bps);
         engine
+    }
+
+    /// The paper venue of a live run (`gateway.venue = "paper"`): [`Self::engine`]
+    /// behind this configuration's entry and response latency, with the draws of a
+    /// replay (see [`paper::Lagged`]).
+    pub fn paper_venue<Q: QueueModel>(&self, instruments: &[Instrument], queue: Q) -> paper::Lagged<MatchingEngine<Q>> {
+        paper::Lagged::new(self.engine(instruments, queue), self.entry.clone(), self.response.clone())
     }
 
     /// The venue of a threaded replay of `events` (`statarb latency`): [`Self::engine`]

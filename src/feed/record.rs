@@ -124,18 +124,21 @@ pub enum SnapshotLineError {
     Data,
 }
 
+/// A tagged snapshot line's symbol and snapshot body, both borrowed from the line.
+pub type SnapshotParts<'a> = (&'a [u8], &'a [u8]);
+
 /// A tagged snapshot line's message (the part after the receive time) split into its
 /// symbol and its snapshot body: `None` if the message is not a tagged snapshot line
 /// (it does not start with `{"statarb_snapshot":"`), `Some(Err)` if it starts as one
 /// but is malformed. Shared by the readers ([`crate::import`], [`crate::serve`]), so
 /// that they agree on the format. The body's JSON is not checked here: the caller's
 /// snapshot parser does that.
-pub fn parse_snapshot_line(msg: &[u8]) -> Option<Result<(&[u8], &[u8]), SnapshotLineError>> {
+pub fn parse_snapshot_line(msg: &[u8]) -> Option<Result<SnapshotParts<'_>, SnapshotLineError>> {
     let rest = msg.strip_prefix(SNAPSHOT_HEAD)?;
     Some(split_snapshot(rest))
 }
 
-fn split_snapshot(rest: &[u8]) -> Result<(&[u8], &[u8]), SnapshotLineError> {
+fn split_snapshot(rest: &[u8]) -> Result<SnapshotParts<'_>, SnapshotLineError> {
     let end = rest.iter().take(MAX_SNAPSHOT_SYMBOL + 1).position(|&c| c == b'"').ok_or(SnapshotLineError::Symbol)?;
     let (sym, tail) = rest.split_at(end);
     if sym.is_empty() || !sym.iter().all(u8::is_ascii_alphanumeric) {

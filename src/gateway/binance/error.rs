@@ -102,8 +102,15 @@ pub enum GatewayError {
     SessionCollision(String),
     /// At start, an instrument's `tick` or `lot` is not the venue's, or its filters
     /// could not be read ([`super::filters`]).
+    /// Boxed: the variant would double the size of every gateway result.
     #[error(transparent)]
-    Filters(#[from] FilterError),
+    Filters(Box<FilterError>),
+}
+
+impl From<FilterError> for GatewayError {
+    fn from(e: FilterError) -> Self {
+        GatewayError::Filters(Box::new(e))
+    }
 }
 
 impl From<BinanceConfigError> for GatewayError {

@@ -17,7 +17,10 @@
 //!
 //! # Endpoints
 //!
-//! `GET /api/v3/ping`, `GET /api/v3/time`, `POST /api/v3/order` (`LIMIT` with
+//! `GET /api/v3/ping`, `GET /api/v3/time`, `GET /api/v3/exchangeInfo` (all symbols,
+//! `symbol=` or `symbols=[..]`; per configured instrument its assets and the
+//! `PRICE_FILTER` and `LOT_SIZE` filters of its tick and lot, and the venue's
+//! `rateLimits`; `-1121` for an unknown symbol), `POST /api/v3/order` (`LIMIT` with
 //! `timeInForce` GTC/IOC/FOK, `LIMIT_MAKER` without; `newOrderRespType`
 //! ACK/RESULT/FULL), `DELETE /api/v3/order`, `DELETE /api/v3/openOrders`,
 //! `POST /api/v3/order/cancelReplace` (`STOP_ON_FAILURE`: `-2022` with HTTP 400 when the
@@ -700,6 +703,7 @@ fn weight_of(method: &str, path: &str) -> u64 {
         ("GET", "/api/v3/order") => 4,
         ("GET", "/api/v3/openOrders") => 6,
         ("GET", "/api/v3/account") => 20,
+        ("GET", "/api/v3/exchangeInfo") => 20,
         _ => 1,
     }
 }
@@ -772,6 +776,7 @@ fn route(sh: &Shared, st: &mut State, req: &Request, now: i64) -> Answer {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/api/v3/ping") => return Answer::ok(json!({})),
         ("GET", "/api/v3/time") => return Answer::ok(json!({ "serverTime": now })),
+        ("GET", "/api/v3/exchangeInfo") => return exchange_info(sh, &req.query, now),
         _ => {}
     }
     let signed = matches!(
@@ -792,6 +797,100 @@ fn route(sh: &Shared, st: &mut State, req: &Request, now: i64) -> Answer {
         Err(a) => return a,
     };
     dispatch(sh, st, &req.method, &req.path, &params, now)
+}
+
+/// The venue's rate limits as `exchangeInfo` lists them (Binance Spot's).
+fn rate_limits() -> Value {
+    json!([
+        { "rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000 },
+        { "rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100 },
+        { "rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000 },
+        { "rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000 }
+    ])
+}
+
+/// A decimal as Binance prints filter values: at least 8 decimals (`0.01000000`).
+fn fixed8(d: Decimal) -> String {
+    let s = d.to_string();
+    let decimals = s.split_once('.').map_or(0, |(_, f)| f.len());
+    let mut out = if decimals == 0 { format!("{s}.") } else { s };
+    for _ in decimals..8 {
+        out.push('0');
+    }
+    out
+}
+
+/// One symbol of `exchangeInfo`: its assets, its order types, and the `PRICE_FILTER`
+/// (`tickSize` the configured tick) and `LOT_SIZE` (`stepSize` and `minQty` the
+/// configured lot, `maxQty` 9000) filters.
+fn symbol_info(sh: &Shared, k: usize) -> Value {
+    let inst = &sh.cfg.instruments[k];
+    let (base, quote) = &sh.assets[k];
+    json!({
+        "symbol": inst.symbol,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER"],
+        "icebergAllowed": false,
+        "ocoAllowed": false,
+        "cancelReplaceAllowed": true,
+        "isSpotTradingAllowed": true,
+        "isMarginTradingAllowed": false,
+        "filters": [
+            { "filterType": "PRICE_FILTER", "minPrice": fixed8(inst.tick), "maxPrice": "1000000.00000000", "tickSize": fixed8(inst.tick) },
+            { "filterType": "LOT_SIZE", "minQty": fixed8(inst.lot), "maxQty": "9000.00000000", "stepSize": fixed8(inst.lot) }
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "NONE"]
+    })
+}
+
+/// `GET /api/v3/exchangeInfo`, all symbols, `?symbol=S` or `?symbols=["A","B"]` (a
+/// JSON array, URL-encoded): an unknown symbol is `-1121`, both parameters `-1128`, a
+/// malformed `symbols` `-1100`, as on Binance.
+fn exchange_info(sh: &Shared, query: &str, now: i64) -> Answer {
+    let mut symbol = None;
+    let mut symbols = None;
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let Some(v) = percent_decode(v) else {
+            return Answer::bad(-1100, &format!("Illegal characters found in parameter '{k}'."));
+        };
+        match k {
+            "symbol" => symbol = Some(v),
+            "symbols" => symbols = Some(v),
+            _ => {}
+        }
+    }
+    let wanted: Vec<String> = match (symbol, symbols) {
+        (Some(_), Some(_)) => return Answer::bad(-1128, "Combination of optional parameters invalid."),
+        (Some(s), None) => vec![s],
+        (None, Some(list)) => match serde_json::from_str::<Vec<String>>(&list) {
+            Ok(v) if !v.is_empty() => v,
+            _ => return Answer::bad(-1100, "Illegal characters found in parameter 'symbols'."),
+        },
+        (None, None) => sh.cfg.instruments.iter().map(|i| i.symbol.clone()).collect(),
+    };
+    let mut infos = Vec::with_capacity(wanted.len());
+    for w in &wanted {
+        match sh.cfg.instruments.iter().position(|i| &i.symbol == w) {
+            Some(k) => infos.push(symbol_info(sh, k)),
+            None => return Answer::bad(-1121, "Invalid symbol."),
+        }
+    }
+    Answer::ok(json!({
+        "timezone": "UTC",
+        "serverTime": now,
+        "rateLimits": rate_limits(),
+        "exchangeFilters": [],
+        "symbols": infos
+    }))
 }
 
 /// Executes a signed request whose parameters were checked: shared by the REST routes

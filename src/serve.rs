@@ -23,9 +23,12 @@
 //!   plain (detected by the magic bytes), the format of
 //!   the shared Binance recordings (`../shared/data/binance-spot/*.gz`) and of [`crate::feed::record`]. Several
 //!   files are merged by time stamp (ties: file order). A line that is a REST snapshot
-//!   (`{"lastUpdateId":..}`, as the shared files contain) is not sent; it seeds the
-//!   server's book of the symbol last seen in the same file, and the recent diffs with
-//!   a later `u` are re-applied on top. Without a snapshot the server's book holds only
+//!   is not sent; it seeds the server's book of its symbol, and the recent diffs with
+//!   a later `u` are re-applied on top. The symbol is the one a tagged line names
+//!   (`{"statarb_snapshot":"BTCUSDT","data":{"lastUpdateId":..}}`, as our recorder
+//!   writes every snapshot the live feed fetched), or for an untagged one
+//!   (`{"lastUpdateId":..}`, as the shared files contain) the symbol last seen in the
+//!   same file. Without a snapshot the server's book holds only
 //!   the levels seen in diffs. Unparseable lines are skipped and counted; a truncated
 //!   gzip (a recording cut by a crash) ends its file without error.
 //! - [`Source::Generated`]: the built-in data set ([`crate::feed::gen`]) rendered as
@@ -98,6 +101,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::gen::Dataset;
+use crate::feed::record::parse_snapshot_line;
 use crate::types::{Decimal, Instrument, Px, Qty, Ts, NS_PER_MS};
 
 /// Reason of the Close frame that ends a replay.
@@ -428,6 +432,14 @@ fn str_pairs(v: &Value) -> Option<Vec<(String, String)>> {
 fn parse_line(line: &str, last_symbol: &mut Option<String>) -> Option<Frame> {
     let (ts, msg) = line.split_once(' ')?;
     let ts: Ts = ts.parse().ok()?;
+    if let Some(tagged) = parse_snapshot_line(msg.as_bytes()) {
+        // A malformed tagged line is a bad line (counted by the caller).
+        let (sym, data) = tagged.ok()?;
+        let symbol = std::str::from_utf8(sym).ok()?.to_ascii_uppercase();
+        let v: Value = serde_json::from_slice(data).ok()?;
+        *last_symbol = Some(symbol.clone());
+        return snapshot_frame(ts, symbol, &v);
+    }
     let v: Value = serde_json::from_str(msg).ok()?;
     if let Some(stream) = v.get("stream").and_then(Value::as_str) {
         let data = v.get("data")?;
@@ -445,8 +457,13 @@ fn parse_line(line: &str, last_symbol: &mut Option<String>) -> Option<Frame> {
         };
         return Some(Frame { ts, stream: stream.to_string(), text: msg.to_string(), kind });
     }
+    v.get("lastUpdateId")?;
+    snapshot_frame(ts, last_symbol.clone()?, &v)
+}
+
+/// The frame of a REST snapshot body `v` of `symbol`.
+fn snapshot_frame(ts: Ts, symbol: String, v: &Value) -> Option<Frame> {
     let id = v.get("lastUpdateId")?.as_u64()?;
-    let symbol = last_symbol.clone()?;
     let diff = Diff { symbol, last: id, bids: str_pairs(v.get("bids")?)?, asks: str_pairs(v.get("asks")?)? };
     Some(Frame { ts, stream: String::new(), text: String::new(), kind: Kind::Snapshot(diff) })
 }
@@ -1120,6 +1137,23 @@ mod tests {
         assert_eq!(last.as_deref(), Some("BTCUSDT"));
         let s = parse_line(r#"6 {"lastUpdateId":9,"bids":[],"asks":[["2.0","1.0"]]}"#, &mut last).unwrap();
         assert!(matches!(s.kind, Kind::Snapshot(ref d) if d.symbol == "BTCUSDT" && d.last == 9));
+        // A tagged snapshot names its own symbol, and names it for the lines after it.
+        let t = parse_line(
+            r#"7 {"statarb_snapshot":"ethusdt","data":{"lastUpdateId":12,"bids":[["3.0","1"]],"asks":[]}}"#,
+            &mut last,
+        )
+        .unwrap();
+        assert!(matches!(t.kind, Kind::Snapshot(ref d) if d.symbol == "ETHUSDT" && d.last == 12 && d.bids.len() == 1));
+        assert_eq!(last.as_deref(), Some("ETHUSDT"));
+        // Malformed tagged lines: skipped (counted by the caller), not panics.
+        for bad in [
+            r#"8 {"statarb_snapshot":"ETHUSDT","data":{"lastUpdateId":12}"#,
+            r#"8 {"statarb_snapshot":"ETH USDT","data":{}}"#,
+            r#"8 {"statarb_snapshot":"ETHUSDT","data":{"lastUpdateId":"x","bids":[],"asks":[]}}"#,
+            r#"8 {"statarb_snapshot":"ETHUSDT","data":{"bids":[],"asks":[]}}"#,
+        ] {
+            assert!(parse_line(bad, &mut last).is_none(), "{bad}");
+        }
         assert!(parse_line("x {}", &mut last).is_none());
         assert!(parse_line("7 not json", &mut last).is_none());
     }

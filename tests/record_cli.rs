@@ -1,5 +1,6 @@
 //! `statarb record` against the replay server on loopback: Ctrl-C and SIGTERM end it
-//! with exit 0 and a readable recording, and a max-pace replay is recorded whole.
+//! with exit 0 and a readable recording, and a max-pace replay is recorded whole, with
+//! the feed's REST snapshots.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
 use statarb::feed::gen::{self, GenParams};
+use statarb::feed::record::parse_snapshot_line;
 use statarb::serve::{self, Pacing, ServeConfig, Source};
 
 fn config(dir: &Path, ws: std::net::SocketAddr, end_on_close: bool) -> PathBuf {
@@ -106,7 +108,13 @@ fn a_max_pace_replay_is_recorded_without_a_drop() {
     assert!(err.contains(" messages (0 dropped"), "{err}");
     let lines = recorded_lines(&out);
     assert!(lines.iter().all(|l| !l.contains("statarb_gap")), "a gap marker in a lossless recording");
-    assert_eq!(lines.len() as u64, sent, "every message sent is recorded\n{err}");
+    // The feed's REST snapshots are recorded too, one tagged line each, one per leg
+    // at least (the feed syncs both books).
+    let is_snapshot =
+        |l: &String| l.split_once(' ').is_some_and(|(_, m)| matches!(parse_snapshot_line(m.as_bytes()), Some(Ok(_))));
+    let snapshots = lines.iter().filter(|l| is_snapshot(l)).count() as u64;
+    assert!(snapshots >= 2, "{snapshots} snapshot lines\n{err}");
+    assert_eq!(lines.len() as u64 - snapshots, sent, "every message sent is recorded\n{err}");
 }
 
 /// kill -9 in the middle of a live session: the recording up to the recorder's last

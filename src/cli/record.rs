@@ -1,5 +1,8 @@
 //! `statarb record`: raw market-data messages with their local receive times (gzip,
-//! flushed every second, rotated), until Ctrl-C, `--seconds` or the server closes.
+//! flushed every second, rotated), until Ctrl-C, `--seconds` or the server closes. On
+//! Binance the live feed runs (its book sync fetches REST depth snapshots off the
+//! reading thread), and every snapshot is recorded as a tagged line, so that the
+//! recording replays with the live book procedure ([`statarb::feed::record`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -7,9 +10,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use statarb::config::{RecordConfig, Venue};
-use statarb::feed::snapshot::wall_ns;
-use statarb::feed::source::{stream_url, AlpacaFeed, MarketSource, Polled};
-use statarb::feed::ws::{tls_config, WsClient, WsConfig};
+use statarb::feed::source::{stream_url, AlpacaFeed, BinanceFeed, MarketSource, Polled};
 
 /// Arguments of `statarb record`.
 #[derive(Debug, clap::Args)]
@@ -63,33 +64,41 @@ fn record(config: &Path, out: &Path, seconds: Option<u64>) -> Result<()> {
             return Ok(());
         }
     };
-    let mut ws_cfg = WsConfig::new(url);
-    ws_cfg.read_buffer_size = feed_cfg.read_buffer_size;
-    let mut ws = WsClient::new(ws_cfg, tls_config(&[])?, mio::Token(0))?;
-    let mut poll = mio::Poll::new()?;
-    let mut events = mio::Events::with_capacity(64);
+    // The feed itself, so that its book sync fetches the REST snapshots the recording
+    // needs to replay with `--book sync`; its snapshot thread records them.
+    let mut feed = BinanceFeed::new(feed_cfg, &instruments, Some(tap))?;
     let deadline = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
-    let mut opened = false;
-    eprintln!("recording {} into {}", ws.config().url, out.display());
+    eprintln!("recording {url} into {}", out.display());
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
-        match poll.poll(&mut events, Some(std::time::Duration::from_millis(1))) {
+        match feed.wait(std::time::Duration::from_millis(1)) {
             Ok(()) => {}
             // A signal arrived during the wait (Ctrl-C): the loop condition sees it.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e).context("polling the feed socket"),
         }
-        for ev in events.iter() {
-            ws.on_event(ev);
+        // Events are not needed: the tap records every message and snapshot.
+        let mut ended = false;
+        loop {
+            match feed.poll(&mut |_| {}) {
+                Polled::Events => {}
+                Polled::Idle => break,
+                Polled::End => {
+                    ended = true;
+                    break;
+                }
+            }
         }
-        let now = wall_ns();
-        ws.poll(poll.registry(), now, |msg| {
-            tap.record(now, msg);
-        });
-        opened |= ws.is_open();
-        if feed_cfg.end_on_close && opened && !ws.is_open() {
+        if ended {
             break;
         }
     }
+    let fs = feed.stats();
+    eprintln!(
+        "feed: {} messages, {} snapshots requested ({} failed, {} stale)",
+        fs.messages, fs.snapshots_requested, fs.snapshot_errors, fs.snapshot_stale
+    );
+    // Stops the snapshot thread before the writer, so that its last snapshot is written.
+    drop(feed);
     let st = handle.stop()?;
     eprintln!("recorded {} messages ({} dropped, {} bytes) into {} files", st.recorded, st.dropped, st.bytes, st.files);
     Ok(())

@@ -32,6 +32,28 @@
 //! line ahead of it, `<local ns> {"statarb_gap":{"dropped":N}}` ([`GAP_MARKER_KEY`]),
 //! so that a replay of the recording knows its books are broken there.
 //!
+//! # REST snapshots
+//!
+//! Every REST depth snapshot the live feed fetches is recorded too, by the snapshot
+//! thread that fetched it ([`crate::feed::snapshot::SnapshotFetcher`], through its own
+//! [`RecordTap`] from [`RecordTap::producer`]), so that a recording replays with the
+//! live book procedure (`import --book sync`, [`crate::serve`]). Its line names the
+//! symbol, so that no reader has to guess whose snapshot it is:
+//!
+//! `<local receive ns> {"statarb_snapshot":"BTCUSDT","data":{"lastUpdateId":..,"bids":..,"asks":..}}`
+//!
+//! ([`SNAPSHOT_KEY`]; `data` is the response body as received, its CR and LF bytes,
+//! which JSON allows only as whitespace, turned into spaces). No venue message starts
+//! with that key, so readers tell it from a stream message by its first bytes
+//! ([`parse_snapshot_line`]). The receive time is the snapshot thread's wall clock when
+//! the response arrived; the line is written in the order it reached the writer, so it
+//! may precede by microseconds the messages of a hot-loop turn that began before it.
+//! A snapshot is a large message (about 60 KiB at 1000 levels a side) and goes into a
+//! large buffer; one larger than a large buffer is dropped and counted like any
+//! message. The shared recordings hold older, untagged snapshot lines
+//! (`{"lastUpdateId":..}`, the symbol being the previous line's), which the readers
+//! still accept.
+//!
 //! The writer thread pops filled buffers, writes the lines into a
 //! [`flate2::write::GzEncoder`], returns the buffers to the free list, and
 //! sync-flushes the encoder (a deflate sync flush, then a write to the file) whenever
@@ -77,6 +99,58 @@ pub const IDLE_PARK: Duration = Duration::from_micros(100);
 pub const GZIP_LEVEL: u32 = 1;
 /// The JSON key of a gap marker line: `{"statarb_gap":{"dropped":N}}`.
 pub const GAP_MARKER_KEY: &str = "statarb_gap";
+/// The JSON key of a tagged REST snapshot line:
+/// `{"statarb_snapshot":"BTCUSDT","data":{..}}` (see the module docs).
+pub const SNAPSHOT_KEY: &str = "statarb_snapshot";
+/// Longest symbol a tagged snapshot line may name, bytes.
+pub const MAX_SNAPSHOT_SYMBOL: usize = 32;
+
+/// The first bytes of a tagged snapshot line's message, up to the symbol.
+const SNAPSHOT_HEAD: &[u8] = b"{\"statarb_snapshot\":\"";
+/// Between the symbol and the body.
+const SNAPSHOT_MID: &[u8] = b"\",\"data\":";
+
+/// Why a message that starts as a tagged snapshot line is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SnapshotLineError {
+    /// The symbol is not closed by `","data":`, or longer than [`MAX_SNAPSHOT_SYMBOL`].
+    #[error("tagged snapshot line: symbol not closed by \",\"data\": within {MAX_SNAPSHOT_SYMBOL} bytes")]
+    Symbol,
+    /// The symbol is empty or holds a byte other than an ASCII letter or digit.
+    #[error("tagged snapshot line: the symbol is empty or not ASCII alphanumeric")]
+    SymbolChars,
+    /// `data` is not a JSON object closed by the line's final `}`.
+    #[error("tagged snapshot line: \"data\" is not an object ending the line")]
+    Data,
+}
+
+/// A tagged snapshot line's symbol and snapshot body, both borrowed from the line.
+pub type SnapshotParts<'a> = (&'a [u8], &'a [u8]);
+
+/// A tagged snapshot line's message (the part after the receive time) split into its
+/// symbol and its snapshot body: `None` if the message is not a tagged snapshot line
+/// (it does not start with `{"statarb_snapshot":"`), `Some(Err)` if it starts as one
+/// but is malformed. Shared by the readers ([`crate::import`], [`crate::serve`]), so
+/// that they agree on the format. The body's JSON is not checked here: the caller's
+/// snapshot parser does that.
+pub fn parse_snapshot_line(msg: &[u8]) -> Option<Result<SnapshotParts<'_>, SnapshotLineError>> {
+    let rest = msg.strip_prefix(SNAPSHOT_HEAD)?;
+    Some(split_snapshot(rest))
+}
+
+fn split_snapshot(rest: &[u8]) -> Result<SnapshotParts<'_>, SnapshotLineError> {
+    let end = rest.iter().take(MAX_SNAPSHOT_SYMBOL + 1).position(|&c| c == b'"').ok_or(SnapshotLineError::Symbol)?;
+    let (sym, tail) = rest.split_at(end);
+    if sym.is_empty() || !sym.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(SnapshotLineError::SymbolChars);
+    }
+    let tail = tail.strip_prefix(SNAPSHOT_MID).ok_or(SnapshotLineError::Symbol)?;
+    let data = tail.trim_ascii_end().strip_suffix(b"}").ok_or(SnapshotLineError::Data)?.trim_ascii();
+    if data.len() < 2 || data[0] != b'{' || data[data.len() - 1] != b'}' {
+        return Err(SnapshotLineError::Data);
+    }
+    Ok((sym, data))
+}
 
 /// Errors of the recorder.
 #[derive(Debug, Error)]
@@ -203,8 +277,8 @@ struct Counters {
     flushes: AtomicU64,
     gap_markers: AtomicU64,
     /// Messages dropped by the tap and not yet attached to a recorded message as its
-    /// gap count (written by the hot thread only; the writer takes what is left at
-    /// stop).
+    /// gap count (written by the producers with atomic read-modify-writes; the writer
+    /// takes what is left at stop).
     unmarked: AtomicU64,
 }
 
@@ -255,9 +329,16 @@ impl RecordTap {
     /// message should not contain a newline (venue JSON does not).
     #[inline]
     pub fn record(&self, local_ts: Ts, msg: &[u8]) -> bool {
-        let free = if msg.len() <= self.small_cap {
+        self.record_with(local_ts, msg.len(), |data| data.extend_from_slice(msg))
+    }
+
+    /// Takes a buffer for `len` bytes, lets `fill` write exactly those bytes into it
+    /// (within its capacity: no reallocation) and queues it.
+    #[inline]
+    fn record_with(&self, local_ts: Ts, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let free = if len <= self.small_cap {
             &self.free
-        } else if msg.len() <= self.large_cap {
+        } else if len <= self.large_cap {
             &self.free_large
         } else {
             self.counters.dropped_too_big.fetch_add(1, Ordering::Relaxed);
@@ -271,8 +352,8 @@ impl RecordTap {
         };
         slot.ts = local_ts;
         slot.data.clear();
-        slot.data.extend_from_slice(msg); // within capacity: no reallocation
-                                          // A plain load first: the read-modify-write only when there were drops.
+        fill(&mut slot.data);
+        // A plain load first: the read-modify-write only when there were drops.
         slot.dropped_before = if self.counters.unmarked.load(Ordering::Relaxed) == 0 {
             0
         } else {
@@ -286,6 +367,42 @@ impl RecordTap {
             return false;
         }
         true
+    }
+
+    /// Queues a REST depth snapshot of `symbol`, received at `local_ts`, as a tagged
+    /// snapshot line (see the module docs). Never blocks and never allocates: the line
+    /// is assembled in a pool buffer, CR and LF bytes of `body` turned into spaces.
+    /// Returns false if it was dropped (larger than a buffer, no free buffer, or a
+    /// symbol that is empty, not ASCII alphanumeric or longer than
+    /// [`MAX_SNAPSHOT_SYMBOL`]), counted like a dropped message.
+    pub fn record_snapshot(&self, local_ts: Ts, symbol: &str, body: &[u8]) -> bool {
+        let sym = symbol.as_bytes();
+        if sym.is_empty() || sym.len() > MAX_SNAPSHOT_SYMBOL || !sym.iter().all(u8::is_ascii_alphanumeric) {
+            self.counters.dropped_too_big.fetch_add(1, Ordering::Relaxed);
+            self.counters.unmarked.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let len = SNAPSHOT_HEAD.len() + sym.len() + SNAPSHOT_MID.len() + body.len() + 1;
+        self.record_with(local_ts, len, |data| {
+            data.extend_from_slice(SNAPSHOT_HEAD);
+            data.extend_from_slice(sym);
+            data.extend_from_slice(SNAPSHOT_MID);
+            data.extend(body.iter().map(|&c| if c == b'\n' || c == b'\r' { b' ' } else { c }));
+            data.push(b'}');
+        })
+    }
+
+    /// A second producer handle on the same pool and writer, for another thread (the
+    /// snapshot thread). The queues are multi-producer; the drop accounting is atomic.
+    pub fn producer(&self) -> RecordTap {
+        RecordTap {
+            free: self.free.clone(),
+            free_large: self.free_large.clone(),
+            filled: self.filled.clone(),
+            counters: self.counters.clone(),
+            small_cap: self.small_cap,
+            large_cap: self.large_cap,
+        }
     }
 
     /// Counters so far (the same as [`RecorderHandle::stats`]).
@@ -688,5 +805,64 @@ mod tests {
         use std::io::Read;
         flate2::read::GzDecoder::new(File::open(file).unwrap()).read_to_string(&mut text).unwrap();
         assert_eq!(text, "1 one\n4 {\"statarb_gap\":{\"dropped\":2}}\n4 four\n4 {\"statarb_gap\":{\"dropped\":1}}\n");
+    }
+
+    #[test]
+    fn tagged_snapshot_lines_parse_and_malformed_ones_are_errors() {
+        let ok = br#"{"statarb_snapshot":"BTCUSDT","data":{"lastUpdateId":7,"bids":[],"asks":[]}}"#;
+        let (sym, data) = parse_snapshot_line(ok).unwrap().unwrap();
+        assert_eq!((sym, data), (&b"BTCUSDT"[..], &br#"{"lastUpdateId":7,"bids":[],"asks":[]}"#[..]));
+        // Not tagged: a stream message, an untagged snapshot, a gap marker.
+        for other in [
+            &br#"{"stream":"btcusdt@trade","data":{}}"#[..],
+            br#"{"lastUpdateId":7,"bids":[],"asks":[]}"#,
+            br#"{"statarb_gap":{"dropped":1}}"#,
+            b"",
+        ] {
+            assert!(parse_snapshot_line(other).is_none());
+        }
+        use SnapshotLineError::*;
+        for (bad, why) in [
+            (&br#"{"statarb_snapshot":"BTCUSDT"#[..], Symbol),
+            (br#"{"statarb_snapshot":"BTCUSDT","dat":{}}"#, Symbol),
+            (br#"{"statarb_snapshot":"BTCUSDTBTCUSDTBTCUSDTBTCUSDTBTCUSDT","data":{}}"#, Symbol),
+            (br#"{"statarb_snapshot":"","data":{}}"#, SymbolChars),
+            (br#"{"statarb_snapshot":"BTC USDT","data":{}}"#, SymbolChars),
+            (br#"{"statarb_snapshot":"BTCUSDT","data":{"lastUpdateId":7}"#, Data),
+            (br#"{"statarb_snapshot":"BTCUSDT","data":[1]}"#, Data),
+            (br#"{"statarb_snapshot":"BTCUSDT","data":}"#, Data),
+            (br#"{"statarb_snapshot":"BTCUSDT","data":"#, Data),
+        ] {
+            assert_eq!(parse_snapshot_line(bad), Some(Err(why)), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// A snapshot recorded through a second producer is one tagged line (its newlines
+    /// turned into spaces) that parses back to the symbol and the body.
+    #[test]
+    fn snapshots_are_recorded_as_tagged_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = PoolConfig { buffers: 4, buffer_bytes: 64, large_buffers: 1, large_bytes: 256 };
+        let (tap, h) = Recorder::spawn_with_pool(dir.path(), "s", RotatePolicy::default(), pool).unwrap();
+        let snap = tap.producer();
+        assert!(tap.record(1, b"one"));
+        let body = b"{\"lastUpdateId\":7,\r\n\"bids\":[[\"1.00\",\"2\"]],\"asks\":[]}";
+        assert!(snap.record_snapshot(2, "BTCUSDT", body));
+        assert!(!snap.record_snapshot(3, "BTC/USDT", body));
+        assert!(!snap.record_snapshot(4, "BTCUSDT", &[b' '; 300]));
+        assert!(tap.record(5, b"five"));
+        let s = h.stop().unwrap();
+        assert_eq!((s.recorded, s.dropped, s.gap_markers), (3, 2, 1));
+        let file = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let mut text = String::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(File::open(file).unwrap()).read_to_string(&mut text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let tagged = lines[1].strip_prefix("2 ").unwrap();
+        let (sym, data) = parse_snapshot_line(tagged.as_bytes()).unwrap().unwrap();
+        assert_eq!(sym, b"BTCUSDT");
+        assert_eq!(data, &b"{\"lastUpdateId\":7,  \"bids\":[[\"1.00\",\"2\"]],\"asks\":[]}"[..]);
+        assert_eq!(lines[2], "5 {\"statarb_gap\":{\"dropped\":2}}");
     }
 }

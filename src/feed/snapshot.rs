@@ -14,6 +14,10 @@
 //! [`SnapshotError::Backoff`]. The server's `X-MBX-USED-WEIGHT-1M` is taken into the
 //! budget. Failures come back as responses carrying a typed error; the caller decides
 //! when to ask again (with back-off: see [`crate::feed::source`]).
+//!
+//! With a [`RecordTap`], every 2xx body is also recorded, on this thread, as a tagged
+//! snapshot line ([`RecordTap::record_snapshot`]) before it goes to the hot thread: the
+//! hot thread neither copies nor formats it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::feed::record::RecordTap;
 use crate::ratelimit::{depth_weight, IpBudget, RateLimited};
 use crate::ring::{ring, Consumer, Full, Producer};
 use crate::types::{InstId, Ts};
@@ -95,13 +100,15 @@ pub struct SnapshotFetcher {
 
 impl SnapshotFetcher {
     /// Starts the fetcher for `symbols` (indexed by instrument id) against `rest_url`,
-    /// each request drawing [`depth_weight`]`(limit)` from `budget`.
+    /// each request drawing [`depth_weight`]`(limit)` from `budget`; `tap`, if given,
+    /// records every snapshot received (see the module docs).
     pub fn spawn(
         rest_url: &str,
         symbols: Vec<String>,
         limit: u32,
         timeout: Duration,
         budget: Arc<IpBudget>,
+        tap: Option<RecordTap>,
     ) -> std::io::Result<Self> {
         let (requests, mut rx) = ring::<Option<InstId>>(64);
         let (mut tx, responses) = ring::<Snapshot>(64);
@@ -130,7 +137,12 @@ impl SnapshotFetcher {
                 }
                 None => Err(SnapshotError::UnknownInstrument(inst)),
             };
-            let mut snap = Snapshot { inst, body, local_ts: wall_ns() };
+            let local_ts = wall_ns();
+            if let (Some(tap), Ok(b), Some(sym)) = (&tap, &body, symbols.get(inst as usize)) {
+                // Never blocks; a full pool drops and counts.
+                tap.record_snapshot(local_ts, sym, b);
+            }
+            let mut snap = Snapshot { inst, body, local_ts };
             while let Err(Full(back)) = tx.push(snap) {
                 if tx.is_abandoned() || stopped.load(Ordering::Acquire) {
                     return;
@@ -219,6 +231,7 @@ mod tests {
             100,
             Duration::from_secs(5),
             Arc::new(IpBudget::new(6000, 300)),
+            None,
         )
         .unwrap();
         assert!(f.request(0));

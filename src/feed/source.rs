@@ -195,7 +195,8 @@ pub fn stream_url(base: &str, instruments: &[Instrument], agg_trades: bool) -> S
 
 impl BinanceFeed {
     /// A feed for `instruments` (their index is their [`InstId`]) as configured; `tap`
-    /// receives every raw message with its local receive time. Snapshots draw on a
+    /// receives every raw message with its local receive time, and every REST snapshot
+    /// fetched as a tagged snapshot line ([`crate::feed::record`]). Snapshots draw on a
     /// per-IP budget of their own (Binance's 6000 weight per minute); use
     /// [`Self::with_budget`] to share the gateway's.
     pub fn new(cfg: &FeedConfig, instruments: &[Instrument], tap: Option<RecordTap>) -> Result<Self, FeedError> {
@@ -215,8 +216,16 @@ impl BinanceFeed {
         ws_cfg.read_buffer_size = cfg.read_buffer_size;
         let ws = WsClient::new(ws_cfg, tls_config(&[])?, Token(0))?;
         let symbols = instruments.iter().map(|i| i.symbol.clone()).collect();
-        let snapshots =
-            SnapshotFetcher::spawn(&cfg.rest_url, symbols, cfg.snapshot_limit, Duration::from_secs(10), budget)?;
+        // The snapshot thread records what it fetches through its own producer handle.
+        let snap_tap = tap.as_ref().map(RecordTap::producer);
+        let snapshots = SnapshotFetcher::spawn(
+            &cfg.rest_url,
+            symbols,
+            cfg.snapshot_limit,
+            Duration::from_secs(10),
+            budget,
+            snap_tap,
+        )?;
         let max_levels = (2 * cfg.snapshot_limit as usize).max(4096);
         Ok(BinanceFeed {
             poll,
@@ -245,6 +254,18 @@ impl BinanceFeed {
     /// Counters.
     pub fn stats(&self) -> FeedStats {
         self.stats
+    }
+
+    /// Waits at most `timeout` for socket readiness and hands it to the WebSocket
+    /// client, for a caller that is not a busy-polling hot thread (`statarb record`):
+    /// the next [`MarketSource::poll`] then reads what arrived. An interrupted wait (a
+    /// signal) is an `Err` of kind [`std::io::ErrorKind::Interrupted`].
+    pub fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.poll.poll(&mut self.events, Some(timeout))?;
+        for ev in self.events.iter() {
+            self.ws.on_event(ev);
+        }
+        Ok(())
     }
 
     /// The WebSocket client (state, counters).

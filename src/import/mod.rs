@@ -1126,6 +1126,9 @@ pub(crate) enum RowError {
     /// A snapshot line before any line named its symbol.
     #[error("REST snapshot before any message naming its symbol")]
     SnapshotWithoutSymbol,
+    /// A tagged snapshot line (`{"statarb_snapshot":..}`) that is malformed.
+    #[error("{0}")]
+    SnapshotLine(crate::feed::record::SnapshotLineError),
 }
 
 /// A non-negative decimal integer, allocation-free.

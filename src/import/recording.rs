@@ -10,11 +10,15 @@
 //! - a depth diff goes to the instrument's [`DepthSync`] (Binance's local-book
 //!   procedure: buffer diffs, seed from a snapshot, apply contiguous diffs, clear on a
 //!   gap), which emits `Clear`/`BidLevel`/`AskLevel` batches;
-//! - a REST snapshot line (`{"lastUpdateId":..,"bids":..,"asks":..}`, as the shared
-//!   recordings hold; it names no symbol) belongs, as in [`crate::serve`], to the symbol
-//!   of the last message line before it in the same file, and is given to that
-//!   instrument's [`DepthSync::on_snapshot`], exactly where the live feed passes a
-//!   fetched snapshot. A stale snapshot (older than the buffered diffs) cannot be
+//! - a tagged REST snapshot line, `{"statarb_snapshot":"BTCUSDT","data":{..}}`, as
+//!   [`crate::feed::record`] writes every snapshot the live feed fetched, is given to
+//!   the named instrument's [`DepthSync::on_snapshot`], exactly where the live feed
+//!   passes a fetched snapshot (and names the symbol for untagged lines after it); a
+//!   malformed one is a bad row naming its line ([`RowError::SnapshotLine`]). An
+//!   untagged snapshot line (`{"lastUpdateId":..,"bids":..,"asks":..}`, as the shared
+//!   recordings hold; it names no symbol) belongs, as in [`crate::serve`], to the
+//!   symbol of the last message line before it in the same file, and is used the same
+//!   way. A stale snapshot (older than the buffered diffs) cannot be
 //!   fetched again: the book waits for the next snapshot line (counted in
 //!   [`ImportStats::sync`]);
 //! - a book ticker is emitted as the live feed emits it: only while the instrument's
@@ -31,9 +35,10 @@
 //!
 //! # Without a snapshot
 //!
-//! `statarb record` writes only WebSocket messages, no REST snapshot, so the live
-//! procedure would never sync a book from such a recording; and where a recording does
-//! hold snapshots, a gap after the last one (a lost message, or one the parser refuses:
+//! A recording without snapshot lines (one made by `statarb record` before it recorded
+//! the feed's snapshots, or of streams without depth snapshots) would never sync a book
+//! by the live procedure; and where a recording does hold snapshots, a gap after the
+//! last one (a lost message, or one the parser refuses:
 //! the shared recordings hold depth messages with far-away levels whose size is finer
 //! than the lot) would leave the book cleared for the rest of the file, where the live
 //! feed would have fetched a new snapshot. [`RecordingBook`] chooses:
@@ -84,6 +89,7 @@ use super::{
 };
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::binance::{emit_levels, BinanceParser, DepthLevel, Parsed};
+use crate::feed::record::parse_snapshot_line;
 use crate::feed::sync::DepthSync;
 use crate::lines::{BoundedLines, Line};
 use crate::types::{InstId, Instrument, Ts};
@@ -380,6 +386,20 @@ impl<S: EventSink> Session<'_, '_, S> {
             stats.recorder_dropped = stats.recorder_dropped.saturating_add(dropped);
             return;
         }
+        if let Some(tagged) = parse_snapshot_line(msg) {
+            match tagged {
+                Err(e) => stats.bad(path, line, &RowError::SnapshotLine(e), &|| excerpt(msg)),
+                Ok((sym, data)) => {
+                    let inst = self.table.lookup(sym);
+                    *last_sym = Some(inst);
+                    match inst {
+                        None => stats.skipped_other_symbol += 1,
+                        Some(inst) => self.snapshot(inst, data, ts, path, line, stats),
+                    }
+                }
+            }
+            return;
+        }
         if is_snapshot(msg) {
             match *last_sym {
                 None => stats.bad(path, line, &RowError::SnapshotWithoutSymbol, &|| excerpt(msg)),
@@ -545,6 +565,7 @@ impl<S: EventSink> Session<'_, '_, S> {
 mod tests {
     use super::*;
     use crate::book::Book;
+    use crate::feed::record::SnapshotLineError;
     use crate::types::Decimal;
     use std::io::Write;
 
@@ -756,5 +777,61 @@ mod tests {
         assert_eq!((st.rows, st.skipped_bad_row, st.skipped_other_symbol, st.skipped_ignored), (5, 2, 2, 1));
         assert_eq!(st.bad_rows[0].reason, RowError::SnapshotWithoutSymbol.to_string());
         assert_eq!(st.bad_rows[1].line, 5);
+    }
+
+    /// A tagged snapshot line syncs the book it names, with no message of that symbol
+    /// before it, and names the symbol for an untagged line after it; malformed tagged
+    /// lines are bad rows naming their line, not panics.
+    #[test]
+    fn tagged_snapshot_lines_sync_the_named_book() {
+        let tagged = |id: u64, sym: &str| {
+            format!(
+                r#"{{"statarb_snapshot":"{sym}","data":{{"lastUpdateId":{id},"bids":[["10.00","3"]],"asks":[["10.05","4"]]}}}}"#
+            )
+        };
+        let mut l = lines();
+        // The untagged snapshot at 400 is replaced by a tagged one, ahead of every
+        // message of the symbol (so no last symbol could attribute an untagged one).
+        l.remove(3);
+        l.remove(0);
+        l.insert(0, (50, tagged(11, "ETHUSDT")));
+        l.insert(1, (60, r#"{"lastUpdateId":11,"bids":[],"asks":[]}"#.to_string()));
+        l.insert(2, (150, r#"{"statarb_snapshot":"BTCUSDT","data":{"lastUpdateId":11"#.to_string()));
+        l.insert(3, (160, r#"{"statarb_snapshot":"BTC USDT","data":{}}"#.to_string()));
+        l.insert(4, (170, r#"{"statarb_snapshot":"BTCUSDT","data":{"lastUpdateId":"x"}}"#.to_string()));
+        l.insert(6, (300, tagged(11, "btcusdt")));
+        let f = file(&l);
+        let mut st = ImportStats::default();
+        let evs = import(&[f.path().to_path_buf()], &btc(), RecordingBook::Sync, &Limits::any_time(), &mut st).unwrap();
+        use EventKind::*;
+        let k: Vec<_> = evs.iter().map(|e| (e.kind, e.px, e.local_ts)).collect();
+        assert_eq!(
+            k,
+            [
+                // No ticker before the first diff: no leading Clear. The tagged
+                // snapshot syncs; the diff buffered at 200 is released with it.
+                (Clear, 0, 300),
+                (BidLevel, 1000, 300),
+                (AskLevel, 1005, 300),
+                (BidLevel, 1001, 300),
+                // The ticker at 300 comes after the sync: emitted.
+                (BestBid, 1001, 300),
+                (BestAsk, 1005, 300),
+                (AskLevel, 1004, 500),
+                (BestBid, 1001, 600),
+                (BestAsk, 1004, 600),
+                (TradeBuy, 1004, 800),
+            ]
+        );
+        assert_eq!(st.snapshots, 1);
+        // ETHUSDT's tagged snapshot and the untagged one it names: other symbol.
+        assert_eq!(st.skipped_other_symbol, 2);
+        let bad: Vec<_> = st.bad_rows.iter().map(|b| (b.line, b.reason.clone())).collect();
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert_eq!(bad[0].0, 3);
+        assert_eq!(bad[0].1, SnapshotLineError::Data.to_string());
+        assert_eq!((bad[1].0, bad[1].1.as_str()), (4, SnapshotLineError::SymbolChars.to_string().as_str()));
+        assert_eq!(bad[2].0, 5, "a body the snapshot parser refuses: {}", bad[2].1);
+        assert_eq!(bad[3].0, 11, "the garbage line");
     }
 }

@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 use super::config::BinanceConfigError;
+use super::filters::FilterError;
 use super::rest::CODE_TOO_MANY_REQUESTS;
 use crate::feed::ws::WsError;
 use crate::gateway::limits::Limit;
@@ -99,6 +100,17 @@ pub enum GatewayError {
     /// The venue holds an open order of this very session: ids would collide.
     #[error("the venue holds open order {0} of this session id: restart in a later second")]
     SessionCollision(String),
+    /// At start, an instrument's `tick` or `lot` is not the venue's, or its filters
+    /// could not be read ([`super::filters`]).
+    /// Boxed: the variant would double the size of every gateway result.
+    #[error(transparent)]
+    Filters(Box<FilterError>),
+}
+
+impl From<FilterError> for GatewayError {
+    fn from(e: FilterError) -> Self {
+        GatewayError::Filters(Box::new(e))
+    }
 }
 
 impl From<BinanceConfigError> for GatewayError {

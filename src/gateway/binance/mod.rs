@@ -27,6 +27,7 @@ pub mod commission;
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod filters;
 pub mod ids;
 pub mod orders;
 pub mod rest;
@@ -209,10 +210,12 @@ impl BinanceSpot {
         self.rest.limiter = RateLimiter::with_budget(&self.cfg.limits, budget);
     }
 
-    /// Measures the clock offset and connects the user data stream (the subscription
+    /// Measures the clock offset, checks each instrument's tick and lot against the venue's
+    /// filters ([`filters`]) and connects the user data stream (the subscription
     /// completes on later [`Exchange::poll`]s; see [`Self::stream_ready`]).
     pub fn start(&mut self) -> Result<(), GatewayError> {
         self.sync_time()?;
+        filters::check(&mut self.rest, &mut self.stats, &self.instruments)?;
         let mut out = Vec::new();
         self.poll_stream(&mut out);
         Ok(())

@@ -13,6 +13,7 @@
 //! | open orders | `GET /api/v3/openOrders` per symbol | 6 |
 //! | balances | `GET /api/v3/account` `omitZeroBalances=true` | 20 |
 //! | server time | `GET /api/v3/time` (not signed) | 1 |
+//! | instrument filters | `GET /api/v3/exchangeInfo` `symbol` (not signed, at start: [`super::filters`]) | 20 |
 //!
 //! Every parameter goes in the query string (the body is empty), followed by
 //! `recvWindow`, `timestamp` (server time estimate, ms) and `signature` = hex
@@ -226,6 +227,41 @@ impl Rest {
             self.next_time_sync = t1.saturating_add(every);
         }
         Ok(self.offset_ms)
+    }
+
+    /// An unsigned `GET {path}?{query}` of weight `weight` (limiter first, usage headers
+    /// after), its JSON answer; the body is read up to `max_bytes`. A non-2xx answer is
+    /// [`GatewayError::Api`] with the venue's code.
+    pub(super) fn get_public(
+        &mut self,
+        stats: &mut BinanceStats,
+        path: &'static str,
+        query: &str,
+        weight: u32,
+        max_bytes: u64,
+    ) -> Result<Value, GatewayError> {
+        if let Err(e) = self.limiter.try_acquire(wall_ns(), weight, 0) {
+            return Err(GatewayError::Limited { path, limit: e.limit, retry_at: e.retry_at });
+        }
+        stats.requests += 1;
+        let url =
+            if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
+        let mut resp =
+            self.agent.get(&url).call().map_err(|e| GatewayError::Transport { path, msg: self.transport_msg(&e) })?;
+        self.observe_headers(&resp, wall_ns(), stats);
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(max_bytes)
+            .read_to_vec()
+            .map_err(|e| GatewayError::Transport { path, msg: self.transport_msg(&e) })?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::Parse { path, msg: e.to_string() })?;
+        if !(200..300).contains(&status) {
+            let (code, msg) = self.api_error(&v);
+            return Err(GatewayError::Api { path, status, code, msg });
+        }
+        Ok(v)
     }
 
     /// Feeds the venue's usage headers to the limiter; a 429/418 starts a back-off

@@ -102,6 +102,7 @@ use tungstenite::{Message, WebSocket};
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::gen::Dataset;
 use crate::feed::record::parse_snapshot_line;
+use crate::lines::{BoundedLines, Line, DEFAULT_MAX_LINE_BYTES};
 use crate::types::{Decimal, Instrument, Px, Qty, Ts, NS_PER_MS};
 
 /// Reason of the Close frame that ends a replay.
@@ -368,13 +369,14 @@ fn known_symbols(source: &Source) -> Vec<String> {
     }
 }
 
-/// One recording file, one line of lookahead.
+/// One recording file, one line of lookahead. Lines are read through one bounded
+/// buffer ([`crate::lines::DEFAULT_MAX_LINE_BYTES`], as `import` reads recordings): a
+/// longer line is dropped unread and counted as a bad line.
 struct RecFile {
-    lines: Box<dyn BufRead + Send>,
+    lines: BoundedLines<Box<dyn BufRead + Send>>,
     next: Option<Frame>,
     last_symbol: Option<String>,
     counters: Arc<Counters>,
-    buf: String,
 }
 
 impl RecFile {
@@ -389,7 +391,8 @@ impl RecFile {
         } else {
             Box::new(BufReader::with_capacity(1 << 16, f))
         };
-        let mut r = RecFile { lines, next: None, last_symbol: None, counters, buf: String::new() };
+        let lines = BoundedLines::new(lines, DEFAULT_MAX_LINE_BYTES);
+        let mut r = RecFile { lines, next: None, last_symbol: None, counters };
         r.advance();
         Ok(r)
     }
@@ -398,15 +401,21 @@ impl RecFile {
     fn advance(&mut self) {
         self.next = None;
         loop {
-            self.buf.clear();
-            match self.lines.read_line(&mut self.buf) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = self.buf.trim_end_matches(['\n', '\r']);
+            let line = match self.lines.next_line() {
+                Ok(Some(Line::Text(t))) => t,
+                Ok(Some(Line::TooLong { .. })) => {
+                    bump(&self.counters.bad_lines);
+                    continue;
+                }
+                Ok(None) | Err(_) => return,
+            };
             if line.is_empty() {
                 continue;
             }
+            let Ok(line) = std::str::from_utf8(line) else {
+                bump(&self.counters.bad_lines);
+                continue;
+            };
             match parse_line(line, &mut self.last_symbol) {
                 Some(f) => {
                     self.next = Some(f);
@@ -1115,6 +1124,24 @@ fn replay(ws: &mut WebSocket<TcpStream>, sh: &Shared, streams: Option<&HashSet<S
 mod tests {
     use super::*;
     use crate::feed::gen::{generate, GenParams};
+
+    #[test]
+    fn an_overlong_recording_line_is_a_counted_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rec.txt");
+        let msg = r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}"#;
+        let long = format!("2 {{\"stream\":\"{}\"}}", "x".repeat(DEFAULT_MAX_LINE_BYTES));
+        std::fs::write(&p, format!("1 {msg}\n{long}\n3 {msg}\n")).unwrap();
+        let counters = Arc::new(Counters::default());
+        let mut f = RecFile::open(&p, Arc::clone(&counters)).unwrap();
+        assert_eq!(f.next.as_ref().map(|x| x.ts), Some(1));
+        f.advance();
+        assert_eq!(f.next.as_ref().map(|x| x.ts), Some(3), "the long line is skipped");
+        assert_eq!(counters.bad_lines.load(Ordering::Relaxed), 1);
+        assert!(f.lines.capacity() <= 2 * DEFAULT_MAX_LINE_BYTES + 8, "the buffer stays bounded");
+        f.advance();
+        assert!(f.next.is_none());
+    }
 
     #[test]
     fn pacing_parses() {

@@ -1,7 +1,8 @@
 //! The Binance Spot gateway against the mock venue over real loopback HTTP and
 //! WebSocket: signing, order round trips, execution reports from the user data
 //! stream, rejects with codes, 429/418 back-off, -1021 clock re-sync, unknown orders
-//! settled by queries, reconciliation, and secrets kept out of every output.
+//! settled by queries, reconciliation, and secrets kept out of every output. Order
+//! entry here is `orders = "rest"`.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,9 @@ fn config(m: &MockHandle) -> BinanceGatewayConfig {
         ws_url: m.ws_url(),
         timeout_ms: 1_000,
         settle_interval_ms: 100,
+        // These tests drive the blocking REST transport; tests/binance_ws_orders.rs
+        // drives the WebSocket API one (the default).
+        orders: "rest".into(),
         ..BinanceGatewayConfig::default()
     }
 }

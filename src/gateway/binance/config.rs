@@ -67,6 +67,21 @@ pub struct BinanceGatewayConfig {
     /// previous offset kept.
     #[serde(default = "default_max_clock_skew")]
     pub max_clock_skew_ms: u64,
+    /// Order entry transport: `"ws"` (the default: pipelined requests over the
+    /// WebSocket API connection at `ws_url`, [`super::wsapi`]) or `"rest"` (one
+    /// blocking signed REST request at a time, [`super::rest`]). Read it with
+    /// [`Self::order_entry`]; any other value is [`BinanceConfigError::Orders`].
+    #[serde(default = "default_orders")]
+    pub orders: String,
+}
+
+/// How the gateway sends orders (`gateway.binance.orders`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEntry {
+    /// WebSocket API requests, sent without waiting for earlier answers.
+    Ws,
+    /// Blocking REST requests, one at a time.
+    Rest,
 }
 
 fn default_rest_url() -> String {
@@ -105,6 +120,9 @@ fn default_retry_after_cap() -> u64 {
 fn default_max_clock_skew() -> u64 {
     3_600_000
 }
+fn default_orders() -> String {
+    "ws".into()
+}
 
 impl Default for BinanceGatewayConfig {
     /// The Spot testnet, keys in `BINANCE_API_KEY` / `BINANCE_API_SECRET`: what an
@@ -124,6 +142,7 @@ impl Default for BinanceGatewayConfig {
             limits: RateLimits::default(),
             retry_after_cap_s: default_retry_after_cap(),
             max_clock_skew_ms: default_max_clock_skew(),
+            orders: default_orders(),
         }
     }
 }
@@ -154,6 +173,11 @@ pub enum BinanceConfigError {
     RetryAfterCapS,
     /// `max_clock_skew_ms` is outside 1..=86400000.
     MaxClockSkewMs,
+    /// `orders` is neither `"ws"` nor `"rest"`.
+    Orders,
+    /// `orders = "ws"` with an empty `ws_url`: WebSocket order entry needs the
+    /// WebSocket API connection.
+    OrdersNeedWsUrl,
 }
 
 impl BinanceConfigError {
@@ -170,6 +194,7 @@ impl BinanceConfigError {
             Self::Limits => "gateway.binance.limits",
             Self::RetryAfterCapS => "gateway.binance.retry_after_cap_s",
             Self::MaxClockSkewMs => "gateway.binance.max_clock_skew_ms",
+            Self::Orders | Self::OrdersNeedWsUrl => "gateway.binance.orders",
         }
     }
 
@@ -184,6 +209,8 @@ impl BinanceConfigError {
             Self::Limits => "every limit must be > 0",
             Self::RetryAfterCapS => "must be in 1..=86400",
             Self::MaxClockSkewMs => "must be in 1..=86400000",
+            Self::Orders => "must be \"ws\" or \"rest\"",
+            Self::OrdersNeedWsUrl => "\"ws\" needs a ws_url (the WebSocket API); use \"rest\" without one",
         }
     }
 }
@@ -229,7 +256,20 @@ impl BinanceGatewayConfig {
         if !(1..=86_400_000).contains(&self.max_clock_skew_ms) {
             return Err(BinanceConfigError::MaxClockSkewMs);
         }
+        if self.order_entry()? == OrderEntry::Ws && self.ws_url.is_empty() {
+            return Err(BinanceConfigError::OrdersNeedWsUrl);
+        }
         Ok(())
+    }
+
+    /// The order entry transport `orders` names; [`BinanceConfigError::Orders`] for
+    /// any other value.
+    pub fn order_entry(&self) -> Result<OrderEntry, BinanceConfigError> {
+        match self.orders.as_str() {
+            "ws" => Ok(OrderEntry::Ws),
+            "rest" => Ok(OrderEntry::Rest),
+            _ => Err(BinanceConfigError::Orders),
+        }
     }
 
     /// A per-IP budget for these limits (`limits.weight_per_minute`,
@@ -279,5 +319,10 @@ mod tests {
         assert_eq!(bad("[limits]\nweight_per_minute = 0"), "gateway.binance.limits");
         assert_eq!(bad("retry_after_cap_s = 0"), "gateway.binance.retry_after_cap_s");
         assert_eq!(bad("max_clock_skew_ms = 86400001"), "gateway.binance.max_clock_skew_ms");
+        assert_eq!(bad("orders = \"fix\""), "gateway.binance.orders");
+        assert_eq!(bad("ws_url = \"\""), "gateway.binance.orders");
+        let ok = |toml: &str| toml::from_str::<BinanceGatewayConfig>(toml).unwrap().validate().is_ok();
+        assert!(ok("ws_url = \"\"\norders = \"rest\""));
+        assert_eq!(BinanceGatewayConfig::default().order_entry(), Ok(OrderEntry::Ws));
     }
 }

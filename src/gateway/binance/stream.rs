@@ -13,7 +13,10 @@
 //!
 //! A refused subscription is sent again, with a fresh signature, after a second; a
 //! `-1021` refusal re-synchronises the clock first. The stream is optional (an empty
-//! `ws_url`): orders then settle by queries only.
+//! `ws_url`, with `orders = "rest"`): orders then settle by queries only.
+//!
+//! With `orders = "ws"` the same connection carries order entry ([`super::wsapi`]):
+//! answers to its requests are told from events and the subscribe answer by their `id`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,17 +30,17 @@ use super::error::GatewayError;
 use super::ids::parse_client_order_id;
 use super::orders::OrderState;
 use super::rest::CODE_TIMESTAMP;
+use super::wsapi::signed_request;
 use super::{i64_of, side_of, str_of, wall_ns, BinanceSpot};
 use crate::event::{ExecReport, OrderId};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
-use crate::gateway::sign::ws_payload;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
 
 /// The user data stream connection.
 pub(super) struct UserStream {
     poll: Poll,
     events: Events,
-    ws: WsClient,
+    pub(super) ws: WsClient,
     /// Connection generation the last subscribe request was sent on (0: none, or
     /// it failed and must be sent again).
     sent_gen: u64,
@@ -204,24 +207,9 @@ impl BinanceSpot {
             let id = s.next_req;
             s.next_req += 1;
             let ts = (now / NS_PER_MS).saturating_add(self.rest.offset_ms);
-            let creds = &self.rest.creds;
-            let params = [
-                ("apiKey", creds.api_key().to_string()),
-                ("recvWindow", self.cfg.recv_window_ms.to_string()),
-                ("timestamp", ts.to_string()),
-            ];
-            let sig = creds.sign(ws_payload(&params).as_bytes());
-            let msg = serde_json::json!({
-                "id": id,
-                "method": "userDataStream.subscribe.signature",
-                "params": {
-                    "apiKey": creds.api_key(),
-                    "recvWindow": self.cfg.recv_window_ms,
-                    "timestamp": ts,
-                    "signature": sig,
-                }
-            });
-            if s.ws.send_text(&msg.to_string()).is_err() {
+            let method = "userDataStream.subscribe.signature";
+            let msg = signed_request(&self.rest.creds, self.cfg.recv_window_ms, id, method, &[], ts);
+            if s.ws.send_text(&msg).is_err() {
                 s.sent_gen = 0;
             }
         }
@@ -236,13 +224,16 @@ impl BinanceSpot {
     /// Handles one stream message (`{"subscriptionId":N,"event":{..}}` or an answer).
     fn on_stream_message(&mut self, msg: &[u8], out: &mut Vec<ExecReport>) {
         self.stats.stream_messages += 1;
-        let v: Value = match serde_json::from_slice(msg) {
+        let mut v: Value = match serde_json::from_slice(msg) {
             Ok(v) => v,
             Err(_) => {
                 self.stats.parse_errors += 1;
                 return;
             }
         };
+        if self.on_ws_answer(&mut v, out) {
+            return;
+        }
         if let Some(ev) = v.get("event") {
             match map_execution(ev, &self.by_symbol, &self.instruments) {
                 Ok(x) => self.on_execution(&x, out),

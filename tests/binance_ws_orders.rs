@@ -164,7 +164,7 @@ fn place_cancel_replace_and_fills_over_the_ws_api() {
     assert_eq!(gw.ws_in_flight(), 0);
     let s = gw.stats();
     assert_eq!(s.ws_requests, s.ws_answers, "{s:?}");
-    assert_eq!((s.ws_timeouts, s.ws_table_full, s.unknown), (0, 0, 0), "{s:?}");
+    assert_eq!((s.ws_timeouts, s.ws_table_full, s.ws_late_answers), (0, 0, 0), "{s:?}");
 }
 
 /// 16 cancels in a burst: the mock holds every answer until all 16 requests arrived,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, OrderId, Tif};
 use statarb::fees::Fees;
 use statarb::gateway::binance::{BinanceGatewayConfig, BinanceSpot};
+use statarb::gateway::limits::RateLimits;
 use statarb::gateway::sign::Credentials;
 use statarb::gateway::Exchange;
 use statarb::mock::{MockBinance, MockConfig, MockHandle};
@@ -78,6 +79,8 @@ impl Run {
             rest_url: m.rest_url(),
             ws_url: m.ws_url(),
             orders: orders.into(),
+            // Thousands of orders a second: our limiter must not be what is measured.
+            limits: RateLimits { orders_per_10s: u32::MAX, orders_per_day: u32::MAX, weight_per_minute: u32::MAX },
             ..BinanceGatewayConfig::default()
         };
         let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, SECRET), instruments()?, Fees::default())

@@ -6,40 +6,18 @@
 
 use std::time::{Duration, Instant};
 
-use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, OrderId, Tif};
-use statarb::fees::Fees;
+use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, Tif};
 use statarb::gateway::binance::{
     BinanceGatewayConfig, BinanceSpot, OrderState, CODE_CANCEL_REPLACE_FAILED, CODE_NO_SUCH_ORDER,
     CODE_TOO_MANY_REQUESTS,
 };
 use statarb::gateway::sign::Credentials;
 use statarb::gateway::Exchange;
-use statarb::mock::{Fault, MockBinance, MockConfig, MockHandle};
-use statarb::types::{Instrument, Side};
+use statarb::mock::{Fault, MockHandle};
+use statarb::types::Side;
 
-const KEY: &str = "mockApiKeyQ7w9E2r4T6y8U0i1O3p5A7s9D2f4G6h8J0k1L3z5X7c9V2b4N6m8";
-const SECRET: &str = "mockSecretZ1x3C5v7B9n2M4q6W8e0R2t4Y6u8I0o2P4a6S8d0F2g4H6j8K0l2";
-const BTC: u16 = 0;
-const ETH: u16 = 1;
-const SESSION: u64 = 1_764_000_000;
-
-fn instruments() -> Vec<Instrument> {
-    vec![
-        Instrument::new("BTCUSDT", "0.01".parse().unwrap(), "0.00001".parse().unwrap()),
-        Instrument::new("ETHUSDT", "0.01".parse().unwrap(), "0.0001".parse().unwrap()),
-    ]
-}
-
-fn mock() -> MockHandle {
-    MockBinance::spawn(MockConfig {
-        creds: Credentials::new(KEY, SECRET),
-        instruments: instruments(),
-        balances: vec![("USDT".into(), 100_000.0), ("BTC".into(), 1.0), ("ETH".into(), 10.0)],
-        maker_bps: 10.0,
-        taker_bps: 10.0,
-    })
-    .unwrap()
-}
+mod binance_support;
+use binance_support::*;
 
 fn config(m: &MockHandle) -> BinanceGatewayConfig {
     BinanceGatewayConfig {
@@ -53,8 +31,7 @@ fn config(m: &MockHandle) -> BinanceGatewayConfig {
 
 fn started(cfg: BinanceGatewayConfig) -> BinanceSpot {
     assert_eq!(cfg.orders, "ws", "the default");
-    let fees = Fees { maker_bps: 10.0, taker_bps: 10.0 };
-    let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, SECRET), instruments(), fees).unwrap();
+    let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, SECRET), instruments(), fees()).unwrap();
     gw.start().unwrap();
     let t0 = Instant::now();
     let mut out = Vec::new();
@@ -67,28 +44,8 @@ fn started(cfg: BinanceGatewayConfig) -> BinanceSpot {
     gw
 }
 
-fn oid(n: u64) -> OrderId {
-    (SESSION << 32) | n
-}
-
 fn new_order(n: u64, inst: u16, side: Side, px: i64, qty: i64) -> NewOrder {
     NewOrder { id: oid(n), inst, side, px, qty, tif: Tif::PostOnly }
-}
-
-fn send(gw: &mut BinanceSpot, cmd: OrderCmd) -> Vec<ExecReport> {
-    let mut out = Vec::new();
-    gw.on_order(&cmd, 0, &mut out);
-    out
-}
-
-/// Polls until `pred` holds on everything reported so far (at most 5 s).
-fn poll_until(gw: &mut BinanceSpot, out: &mut Vec<ExecReport>, pred: impl Fn(&[ExecReport]) -> bool) {
-    let t0 = Instant::now();
-    while !pred(out) {
-        assert!(t0.elapsed() < Duration::from_secs(5), "timed out; reports so far: {out:?}; {gw:?}");
-        gw.poll(0, out);
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Sends `cmd` and polls until `n` reports came back.
@@ -96,24 +53,6 @@ fn round_trip(gw: &mut BinanceSpot, cmd: OrderCmd, n: usize) -> Vec<ExecReport> 
     let mut out = send(gw, cmd);
     poll_until(gw, &mut out, |o| o.len() >= n);
     out
-}
-
-fn drain(gw: &mut BinanceSpot, ms: u64) -> Vec<ExecReport> {
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(ms) {
-        gw.poll(0, &mut out);
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    out
-}
-
-fn kinds(r: &[ExecReport]) -> Vec<(OrderId, ExecKind)> {
-    r.iter().map(|r| (r.id, r.kind)).collect()
-}
-
-fn count(m: &MockHandle, line: &str) -> usize {
-    m.requests().iter().filter(|r| r.starts_with(line)).count()
 }
 
 #[test]
@@ -327,7 +266,7 @@ fn dropped_connection_reconnects_and_the_lost_order_is_settled_by_query() {
 #[test]
 fn orders_key_is_checked() {
     let m = mock();
-    let fees = Fees { maker_bps: 10.0, taker_bps: 10.0 };
+    let fees = fees();
     let bad = BinanceGatewayConfig { orders: "fix".into(), ..config(&m) };
     let e = BinanceSpot::with_credentials(bad, Credentials::new(KEY, SECRET), instruments(), fees).unwrap_err();
     assert!(e.to_string().contains("gateway.binance.orders"), "{e}");

@@ -1,29 +1,33 @@
 //! Order entry: the request behind each order command, and what its answer does to
 //! the order.
 //!
-//! - A new order is `POST /api/v3/order` with `newOrderRespType=FULL`, so the answer
-//!   carries the order's state and its immediate fills; post-only quotes are
-//!   `LIMIT_MAKER` (the venue rejects one that would take, `-2010`), the rest `LIMIT`
-//!   with `GTC` or `IOC`. The order is tracked before it is sent.
-//! - A cancel is `DELETE /api/v3/order` by our client order id. One the venue refuses
-//!   (`-2011`: already final, or not there yet; any other code: not executed) queries
-//!   the order instead, and is sent again if the order turns out live; one that was
-//!   not sent is queued and retried from `poll`. A cancel of an order of unknown state
-//!   is sent all the same, and again should the order turn out live later.
-//! - A cancel-all is `DELETE /api/v3/openOrders` per symbol; tracked orders it did not
-//!   close are settled by query, and a symbol it could not cancel makes `poll` send
-//!   the cancel-all again.
-//! - [`BinanceSpot::cancel_replace`] is one `POST /api/v3/order/cancelReplace` with
-//!   `STOP_ON_FAILURE`: if the cancel fails the new order is not attempted.
-//! - Settling an order is `GET /api/v3/order`: the venue's snapshot is applied, and an
-//!   order the venue does not know (`-2013`) once the request can no longer arrive is
-//!   never placed (or, if it was acknowledged before, gone: cancelled).
+//! - A new order is `POST /api/v3/order` (`order.place`) with
+//!   `newOrderRespType=FULL`, so the answer carries the order's state and its
+//!   immediate fills; post-only quotes are `LIMIT_MAKER` (the venue rejects one that
+//!   would take, `-2010`), the rest `LIMIT` with `GTC` or `IOC`. The order is tracked
+//!   before it is sent.
+//! - A cancel is `DELETE /api/v3/order` (`order.cancel`) by our client order id. One
+//!   the venue refuses (`-2011`: already final, or not there yet; any other code: not
+//!   executed) queries the order instead, and is sent again if the order turns out
+//!   live; one that was not sent is queued and retried from `poll`. A cancel of an
+//!   order of unknown state is sent all the same, and again should the order turn out
+//!   live later.
+//! - A cancel-all is `DELETE /api/v3/openOrders` (`openOrders.cancelAll`) per symbol;
+//!   tracked orders it did not close are settled by query, and a symbol it could not
+//!   cancel makes `poll` send the cancel-all again.
+//! - [`BinanceSpot::cancel_replace`] is one `POST /api/v3/order/cancelReplace`
+//!   (`order.cancelReplace`) with `STOP_ON_FAILURE`: if the cancel fails the new
+//!   order is not attempted.
+//! - Settling an order is `GET /api/v3/order` (`order.status`): the venue's snapshot
+//!   is applied, and an order the venue does not know (`-2013`) once the request can
+//!   no longer arrive is never placed (or, if it was acknowledged before, gone:
+//!   cancelled).
 //!
-//! Each command is built as a transport-neutral [`Request`] (an [`Op`] and its
-//! parameters) and sent by [`BinanceSpot::submit`]: over REST it blocks until the
-//! answer, over the WebSocket API ([`super::wsapi`]) it returns at once and the answer
-//! is handled when it arrives. Either way the answer, as a [`Call`], goes through the
-//! same [`BinanceSpot::on_answer`], so both transports share one state machine.
+//! Each command is built as a transport-neutral request (an `Op` and its parameters)
+//! and sent by `BinanceSpot::submit`: over REST it blocks until the answer, over the
+//! WebSocket API ([`super::wsapi`]) it returns at once and the answer is handled when
+//! it arrives. Either way the answer, as a `Call`, goes through the same
+//! `BinanceSpot::on_answer`, so both transports share one state machine.
 //!
 //! Weights and signing: [`super::rest`], [`super::wsapi`]; what the answers become:
 //! [`super::orders`].

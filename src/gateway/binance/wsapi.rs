@@ -21,7 +21,7 @@
 //! non-blocking [`WsClient`](crate::feed::ws::WsClient) (mio, tungstenite, rustls) that
 //! answers pings and reconnects with backoff; answers are told from events by their
 //! `id`. Every command is written to the socket at once, without waiting for earlier
-//! answers. Requests in flight live in [`InFlight`], a table of
+//! answers. Requests in flight live in `InFlight`, a table of
 //! [`MAX_IN_FLIGHT`] slots allocated once; a request id names its slot, so an answer
 //! finds its request in O(1). A full table refuses the request (counted in
 //! [`BinanceStats::ws_table_full`](super::BinanceStats::ws_table_full)) as the REST
@@ -30,7 +30,7 @@
 //! # Failures
 //!
 //! Shared with REST ([`super::entry`], [`super::orders`]): an answer becomes the same
-//! [`Call`] a REST answer does. On top of it, here:
+//! `Call` a REST answer does. On top of it, here:
 //!
 //! - No answer within `timeout_ms`, or the connection lost with the request in flight:
 //!   `Unknown` (the order is settled by `order.status` queries). A late answer, its

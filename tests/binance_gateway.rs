@@ -32,20 +32,6 @@ fn config(m: &MockHandle) -> BinanceGatewayConfig {
     }
 }
 
-fn started(cfg: BinanceGatewayConfig, secret: &str) -> BinanceSpot {
-    let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, secret), instruments(), fees()).unwrap();
-    gw.start().unwrap();
-    let t0 = Instant::now();
-    let mut out = Vec::new();
-    while !gw.stream_ready() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "user data stream not subscribed: {gw:?}");
-        gw.poll(0, &mut out);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert!(out.is_empty());
-    gw
-}
-
 fn gateway(m: &MockHandle) -> BinanceSpot {
     started(config(m), SECRET)
 }

@@ -2,7 +2,8 @@
 //! against the mock venue over a real loopback WebSocket: place, cancel,
 //! cancel-replace and fills; a burst of 16 cancels in flight together; 429/418
 //! back-off, -1021 clock re-sync, a timeout leaving an order unknown until the venue
-//! settles it, a dropped connection reconnecting with the lost order settled by query.
+//! settles it, a dropped connection reconnecting with the lost order settled by query;
+//! Ed25519 keys: `session.logon`, then requests without signatures.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use statarb::gateway::binance::{
     BinanceGatewayConfig, BinanceSpot, OrderState, CODE_CANCEL_REPLACE_FAILED, CODE_NO_SUCH_ORDER,
     CODE_TOO_MANY_REQUESTS,
 };
-use statarb::gateway::sign::Credentials;
+use statarb::gateway::sign::{Credentials, Ed25519Key};
 use statarb::gateway::Exchange;
 use statarb::mock::{Fault, MockHandle};
 use statarb::types::Side;
@@ -29,21 +30,6 @@ fn config(m: &MockHandle) -> BinanceGatewayConfig {
     }
 }
 
-fn started(cfg: BinanceGatewayConfig) -> BinanceSpot {
-    assert_eq!(cfg.orders, "ws", "the default");
-    let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, SECRET), instruments(), fees()).unwrap();
-    gw.start().unwrap();
-    let t0 = Instant::now();
-    let mut out = Vec::new();
-    while !gw.stream_ready() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "WebSocket API not connected: {gw:?}");
-        gw.poll(0, &mut out);
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(out.is_empty());
-    gw
-}
-
 fn new_order(n: u64, inst: u16, side: Side, px: i64, qty: i64) -> NewOrder {
     NewOrder { id: oid(n), inst, side, px, qty, tif: Tif::PostOnly }
 }
@@ -58,7 +44,8 @@ fn round_trip(gw: &mut BinanceSpot, cmd: OrderCmd, n: usize) -> Vec<ExecReport> 
 #[test]
 fn place_cancel_replace_and_fills_over_the_ws_api() {
     let m = mock();
-    let mut gw = started(config(&m));
+    assert_eq!(config(&m).orders, "ws", "the default");
+    let mut gw = started(config(&m), SECRET);
     let r = round_trip(&mut gw, OrderCmd::New(new_order(1, BTC, Side::Buy, 5_000_000, 100)), 1);
     assert_eq!(kinds(&r), [(oid(1), ExecKind::New)]);
     assert_eq!((r[0].px, r[0].leaves, r[0].code), (5_000_000, 100, 0));
@@ -111,7 +98,7 @@ fn place_cancel_replace_and_fills_over_the_ws_api() {
 #[test]
 fn burst_of_16_cancels_is_in_flight_together() {
     let m = mock();
-    let mut gw = started(config(&m));
+    let mut gw = started(config(&m), SECRET);
     let mut out = Vec::new();
     for i in 0..16 {
         gw.on_order(&OrderCmd::New(new_order(10 + i, BTC, Side::Buy, 4_000_000 + i as i64, 100)), 0, &mut out);
@@ -143,7 +130,7 @@ fn burst_of_16_cancels_is_in_flight_together() {
 #[test]
 fn ws_429_and_418_back_off_until_retry_after() {
     let m = mock();
-    let mut gw = started(config(&m));
+    let mut gw = started(config(&m), SECRET);
     round_trip(&mut gw, OrderCmd::New(new_order(20, BTC, Side::Buy, 4_000_000, 100)), 1);
     m.inject(Fault::Http429 { retry_after_s: 1 }, 1, Some("order.place"));
     let t429 = Instant::now();
@@ -176,7 +163,7 @@ fn ws_429_and_418_back_off_until_retry_after() {
 #[test]
 fn ws_timestamp_error_resyncs_the_clock_and_resends() {
     let m = mock();
-    let mut gw = started(config(&m));
+    let mut gw = started(config(&m), SECRET);
     let syncs = gw.stats().time_syncs;
     m.set_clock_offset_ms(30_000);
     let r = round_trip(&mut gw, OrderCmd::New(new_order(30, BTC, Side::Buy, 4_000_000, 100)), 1);
@@ -197,7 +184,7 @@ fn ws_timeout_leaves_the_order_unknown_until_the_venue_settles_it() {
     let m = mock();
     let mut cfg = config(&m);
     cfg.timeout_ms = 300;
-    let mut gw = started(cfg);
+    let mut gw = started(cfg, SECRET);
     // Executed, but answered after our timeout.
     m.inject(Fault::SlowAnswer { ms: 800 }, 1, Some("order.place"));
     let mut out = send(&mut gw, OrderCmd::New(new_order(40, BTC, Side::Buy, 4_000_000, 100)));
@@ -228,7 +215,7 @@ fn dropped_connection_reconnects_and_the_lost_order_is_settled_by_query() {
     let m = mock();
     let mut cfg = config(&m);
     cfg.recv_window_ms = 1_000;
-    let mut gw = started(cfg);
+    let mut gw = started(cfg, SECRET);
     round_trip(&mut gw, OrderCmd::New(new_order(50, BTC, Side::Buy, 4_000_000, 100)), 1);
     // Lost: not executed, and the connection is dropped without an answer.
     m.inject(Fault::Lost { ms: 20 }, 1, Some("order.place"));
@@ -261,6 +248,61 @@ fn dropped_connection_reconnects_and_the_lost_order_is_settled_by_query() {
     let r = round_trip(&mut gw, OrderCmd::Cancel { id: oid(52), inst: BTC }, 1);
     assert_eq!(kinds(&r), [(oid(52), ExecKind::Canceled)]);
     assert!(m.open_orders("BTCUSDT").is_empty());
+}
+
+/// Binance's published (illustrative) Ed25519 private key, FIX API docs.
+const ED25519_PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIIJEYWtGBrhACmb9Dvy+qa8WEf0lQOl1s4CLIAB9m89u\n-----END PRIVATE KEY-----\n";
+const ED25519_API_KEY: &str = "mockEd25519ApiKeyR4n7Wq2Zc8Vb1Nm5Kx9Lp3Jh6Gf0Ds4Aq7We2Rt5Yu8Io1P";
+
+/// With an Ed25519 key each connection logs on once (`session.logon`); the
+/// subscription and every order request after it carry no apiKey and no signature,
+/// and a reconnect logs on again.
+#[test]
+fn ed25519_session_logon_then_unsigned_requests() {
+    let m = mock();
+    let key = Ed25519Key::from_pem(ED25519_API_KEY, ED25519_PEM, "test").unwrap();
+    m.set_ed25519_key(ED25519_API_KEY, key.public_key());
+    let cfg = config(&m);
+    // An HMAC secret the venue refuses: the clock sync (unsigned REST) works, and any
+    // request signed with HMAC would fail (-1022, an auth failure at the mock).
+    let hmac = Credentials::new(KEY, "not the secret");
+    let mut gw = BinanceSpot::with_credentials(cfg, hmac, instruments(), fees()).unwrap();
+    gw.logon_ed25519(key);
+    gw.start().unwrap();
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    while !gw.stream_ready() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "not logged on and subscribed: {gw:?}");
+        gw.poll(0, &mut out);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(m.stats().logons, 1);
+    let auth = m.stats().auth_failures;
+    let r = round_trip(&mut gw, OrderCmd::New(new_order(60, BTC, Side::Buy, 4_000_000, 100)), 1);
+    assert_eq!(kinds(&r), [(oid(60), ExecKind::New)]);
+    let new = new_order(61, BTC, Side::Buy, 4_000_100, 100);
+    let r = round_trip(&mut gw, OrderCmd::Replace { old: oid(60), new }, 2);
+    assert_eq!(kinds(&r), [(oid(60), ExecKind::Canceled), (oid(61), ExecKind::New)]);
+    // Fills still come from the stream subscribed on the logged-on session.
+    assert_eq!(m.trade("BTCUSDT", Side::Sell, "40000", "1"), 100);
+    let mut out = Vec::new();
+    poll_until(&mut gw, &mut out, |o| !o.is_empty());
+    assert_eq!(kinds(&out), [(oid(61), ExecKind::Fill)]);
+    assert_eq!(m.stats().auth_failures, auth);
+    // A dropped connection logs on again before sending anything.
+    m.drop_streams();
+    let t0 = Instant::now();
+    while !(gw.stream_ready() && m.stats().logons >= 2) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{gw:?}");
+        gw.poll(0, &mut out);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let r = round_trip(&mut gw, OrderCmd::New(new_order(62, BTC, Side::Buy, 4_000_000, 100)), 1);
+    assert_eq!(kinds(&r), [(oid(62), ExecKind::New)]);
+    let r = round_trip(&mut gw, OrderCmd::Cancel { id: oid(62), inst: BTC }, 1);
+    assert_eq!(kinds(&r), [(oid(62), ExecKind::Canceled)]);
+    assert_eq!(m.stats().auth_failures, auth);
 }
 
 #[test]

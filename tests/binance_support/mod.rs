@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, OrderId, Tif};
 use statarb::fees::Fees;
-use statarb::gateway::binance::BinanceSpot;
+use statarb::gateway::binance::{BinanceGatewayConfig, BinanceSpot};
 use statarb::gateway::sign::Credentials;
 use statarb::gateway::Exchange;
 use statarb::mock::{MockBinance, MockConfig, MockHandle};
@@ -41,6 +41,22 @@ pub fn mock() -> MockHandle {
         taker_bps: 10.0,
     })
     .unwrap()
+}
+
+/// A gateway for `cfg` signing with `secret`, started, its user data stream subscribed
+/// (with `orders = "ws"`: its WebSocket API connection open).
+pub fn started(cfg: BinanceGatewayConfig, secret: &str) -> BinanceSpot {
+    let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, secret), instruments(), fees()).unwrap();
+    gw.start().unwrap();
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    while !gw.stream_ready() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "user data stream not subscribed: {gw:?}");
+        gw.poll(0, &mut out);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(out.is_empty());
+    gw
 }
 
 pub fn oid(n: u64) -> OrderId {

@@ -56,7 +56,7 @@ pub use stream::{map_execution, Execution, MapSkip};
 pub use wsapi::MAX_IN_FLIGHT;
 
 use super::limits::RateLimiter;
-use super::sign::Credentials;
+use super::sign::{Credentials, Ed25519Key};
 use super::{Balance, Exchange, OpenOrder, VenueError};
 use crate::event::{ExecReport, MarketEvent, OrderCmd, OrderId};
 use crate::fees::Fees;
@@ -227,6 +227,18 @@ impl BinanceSpot {
             stream,
             stats: BinanceStats::default(),
         })
+    }
+
+    /// Logs every WebSocket API connection on with `key` (`session.logon`, Ed25519)
+    /// before anything else is sent on it: the user data stream subscription and order
+    /// requests then carry no `apiKey` and no signature. REST requests (clock sync,
+    /// reconciliation) stay HMAC-signed with the credentials. Call before
+    /// [`Self::start`]; without a WebSocket API connection (`ws_url` empty) it does
+    /// nothing.
+    pub fn logon_ed25519(&mut self, key: Ed25519Key) {
+        if let Some(s) = self.stream.as_mut() {
+            s.logon = Some(key);
+        }
     }
 
     /// Draws request weight from `budget` from now on (the per-IP budget shared with the

@@ -15,6 +15,10 @@
 //! `-1021` refusal re-synchronises the clock first. The stream is optional (an empty
 //! `ws_url`, with `orders = "rest"`): orders then settle by queries only.
 //!
+//! With an Ed25519 key ([`BinanceSpot::logon_ed25519`]) every connection first sends
+//! `session.logon` (signed with it); once accepted the subscription is the unsigned
+//! `userDataStream.subscribe` and order requests carry no `apiKey` or signature.
+//!
 //! With `orders = "ws"` the same connection carries order entry ([`super::wsapi`]):
 //! answers to its requests are told from events and the subscribe answer by their `id`.
 
@@ -30,10 +34,11 @@ use super::error::GatewayError;
 use super::ids::parse_client_order_id;
 use super::orders::OrderState;
 use super::rest::CODE_TIMESTAMP;
-use super::wsapi::signed_request;
+use super::wsapi::{request_text, Auth};
 use super::{i64_of, side_of, str_of, wall_ns, BinanceSpot};
 use crate::event::{ExecReport, OrderId};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
+use crate::gateway::sign::Ed25519Key;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
 
 /// The user data stream connection.
@@ -53,6 +58,23 @@ pub(super) struct UserStream {
     resync: bool,
     next_req: u64,
     buf: Vec<Vec<u8>>,
+    /// Ed25519 key for `session.logon` (None: every request signed with HMAC).
+    pub(super) logon: Option<Ed25519Key>,
+    /// Connection generation the last `session.logon` was sent on (0: none, or
+    /// refused: send again).
+    logon_sent_gen: u64,
+    /// Connection generation logged on (the logon was accepted on it).
+    pub(super) logon_gen: u64,
+    /// Request id of the last `session.logon`.
+    logon_req: u64,
+}
+
+impl UserStream {
+    /// True if requests on the current connection go without `apiKey` and signature:
+    /// its session is logged on.
+    pub(super) fn logged_on(&self) -> bool {
+        self.logon.is_some() && self.logon_gen == self.ws.generation()
+    }
 }
 
 impl std::fmt::Debug for UserStream {
@@ -87,6 +109,10 @@ impl UserStream {
             resync: false,
             next_req: 1,
             buf: Vec::new(),
+            logon: None,
+            logon_sent_gen: 0,
+            logon_gen: 0,
+            logon_req: 0,
         })
     }
 }
@@ -200,15 +226,34 @@ impl BinanceSpot {
             s.subscribed = false;
         }
         let now = wall_ns();
-        if s.ws.is_open() && gen != s.sent_gen && now >= s.retry_at {
+        let ts = (now / NS_PER_MS).saturating_add(self.rest.offset_ms);
+        let logged_on = s.logged_on();
+        if s.ws.is_open() && now >= s.retry_at && !logged_on && s.logon_sent_gen != gen {
+            if let Some(key) = &s.logon {
+                // Ed25519: log the session on first; the subscription follows it.
+                s.logon_sent_gen = gen;
+                s.logon_req = s.next_req;
+                s.next_req += 1;
+                let msg =
+                    request_text(Auth::Ed25519(key), self.cfg.recv_window_ms, s.logon_req, "session.logon", &[], ts);
+                if s.ws.send_text(&msg).is_err() {
+                    s.logon_sent_gen = 0;
+                }
+            }
+        }
+        let may_subscribe = s.logon.is_none() || logged_on;
+        if s.ws.is_open() && gen != s.sent_gen && now >= s.retry_at && may_subscribe {
             s.sent_gen = gen;
             s.subscribed = false;
             s.resync |= s.ever;
             let id = s.next_req;
             s.next_req += 1;
-            let ts = (now / NS_PER_MS).saturating_add(self.rest.offset_ms);
-            let method = "userDataStream.subscribe.signature";
-            let msg = signed_request(&self.rest.creds, self.cfg.recv_window_ms, id, method, &[], ts);
+            let msg = if logged_on {
+                format!("{{\"id\":{id},\"method\":\"userDataStream.subscribe\"}}")
+            } else {
+                let method = "userDataStream.subscribe.signature";
+                request_text(Auth::Hmac(&self.rest.creds), self.cfg.recv_window_ms, id, method, &[], ts)
+            };
             if s.ws.send_text(&msg).is_err() {
                 s.sent_gen = 0;
             }
@@ -243,9 +288,25 @@ impl BinanceSpot {
             }
             return;
         }
-        // An answer to our subscribe request.
+        // An answer to our logon or subscribe request.
         let Some(status) = v.get("status").and_then(Value::as_i64) else { return };
         let now = wall_ns();
+        let id = v.get("id").and_then(Value::as_u64);
+        if let Some(s) = self.stream.as_mut().filter(|s| s.logon.is_some() && id == Some(s.logon_req)) {
+            if status == 200 {
+                s.logon_gen = s.logon_sent_gen;
+                return;
+            }
+            // Refused: log on again with a fresh signature, after a pause.
+            s.logon_sent_gen = 0;
+            s.retry_at = now + 1_000 * NS_PER_MS;
+            let code = v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64).unwrap_or(0);
+            if code == CODE_TIMESTAMP as i64 {
+                self.stats.timestamp_errors += 1;
+                let _ = self.sync_time();
+            }
+            return;
+        }
         if status == 200 {
             if v.get("result").and_then(|r| r.get("subscriptionId")).is_none() {
                 return;

@@ -13,7 +13,10 @@
 //! twins ([`super::entry`]). A `SIGNED` request carries `apiKey`, `recvWindow`,
 //! `timestamp` and `signature`: the hex HMAC-SHA256 of every parameter but
 //! `signature`, sorted by name, as `k=v` joined by `&`
-//! ([`ws_payload`](crate::gateway::sign::ws_payload)).
+//! ([`ws_payload`](crate::gateway::sign::ws_payload)). With an Ed25519 key the
+//! connection's session is logged on once (`session.logon`, the same payload signed
+//! with Ed25519, base64; [`BinanceSpot::logon_ed25519`]) and later requests carry only
+//! `recvWindow` and `timestamp`.
 //!
 //! # Transport
 //!
@@ -49,7 +52,7 @@ use super::entry::{Op, Params};
 use super::rest::{Call, CODE_NOT_SENT, CODE_TIMESTAMP};
 use super::{ms_ns, wall_ns, BinanceSpot};
 use crate::event::ExecReport;
-use crate::gateway::sign::{ws_payload, Credentials};
+use crate::gateway::sign::{ws_payload, Credentials, Ed25519Key};
 use crate::types::Ts;
 
 /// Requests in flight at most: a burst beyond it is refused, not queued.
@@ -171,10 +174,21 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// A signed WebSocket API request: `params` plus `apiKey`, `recvWindow` and
-/// `timestamp` (numbers), and the `signature` of them all sorted by name.
-pub(super) fn signed_request(
-    creds: &Credentials,
+/// How a WebSocket API request is authenticated.
+pub(super) enum Auth<'a> {
+    /// `apiKey` and an HMAC-SHA256 `signature` (hex).
+    Hmac(&'a Credentials),
+    /// `apiKey` and an Ed25519 `signature` (base64): `session.logon`.
+    Ed25519(&'a Ed25519Key),
+    /// Neither: the session is logged on.
+    Session,
+}
+
+/// A WebSocket API request: `params` plus `recvWindow` and `timestamp` (numbers), and
+/// unless the session is logged on `apiKey` and the `signature` of them all sorted by
+/// name.
+pub(super) fn request_text(
+    auth: Auth<'_>,
     recv_window_ms: u64,
     id: u64,
     method: &str,
@@ -183,10 +197,19 @@ pub(super) fn signed_request(
 ) -> String {
     let mut kv: Vec<(&str, String)> = Vec::with_capacity(params.len() + 3);
     kv.extend(params.iter().map(|(k, v)| (*k, v.clone())));
-    kv.push(("apiKey", creds.api_key().to_string()));
+    match &auth {
+        Auth::Hmac(c) => kv.push(("apiKey", c.api_key().to_string())),
+        Auth::Ed25519(k) => kv.push(("apiKey", k.api_key().to_string())),
+        Auth::Session => {}
+    }
     kv.push(("recvWindow", recv_window_ms.to_string()));
     kv.push(("timestamp", timestamp_ms.to_string()));
-    let sig = creds.sign(ws_payload(&kv).as_bytes());
+    let payload = ws_payload(&kv);
+    let sig = match auth {
+        Auth::Hmac(c) => Some(c.sign(payload.as_bytes())),
+        Auth::Ed25519(k) => Some(k.sign(payload.as_bytes())),
+        Auth::Session => None,
+    };
     let mut out = String::with_capacity(256);
     out.push_str("{\"id\":");
     out.push_str(&id.to_string());
@@ -203,8 +226,15 @@ pub(super) fn signed_request(
         }
         out.push(',');
     }
-    out.push_str("\"signature\":");
-    push_json_str(&mut out, &sig);
+    match sig {
+        Some(sig) => {
+            out.push_str("\"signature\":");
+            push_json_str(&mut out, &sig);
+        }
+        None => {
+            out.pop();
+        }
+    }
     out.push_str("}}");
     out
 }
@@ -236,10 +266,16 @@ impl BinanceSpot {
     }
 
     fn ws_send(&mut self, op: Op, params: Params, attempt: u8, out: &mut Vec<ExecReport>) {
-        let Some(gen) = self.stream.as_ref().filter(|s| s.ws.is_open()).map(|s| s.ws.generation()) else {
+        let Some((gen, session)) =
+            self.stream.as_ref().filter(|s| s.ws.is_open()).map(|s| (s.ws.generation(), s.logged_on()))
+        else {
             let msg = "WebSocket API not connected".to_string();
             return self.on_answer(op, Call::NotSent { code: CODE_NOT_SENT, msg }, 0, out);
         };
+        if !session && self.stream.as_ref().is_some_and(|s| s.logon.is_some()) {
+            let msg = "WebSocket API session not logged on yet".to_string();
+            return self.on_answer(op, Call::NotSent { code: CODE_NOT_SENT, msg }, 0, out);
+        }
         if self.in_flight_ws.len() == MAX_IN_FLIGHT {
             self.stats.ws_table_full += 1;
             let msg = format!("{MAX_IN_FLIGHT} WebSocket API requests in flight");
@@ -252,14 +288,8 @@ impl BinanceSpot {
         }
         let ts = self.rest.server_ms();
         let Some(id) = self.in_flight_ws.insert(op, params, now, ts, gen, attempt) else { return };
-        let text = signed_request(
-            &self.rest.creds,
-            self.cfg.recv_window_ms,
-            id,
-            op.ws_method(),
-            self.in_flight_ws.params(id),
-            ts,
-        );
+        let auth = if session { Auth::Session } else { Auth::Hmac(&self.rest.creds) };
+        let text = request_text(auth, self.cfg.recv_window_ms, id, op.ws_method(), self.in_flight_ws.params(id), ts);
         self.stats.requests += 1;
         self.stats.ws_requests += 1;
         let sent = self.stream.as_mut().is_some_and(|s| s.ws.send_text(&text).is_ok());
@@ -380,7 +410,8 @@ mod tests {
     #[test]
     fn signed_request_is_the_documented_shape() {
         let c = Credentials::new("k", "s");
-        let text = signed_request(&c, 5000, 65_537, "order.cancel", &[("symbol", "BTCUSDT".into())], 1_700_000_000_000);
+        let params = [("symbol", "BTCUSDT".to_string())];
+        let text = request_text(Auth::Hmac(&c), 5000, 65_537, "order.cancel", &params, 1_700_000_000_000);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["id"], 65_537);
         assert_eq!(v["method"], "order.cancel");
@@ -389,6 +420,9 @@ mod tests {
         assert_eq!(v["params"]["apiKey"], "k");
         let payload = "apiKey=k&recvWindow=5000&symbol=BTCUSDT&timestamp=1700000000000";
         assert_eq!(v["params"]["signature"], c.sign(payload.as_bytes()));
+        let text = request_text(Auth::Session, 5000, 65_538, "order.cancel", &params, 1_700_000_000_000);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["params"].as_object().unwrap().len(), 3, "no apiKey, no signature: {text}");
         let mut s = String::new();
         push_json_str(&mut s, "a\"b\\c\n");
         assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\n");

@@ -73,6 +73,15 @@ pub struct BinanceGatewayConfig {
     /// [`Self::order_entry`]; any other value is [`BinanceConfigError::Orders`].
     #[serde(default = "default_orders")]
     pub orders: String,
+    /// Environment variable holding the API key of an Ed25519 key pair (empty: none).
+    /// With [`Self::ed25519_pem_env`] it makes every WebSocket API connection log on
+    /// with `session.logon`, so that its requests need no signature.
+    #[serde(default)]
+    pub ed25519_key_env: String,
+    /// Environment variable holding that key's private key: the PKCS#8 PEM text, or
+    /// the path of the PEM file (empty: none).
+    #[serde(default)]
+    pub ed25519_pem_env: String,
 }
 
 /// How the gateway sends orders (`gateway.binance.orders`).
@@ -143,6 +152,8 @@ impl Default for BinanceGatewayConfig {
             retry_after_cap_s: default_retry_after_cap(),
             max_clock_skew_ms: default_max_clock_skew(),
             orders: default_orders(),
+            ed25519_key_env: String::new(),
+            ed25519_pem_env: String::new(),
         }
     }
 }
@@ -178,6 +189,9 @@ pub enum BinanceConfigError {
     /// `orders = "ws"` with an empty `ws_url`: WebSocket order entry needs the
     /// WebSocket API connection.
     OrdersNeedWsUrl,
+    /// One of `ed25519_key_env` and `ed25519_pem_env` is set without the other, or they
+    /// are set with an empty `ws_url` (the logon is the WebSocket API's).
+    Ed25519Env,
 }
 
 impl BinanceConfigError {
@@ -195,6 +209,7 @@ impl BinanceConfigError {
             Self::RetryAfterCapS => "gateway.binance.retry_after_cap_s",
             Self::MaxClockSkewMs => "gateway.binance.max_clock_skew_ms",
             Self::Orders | Self::OrdersNeedWsUrl => "gateway.binance.orders",
+            Self::Ed25519Env => "gateway.binance.ed25519_pem_env",
         }
     }
 
@@ -211,6 +226,7 @@ impl BinanceConfigError {
             Self::MaxClockSkewMs => "must be in 1..=86400000",
             Self::Orders => "must be \"ws\" or \"rest\"",
             Self::OrdersNeedWsUrl => "\"ws\" needs a ws_url (the WebSocket API); use \"rest\" without one",
+            Self::Ed25519Env => "ed25519_key_env and ed25519_pem_env go together, and need a ws_url",
         }
     }
 }
@@ -258,6 +274,10 @@ impl BinanceGatewayConfig {
         }
         if self.order_entry()? == OrderEntry::Ws && self.ws_url.is_empty() {
             return Err(BinanceConfigError::OrdersNeedWsUrl);
+        }
+        let ed = (self.ed25519_key_env.is_empty(), self.ed25519_pem_env.is_empty());
+        if ed.0 != ed.1 || (!ed.0 && self.ws_url.is_empty()) {
+            return Err(BinanceConfigError::Ed25519Env);
         }
         Ok(())
     }
@@ -321,6 +341,7 @@ mod tests {
         assert_eq!(bad("max_clock_skew_ms = 86400001"), "gateway.binance.max_clock_skew_ms");
         assert_eq!(bad("orders = \"fix\""), "gateway.binance.orders");
         assert_eq!(bad("ws_url = \"\""), "gateway.binance.orders");
+        assert_eq!(bad("ed25519_key_env = \"K\""), "gateway.binance.ed25519_pem_env");
         let ok = |toml: &str| toml::from_str::<BinanceGatewayConfig>(toml).unwrap().validate().is_ok();
         assert!(ok("ws_url = \"\"\norders = \"rest\""));
         assert_eq!(BinanceGatewayConfig::default().order_entry(), Ok(OrderEntry::Ws));

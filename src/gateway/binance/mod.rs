@@ -193,11 +193,20 @@ fn side_str(s: Side) -> &'static str {
 
 impl BinanceSpot {
     /// A gateway for `instruments` (their index is their [`InstId`]) with credentials
-    /// read from the environment variables the config names. No I/O yet: call
-    /// [`Self::start`].
+    /// read from the environment variables the config names (and, if it names them,
+    /// the Ed25519 key of [`Self::logon_ed25519`]). No I/O yet: call [`Self::start`].
     pub fn new(cfg: BinanceGatewayConfig, instruments: Vec<Instrument>, fees: Fees) -> Result<Self, GatewayError> {
         let creds = Credentials::from_env(&cfg.key_env, &cfg.secret_env)?;
-        Self::with_credentials(cfg, creds, instruments, fees)
+        let ed = if cfg.ed25519_pem_env.is_empty() {
+            None
+        } else {
+            Some(Ed25519Key::from_env(&cfg.ed25519_key_env, &cfg.ed25519_pem_env)?)
+        };
+        let mut gw = Self::with_credentials(cfg, creds, instruments, fees)?;
+        if let Some(key) = ed {
+            gw.logon_ed25519(key);
+        }
+        Ok(gw)
     }
 
     /// As [`Self::new`] with explicit credentials (tests).

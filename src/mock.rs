@@ -1445,8 +1445,7 @@ fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<Stri
     let Some((verb, path)) = ws_route(method) else {
         return WsReply::Now(json!({ "id": id, "status": 400, "error": { "code": -1100, "msg": "Unknown method." } }));
     };
-    let kv: Vec<(&str, String)> =
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+    let kv = kv_of(params);
     let mut st = lock(&sh.state);
     st.stats.requests += 1;
     st.log.push(format!("WS {method}"));
@@ -1565,6 +1564,11 @@ fn ws_request(
     WsReply::Now(ws_session_request(sh, &id, &v, tx, sub_ids, logon))
 }
 
+/// A WebSocket API request's parameters as `(name, text)` (numbers as their digits).
+fn kv_of(params: &serde_json::Map<String, Value>) -> Vec<(&str, String)> {
+    params.iter().map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+}
+
 /// A new user data stream subscription of this session: its answer.
 fn ws_subscribe(st: &mut State, id: &Value, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> Value {
     let sub = st.next_sub;
@@ -1592,11 +1596,7 @@ fn ws_session_request(
         // signature.
         Some("session.logon") => {
             let empty = serde_json::Map::new();
-            let params = v.get("params").and_then(Value::as_object).unwrap_or(&empty);
-            let kv: Vec<(&str, String)> = params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect();
+            let kv = kv_of(v.get("params").and_then(Value::as_object).unwrap_or(&empty));
             let get = |k: &str| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
             let mut st = lock(&sh.state);
             let Some((key, public)) = st.ed25519.clone() else {
@@ -1614,9 +1614,7 @@ fn ws_session_request(
             }
             let now = wall_ms() + st.offset_ms;
             if let Err(a) = check_time(&mut st, get("timestamp").as_deref(), get("recvWindow").as_deref(), now) {
-                let code = a.body.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
-                let msg = a.body.get("msg").and_then(Value::as_str).unwrap_or("").to_string();
-                return fail(code, &msg);
+                return json!({ "id": id, "status": 400, "error": a.body });
             }
             st.stats.logons += 1;
             *logon = Some(key.clone());
@@ -1633,11 +1631,7 @@ fn ws_session_request(
         }
         Some("userDataStream.subscribe.signature") => {
             let empty = serde_json::Map::new();
-            let params = v.get("params").and_then(Value::as_object).unwrap_or(&empty);
-            let kv: Vec<(&str, String)> = params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect();
+            let kv = kv_of(v.get("params").and_then(Value::as_object).unwrap_or(&empty));
             let get = |k: &str| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
             let mut st = lock(&sh.state);
             if get("apiKey").as_deref() != Some(sh.cfg.creds.api_key()) {
@@ -1654,9 +1648,7 @@ fn ws_session_request(
             }
             let now = wall_ms() + st.offset_ms;
             if let Err(a) = check_time(&mut st, get("timestamp").as_deref(), get("recvWindow").as_deref(), now) {
-                let code = a.body.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
-                let msg = a.body.get("msg").and_then(Value::as_str).unwrap_or("").to_string();
-                return fail(code, &msg);
+                return json!({ "id": id, "status": 400, "error": a.body });
             }
             ws_subscribe(&mut st, id, tx, sub_ids)
         }

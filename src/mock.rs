@@ -29,7 +29,9 @@
 //! `GET /api/v3/account`. Answers carry `X-MBX-USED-WEIGHT-1M` (and
 //! `X-MBX-ORDER-COUNT-10S` / `-1D` for order requests), counted in fixed, clock-aligned
 //! intervals as Binance does. WebSocket: `ws://HOST:PORT/ws-api/v3`, methods
-//! `userDataStream.subscribe.signature` and `ping`, and the trading methods
+//! `userDataStream.subscribe.signature` and `ping`, `session.logon` (Ed25519, with the
+//! key of [`MockHandle::set_ed25519_key`]; the session's later requests, and
+//! `userDataStream.subscribe`, then need no `apiKey` or `signature`), and the trading methods
 //! `order.place`, `order.cancel`, `order.cancelReplace`, `order.status`,
 //! `openOrders.status`, `openOrders.cancelAll` and `account.status`, which share the
 //! REST routes' semantics and the same key, signature (sorted-parameter payload),
@@ -168,6 +170,8 @@ pub struct MockStats {
     pub ws_sessions: u64,
     /// User data subscriptions accepted.
     pub subscriptions: u64,
+    /// WebSocket API `session.logon`s accepted (Ed25519).
+    pub logons: u64,
     /// Events pushed to subscribers.
     pub events: u64,
 }
@@ -219,6 +223,8 @@ struct State {
     log: Vec<String>,
     stats: MockStats,
     kick: u64,
+    /// The Ed25519 API key registered for `session.logon`: its API key and public key.
+    ed25519: Option<(String, [u8; 32])>,
 }
 
 #[derive(Debug)]
@@ -334,6 +340,7 @@ impl MockBinance {
                 log: Vec::new(),
                 stats: MockStats::default(),
                 kick: 0,
+                ed25519: None,
             }),
             stop: AtomicBool::new(false),
             kick: AtomicU64::new(0),
@@ -376,6 +383,13 @@ impl MockHandle {
     /// all its answers proves all `n` requests were in flight together.
     pub fn hold_ws_answers(&self, n: u64) {
         self.shared.hold.store(n, Ordering::Release);
+    }
+
+    /// Registers an Ed25519 API key (`api_key` and its 32-byte public key) for the
+    /// WebSocket API's `session.logon`: a session logged on with it sends requests
+    /// without `apiKey` and `signature`.
+    pub fn set_ed25519_key(&self, api_key: &str, public_key: [u8; 32]) {
+        lock(&self.shared.state).ed25519 = Some((api_key.to_string(), public_key));
     }
 
     /// Server clock = local wall clock + `ms`.
@@ -1457,6 +1471,8 @@ fn ws_session(s: TcpStream, req: Request, rest: Vec<u8>, sh: &Shared) -> io::Res
     let mut sub_ids: Vec<u64> = Vec::new();
     let mut held: Vec<String> = Vec::new();
     let mut seen = 0u64;
+    // The API key this session is logged on with (`session.logon`), if any.
+    let mut logon: Option<String> = None;
     loop {
         if sh.stop.load(Ordering::Acquire) || sh.kick.load(Ordering::Acquire) != kick0 {
             let _ = s.shutdown(Shutdown::Both);
@@ -1465,7 +1481,7 @@ fn ws_session(s: TcpStream, req: Request, rest: Vec<u8>, sh: &Shared) -> io::Res
         match ws.read() {
             Ok(Message::Text(t)) => {
                 seen += 1;
-                match ws_request(sh, t.as_ref(), &tx, &mut sub_ids) {
+                match ws_request(sh, t.as_ref(), &tx, &mut sub_ids, &mut logon) {
                     WsReply::Now(v) => held.push(v.to_string()),
                     WsReply::After(ms, v) => {
                         std::thread::sleep(Duration::from_millis(ms));
@@ -1524,12 +1540,11 @@ fn ws_route(method: &str) -> Option<(&'static str, &'static str)> {
 /// and timing checks, the fault queue (filter: the WS method name or its REST route),
 /// then the REST semantics ([`dispatch`]); the answer in the WS API shape
 /// `{id, status, result | error, rateLimits}`.
-fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<String, Value>) -> WsReply {
+fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<String, Value>, logon: bool) -> WsReply {
     let Some((verb, path)) = ws_route(method) else {
         return WsReply::Now(json!({ "id": id, "status": 400, "error": { "code": -1100, "msg": "Unknown method." } }));
     };
-    let kv: Vec<(&str, String)> =
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+    let kv = kv_of(params);
     let mut st = lock(&sh.state);
     st.stats.requests += 1;
     st.log.push(format!("WS {method}"));
@@ -1571,7 +1586,7 @@ fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<Stri
                 return WsReply::Now(out(400, err(-1100, &msg)));
             }
             Fault::SlowAnswer { ms } => {
-                return match ws_checked(sh, &mut st, &kv, now) {
+                return match ws_checked(sh, &mut st, &kv, now, logon) {
                     Err(a) => WsReply::After(ms, out(a.status, a.body)),
                     Ok(p) => {
                         let a = dispatch(sh, &mut st, verb, path, &p, now);
@@ -1582,7 +1597,7 @@ fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<Stri
             Fault::ServerTime { .. } => {}
         }
     }
-    match ws_checked(sh, &mut st, &kv, now) {
+    match ws_checked(sh, &mut st, &kv, now, logon) {
         Err(a) => WsReply::Now(out(a.status, a.body)),
         Ok(p) => {
             let a = dispatch(sh, &mut st, verb, path, &p, now);
@@ -1592,9 +1607,20 @@ fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<Stri
 }
 
 /// Key, signature and timing checks of a WebSocket API request; the parameters but
-/// `apiKey` and `signature`.
-fn ws_checked(sh: &Shared, st: &mut State, kv: &[(&str, String)], now: i64) -> Result<Vec<(String, String)>, Answer> {
+/// `apiKey` and `signature`. On a session logged on (`logon`), a request without a
+/// signature is the session's: only its timing is checked.
+fn ws_checked(
+    sh: &Shared,
+    st: &mut State,
+    kv: &[(&str, String)],
+    now: i64,
+    logon: bool,
+) -> Result<Vec<(String, String)>, Answer> {
     let get = |k: &str| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    if logon && get("signature").is_none() {
+        check_time(st, get("timestamp").as_deref(), get("recvWindow").as_deref(), now)?;
+        return Ok(kv.iter().filter(|(k, _)| *k != "apiKey").map(|(k, v)| (k.to_string(), v.clone())).collect());
+    }
     if get("apiKey").as_deref() != Some(sh.cfg.creds.api_key()) {
         st.stats.auth_failures += 1;
         return Err(Answer { status: 401, ..Answer::bad(-2015, "Invalid API-key, IP, or permissions for action.") });
@@ -1615,7 +1641,13 @@ fn ws_checked(sh: &Shared, st: &mut State, kv: &[(&str, String)], now: i64) -> R
         .collect())
 }
 
-fn ws_request(sh: &Shared, text: &str, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> WsReply {
+fn ws_request(
+    sh: &Shared,
+    text: &str,
+    tx: &Sender<String>,
+    sub_ids: &mut Vec<u64>,
+    logon: &mut Option<String>,
+) -> WsReply {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return WsReply::Now(
             json!({ "id": null, "status": 400, "error": { "code": -1102, "msg": "Malformed request." } }),
@@ -1626,22 +1658,79 @@ fn ws_request(sh: &Shared, text: &str, tx: &Sender<String>, sub_ids: &mut Vec<u6
     if ws_route(method).is_some() {
         let empty = serde_json::Map::new();
         let params = v.get("params").and_then(Value::as_object).unwrap_or(&empty);
-        return ws_trade(sh, &id, method, params);
+        return ws_trade(sh, &id, method, params, logon.is_some());
     }
-    WsReply::Now(ws_session_request(sh, &id, &v, tx, sub_ids))
+    WsReply::Now(ws_session_request(sh, &id, &v, tx, sub_ids, logon))
 }
 
-fn ws_session_request(sh: &Shared, id: &Value, v: &Value, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> Value {
+/// A WebSocket API request's parameters as `(name, text)` (numbers as their digits).
+fn kv_of(params: &serde_json::Map<String, Value>) -> Vec<(&str, String)> {
+    params.iter().map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+}
+
+/// A new user data stream subscription of this session: its answer.
+fn ws_subscribe(st: &mut State, id: &Value, tx: &Sender<String>, sub_ids: &mut Vec<u64>) -> Value {
+    let sub = st.next_sub;
+    st.next_sub += 1;
+    st.subs.push((sub, tx.clone()));
+    st.stats.subscriptions += 1;
+    sub_ids.push(sub);
+    json!({ "id": id, "status": 200, "result": { "subscriptionId": sub },
+        "rateLimits": [{ "rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000, "count": 2 }] })
+}
+
+fn ws_session_request(
+    sh: &Shared,
+    id: &Value,
+    v: &Value,
+    tx: &Sender<String>,
+    sub_ids: &mut Vec<u64>,
+    logon: &mut Option<String>,
+) -> Value {
     let fail = |code: i32, msg: &str| json!({ "id": id, "status": 400, "error": { "code": code, "msg": msg } });
     match v.get("method").and_then(Value::as_str) {
         Some("ping") => json!({ "id": id, "status": 200, "result": {} }),
+        // Ed25519 only: apiKey, timestamp (recvWindow), signature = base64 Ed25519 of
+        // the sorted parameters. Later requests of the session may omit apiKey and
+        // signature.
+        Some("session.logon") => {
+            let empty = serde_json::Map::new();
+            let kv = kv_of(v.get("params").and_then(Value::as_object).unwrap_or(&empty));
+            let get = |k: &str| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+            let mut st = lock(&sh.state);
+            let Some((key, public)) = st.ed25519.clone() else {
+                st.stats.auth_failures += 1;
+                return fail(-2015, "Invalid API-key, IP, or permissions for action.");
+            };
+            if get("apiKey").as_deref() != Some(key.as_str()) {
+                st.stats.auth_failures += 1;
+                return fail(-2015, "Invalid API-key, IP, or permissions for action.");
+            }
+            let sig = get("signature").unwrap_or_default();
+            if !crate::gateway::sign::ed25519_verify(&public, ws_payload(&kv).as_bytes(), &sig) {
+                st.stats.auth_failures += 1;
+                return fail(-1022, "Signature for this request is not valid.");
+            }
+            let now = wall_ms() + st.offset_ms;
+            if let Err(a) = check_time(&mut st, get("timestamp").as_deref(), get("recvWindow").as_deref(), now) {
+                return json!({ "id": id, "status": 400, "error": a.body });
+            }
+            st.stats.logons += 1;
+            *logon = Some(key.clone());
+            json!({ "id": id, "status": 200, "result": { "apiKey": key, "authorizedSince": now,
+                "connectedSince": now, "returnRateLimits": true, "serverTime": now, "userDataStream": false } })
+        }
+        Some("userDataStream.subscribe") => {
+            let mut st = lock(&sh.state);
+            if logon.is_none() {
+                st.stats.auth_failures += 1;
+                return fail(-2015, "Invalid API-key, IP, or permissions for action.");
+            }
+            ws_subscribe(&mut st, id, tx, sub_ids)
+        }
         Some("userDataStream.subscribe.signature") => {
             let empty = serde_json::Map::new();
-            let params = v.get("params").and_then(Value::as_object).unwrap_or(&empty);
-            let kv: Vec<(&str, String)> = params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect();
+            let kv = kv_of(v.get("params").and_then(Value::as_object).unwrap_or(&empty));
             let get = |k: &str| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
             let mut st = lock(&sh.state);
             if get("apiKey").as_deref() != Some(sh.cfg.creds.api_key()) {
@@ -1658,17 +1747,9 @@ fn ws_session_request(sh: &Shared, id: &Value, v: &Value, tx: &Sender<String>, s
             }
             let now = wall_ms() + st.offset_ms;
             if let Err(a) = check_time(&mut st, get("timestamp").as_deref(), get("recvWindow").as_deref(), now) {
-                let code = a.body.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
-                let msg = a.body.get("msg").and_then(Value::as_str).unwrap_or("").to_string();
-                return fail(code, &msg);
+                return json!({ "id": id, "status": 400, "error": a.body });
             }
-            let sub = st.next_sub;
-            st.next_sub += 1;
-            st.subs.push((sub, tx.clone()));
-            st.stats.subscriptions += 1;
-            sub_ids.push(sub);
-            json!({ "id": id, "status": 200, "result": { "subscriptionId": sub },
-                "rateLimits": [{ "rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000, "count": 2 }] })
+            ws_subscribe(&mut st, id, tx, sub_ids)
         }
         _ => fail(-1100, "Unknown method."),
     }

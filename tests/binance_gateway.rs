@@ -1,12 +1,12 @@
 //! The Binance Spot gateway against the mock venue over real loopback HTTP and
 //! WebSocket: signing, order round trips, execution reports from the user data
 //! stream, rejects with codes, 429/418 back-off, -1021 clock re-sync, unknown orders
-//! settled by queries, reconciliation, and secrets kept out of every output.
+//! settled by queries, reconciliation, and secrets kept out of every output. Order
+//! entry here is `orders = "rest"`.
 
 use std::time::{Duration, Instant};
 
-use statarb::event::{ExecKind, ExecReport, NewOrder, OrderCmd, OrderId, Tif};
-use statarb::fees::Fees;
+use statarb::event::{ExecKind, NewOrder, OrderCmd, Tif};
 use statarb::gateway::binance::{
     client_order_id, BinanceGatewayConfig, BinanceSpot, GatewayError, OrderState, CODE_CANCEL_REPLACE_FAILED,
     CODE_NEW_ORDER_REJECTED, CODE_NO_SUCH_ORDER, CODE_TOO_MANY_REQUESTS,
@@ -16,32 +16,8 @@ use statarb::gateway::Exchange;
 use statarb::mock::{Fault, MockBinance, MockConfig, MockHandle};
 use statarb::types::{Instrument, Side};
 
-const KEY: &str = "mockApiKeyQ7w9E2r4T6y8U0i1O3p5A7s9D2f4G6h8J0k1L3z5X7c9V2b4N6m8";
-const SECRET: &str = "mockSecretZ1x3C5v7B9n2M4q6W8e0R2t4Y6u8I0o2P4a6S8d0F2g4H6j8K0l2";
-const BTC: u16 = 0;
-const ETH: u16 = 1;
-
-fn instruments() -> Vec<Instrument> {
-    vec![
-        Instrument::new("BTCUSDT", "0.01".parse().unwrap(), "0.00001".parse().unwrap()),
-        Instrument::new("ETHUSDT", "0.01".parse().unwrap(), "0.0001".parse().unwrap()),
-    ]
-}
-
-fn fees() -> Fees {
-    Fees { maker_bps: 10.0, taker_bps: 10.0 }
-}
-
-fn mock() -> MockHandle {
-    MockBinance::spawn(MockConfig {
-        creds: Credentials::new(KEY, SECRET),
-        instruments: instruments(),
-        balances: vec![("USDT".into(), 100_000.0), ("BTC".into(), 1.0), ("ETH".into(), 10.0)],
-        maker_bps: 10.0,
-        taker_bps: 10.0,
-    })
-    .unwrap()
-}
+mod binance_support;
+use binance_support::*;
 
 fn config(m: &MockHandle) -> BinanceGatewayConfig {
     BinanceGatewayConfig {
@@ -49,71 +25,15 @@ fn config(m: &MockHandle) -> BinanceGatewayConfig {
         ws_url: m.ws_url(),
         timeout_ms: 1_000,
         settle_interval_ms: 100,
+        // These tests drive the blocking REST transport; tests/binance_ws_orders.rs
+        // drives the WebSocket API one (the default).
+        orders: "rest".into(),
         ..BinanceGatewayConfig::default()
     }
 }
 
-fn started(cfg: BinanceGatewayConfig, secret: &str) -> BinanceSpot {
-    let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, secret), instruments(), fees()).unwrap();
-    gw.start().unwrap();
-    let t0 = Instant::now();
-    let mut out = Vec::new();
-    while !gw.stream_ready() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "user data stream not subscribed: {gw:?}");
-        gw.poll(0, &mut out);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert!(out.is_empty());
-    gw
-}
-
 fn gateway(m: &MockHandle) -> BinanceSpot {
     started(config(m), SECRET)
-}
-
-const SESSION: u64 = 1_764_000_000;
-
-fn oid(n: u64) -> OrderId {
-    (SESSION << 32) | n
-}
-
-fn order(n: u64, inst: u16, side: Side, px: i64, qty: i64, tif: Tif) -> OrderCmd {
-    OrderCmd::New(NewOrder { id: oid(n), inst, side, px, qty, tif })
-}
-
-fn send(gw: &mut BinanceSpot, cmd: OrderCmd) -> Vec<ExecReport> {
-    let mut out = Vec::new();
-    gw.on_order(&cmd, 0, &mut out);
-    out
-}
-
-/// Polls until `pred` holds on everything reported so far (at most 5 s).
-fn poll_until(gw: &mut BinanceSpot, out: &mut Vec<ExecReport>, pred: impl Fn(&[ExecReport]) -> bool) {
-    let t0 = Instant::now();
-    while !pred(out) {
-        assert!(t0.elapsed() < Duration::from_secs(5), "timed out; reports so far: {out:?}");
-        gw.poll(0, out);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Polls for `ms` and returns what arrived.
-fn drain(gw: &mut BinanceSpot, ms: u64) -> Vec<ExecReport> {
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(ms) {
-        gw.poll(0, &mut out);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    out
-}
-
-fn kinds(r: &[ExecReport]) -> Vec<(OrderId, ExecKind)> {
-    r.iter().map(|r| (r.id, r.kind)).collect()
-}
-
-fn count(m: &MockHandle, line: &str) -> usize {
-    m.requests().iter().filter(|r| r.starts_with(line)).count()
 }
 
 /// Binance's documented request (`POST /api/v3/order` with the example key, secret,

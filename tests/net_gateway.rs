@@ -37,7 +37,13 @@ fn mock() -> MockHandle {
 }
 
 fn gateway(m: &MockHandle, cfg: BinanceGatewayConfig) -> BinanceSpot {
-    let cfg = BinanceGatewayConfig { rest_url: m.rest_url(), ws_url: String::new(), timeout_ms: 1_000, ..cfg };
+    let cfg = BinanceGatewayConfig {
+        rest_url: m.rest_url(),
+        ws_url: String::new(),
+        timeout_ms: 1_000,
+        orders: "rest".into(),
+        ..cfg
+    };
     let fees = Fees { maker_bps: 10.0, taker_bps: 10.0 };
     let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, SECRET), instruments(), fees).unwrap();
     gw.start().unwrap();

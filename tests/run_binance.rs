@@ -233,6 +233,7 @@ fn mock_binance_runs_as_a_program_for_dry_runs() {
     let gw = statarb::gateway::binance::BinanceGatewayConfig {
         rest_url: url.clone(),
         ws_url: String::new(),
+        orders: "rest".into(),
         ..Default::default()
     };
     let mut venue = statarb::gateway::binance::BinanceSpot::with_credentials(

@@ -67,6 +67,30 @@ pub struct BinanceGatewayConfig {
     /// previous offset kept.
     #[serde(default = "default_max_clock_skew")]
     pub max_clock_skew_ms: u64,
+    /// Order entry transport: `"ws"` (the default: pipelined requests over the
+    /// WebSocket API connection at `ws_url`, [`super::wsapi`]) or `"rest"` (one
+    /// blocking signed REST request at a time, [`super::rest`]). Read it with
+    /// [`Self::order_entry`]; any other value is [`BinanceConfigError::Orders`].
+    #[serde(default = "default_orders")]
+    pub orders: String,
+    /// Environment variable holding the API key of an Ed25519 key pair (empty: none).
+    /// With [`Self::ed25519_pem_env`] it makes every WebSocket API connection log on
+    /// with `session.logon`, so that its requests need no signature.
+    #[serde(default)]
+    pub ed25519_key_env: String,
+    /// Environment variable holding that key's private key: the PKCS#8 PEM text, or
+    /// the path of the PEM file (empty: none).
+    #[serde(default)]
+    pub ed25519_pem_env: String,
+}
+
+/// How the gateway sends orders (`gateway.binance.orders`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEntry {
+    /// WebSocket API requests, sent without waiting for earlier answers.
+    Ws,
+    /// Blocking REST requests, one at a time.
+    Rest,
 }
 
 fn default_rest_url() -> String {
@@ -105,6 +129,9 @@ fn default_retry_after_cap() -> u64 {
 fn default_max_clock_skew() -> u64 {
     3_600_000
 }
+fn default_orders() -> String {
+    "ws".into()
+}
 
 impl Default for BinanceGatewayConfig {
     /// The Spot testnet, keys in `BINANCE_API_KEY` / `BINANCE_API_SECRET`: what an
@@ -124,6 +151,9 @@ impl Default for BinanceGatewayConfig {
             limits: RateLimits::default(),
             retry_after_cap_s: default_retry_after_cap(),
             max_clock_skew_ms: default_max_clock_skew(),
+            orders: default_orders(),
+            ed25519_key_env: String::new(),
+            ed25519_pem_env: String::new(),
         }
     }
 }
@@ -154,6 +184,14 @@ pub enum BinanceConfigError {
     RetryAfterCapS,
     /// `max_clock_skew_ms` is outside 1..=86400000.
     MaxClockSkewMs,
+    /// `orders` is neither `"ws"` nor `"rest"`.
+    Orders,
+    /// `orders = "ws"` with an empty `ws_url`: WebSocket order entry needs the
+    /// WebSocket API connection.
+    OrdersNeedWsUrl,
+    /// One of `ed25519_key_env` and `ed25519_pem_env` is set without the other, or they
+    /// are set with an empty `ws_url` (the logon is the WebSocket API's).
+    Ed25519Env,
 }
 
 impl BinanceConfigError {
@@ -170,6 +208,8 @@ impl BinanceConfigError {
             Self::Limits => "gateway.binance.limits",
             Self::RetryAfterCapS => "gateway.binance.retry_after_cap_s",
             Self::MaxClockSkewMs => "gateway.binance.max_clock_skew_ms",
+            Self::Orders | Self::OrdersNeedWsUrl => "gateway.binance.orders",
+            Self::Ed25519Env => "gateway.binance.ed25519_pem_env",
         }
     }
 
@@ -184,6 +224,9 @@ impl BinanceConfigError {
             Self::Limits => "every limit must be > 0",
             Self::RetryAfterCapS => "must be in 1..=86400",
             Self::MaxClockSkewMs => "must be in 1..=86400000",
+            Self::Orders => "must be \"ws\" or \"rest\"",
+            Self::OrdersNeedWsUrl => "\"ws\" needs a ws_url (the WebSocket API); use \"rest\" without one",
+            Self::Ed25519Env => "ed25519_key_env and ed25519_pem_env go together, and need a ws_url",
         }
     }
 }
@@ -229,7 +272,24 @@ impl BinanceGatewayConfig {
         if !(1..=86_400_000).contains(&self.max_clock_skew_ms) {
             return Err(BinanceConfigError::MaxClockSkewMs);
         }
+        if self.order_entry()? == OrderEntry::Ws && self.ws_url.is_empty() {
+            return Err(BinanceConfigError::OrdersNeedWsUrl);
+        }
+        let ed = (self.ed25519_key_env.is_empty(), self.ed25519_pem_env.is_empty());
+        if ed.0 != ed.1 || (!ed.0 && self.ws_url.is_empty()) {
+            return Err(BinanceConfigError::Ed25519Env);
+        }
         Ok(())
+    }
+
+    /// The order entry transport `orders` names; [`BinanceConfigError::Orders`] for
+    /// any other value.
+    pub fn order_entry(&self) -> Result<OrderEntry, BinanceConfigError> {
+        match self.orders.as_str() {
+            "ws" => Ok(OrderEntry::Ws),
+            "rest" => Ok(OrderEntry::Rest),
+            _ => Err(BinanceConfigError::Orders),
+        }
     }
 
     /// A per-IP budget for these limits (`limits.weight_per_minute`,
@@ -279,5 +339,11 @@ mod tests {
         assert_eq!(bad("[limits]\nweight_per_minute = 0"), "gateway.binance.limits");
         assert_eq!(bad("retry_after_cap_s = 0"), "gateway.binance.retry_after_cap_s");
         assert_eq!(bad("max_clock_skew_ms = 86400001"), "gateway.binance.max_clock_skew_ms");
+        assert_eq!(bad("orders = \"fix\""), "gateway.binance.orders");
+        assert_eq!(bad("ws_url = \"\""), "gateway.binance.orders");
+        assert_eq!(bad("ed25519_key_env = \"K\""), "gateway.binance.ed25519_pem_env");
+        let ok = |toml: &str| toml::from_str::<BinanceGatewayConfig>(toml).unwrap().validate().is_ok();
+        assert!(ok("ws_url = \"\"\norders = \"rest\""));
+        assert_eq!(BinanceGatewayConfig::default().order_entry(), Ok(OrderEntry::Ws));
     }
 }

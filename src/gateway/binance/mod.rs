@@ -1,4 +1,5 @@
-//! Binance Spot order gateway: REST order entry, WebSocket API user data stream.
+//! Binance Spot order gateway: order entry over the WebSocket API (pipelined, the
+//! default) or REST (blocking), and the WebSocket API user data stream.
 //!
 //! [`BinanceSpot`] is the [`Exchange`] the gateway thread drives. It owns one part per
 //! job and glues them; each module documents its own:
@@ -8,6 +9,7 @@
 //! | [`config`] | `[gateway.binance]`: URLs, key variables, timeouts, limits, and their checks |
 //! | [`rest`] | the signed REST client: signing, rate limits, `Retry-After`, the server clock offset |
 //! | [`entry`] | order entry: the request behind each [`OrderCmd`] and what its answer does |
+//! | [`wsapi`] | the WebSocket API transport of order entry: signed requests, the in-flight table |
 //! | [`orders`] | the order state machine: tracked orders, unknown outcomes, what reaches the core |
 //! | [`stream`] | the user data stream: the WebSocket API subscription and its `executionReport`s |
 //! | [`commission`] | fee accounting: commissions in the quote, the base or a third asset |
@@ -18,8 +20,11 @@
 //! Every public item is also re-exported here (`gateway::binance::BinanceSpot`,
 //! `gateway::binance::CODE_NO_SUCH_ORDER`, ...).
 //!
-//! REST calls block until answered (at most `timeout_ms`): the gateway runs on the
-//! gateway thread, never on the hot one. Its wall clock is its own (Binance needs
+//! `gateway.binance.orders` picks the transport of order entry: `"ws"` writes each
+//! request to the WebSocket API connection and returns (answers are handled by later
+//! polls), `"rest"` blocks until answered (at most `timeout_ms`). Either way the
+//! gateway runs on the gateway thread, never on the hot one; the REST calls left in
+//! `"ws"` mode are the clock sync and reconciliation (open orders, balances). Its wall clock is its own (Binance needs
 //! server time), not the `now` the gateway loop passes in.
 
 pub mod account;
@@ -32,6 +37,7 @@ pub mod ids;
 pub mod orders;
 pub mod rest;
 pub mod stream;
+pub mod wsapi;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -39,7 +45,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use commission::split_symbol;
-pub use config::{BinanceConfigError, BinanceGatewayConfig, TESTNET_REST_URL, TESTNET_WS_API_URL};
+pub use config::{BinanceConfigError, BinanceGatewayConfig, OrderEntry, TESTNET_REST_URL, TESTNET_WS_API_URL};
 pub use error::GatewayError;
 pub use ids::{client_order_id, parse_client_order_id};
 pub use orders::{OrderState, RejectInfo};
@@ -48,9 +54,10 @@ pub use rest::{
     CODE_TIMESTAMP, CODE_TOO_MANY_REQUESTS,
 };
 pub use stream::{map_execution, Execution, MapSkip};
+pub use wsapi::MAX_IN_FLIGHT;
 
 use super::limits::RateLimiter;
-use super::sign::Credentials;
+use super::sign::{Credentials, Ed25519Key};
 use super::{Balance, Exchange, OpenOrder, VenueError};
 use crate::event::{ExecReport, MarketEvent, OrderCmd, OrderId};
 use crate::fees::Fees;
@@ -60,12 +67,24 @@ use commission::Commission;
 use orders::{Tracked, KEEP_DONE_NS};
 use rest::Rest;
 use stream::UserStream;
+use wsapi::InFlight;
 
 /// Counters of the gateway.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BinanceStats {
-    /// REST requests sent.
+    /// Signed requests sent (REST and WebSocket API).
     pub requests: u64,
+    /// WebSocket API order-entry requests written.
+    pub ws_requests: u64,
+    /// WebSocket API answers matched to a request in flight.
+    pub ws_answers: u64,
+    /// WebSocket API requests refused because [`MAX_IN_FLIGHT`] were in flight.
+    pub ws_table_full: u64,
+    /// WebSocket API requests given up: no answer in `timeout_ms`, or the connection
+    /// was lost.
+    pub ws_timeouts: u64,
+    /// WebSocket API answers that came after their request was given up.
+    pub ws_late_answers: u64,
     /// New orders sent.
     pub orders_sent: u64,
     /// Rejected reports pushed.
@@ -106,9 +125,11 @@ pub struct BinanceStats {
     pub fee_estimates: u64,
 }
 
-/// The Binance Spot gateway. Blocking REST calls: run it on the gateway thread.
+/// The Binance Spot gateway. Run it on the gateway thread (REST calls block).
 pub struct BinanceSpot {
     cfg: BinanceGatewayConfig,
+    entry: OrderEntry,
+    in_flight_ws: InFlight,
     rest: Rest,
     instruments: Vec<Instrument>,
     by_symbol: HashMap<String, InstId>,
@@ -128,6 +149,8 @@ impl std::fmt::Debug for BinanceSpot {
             .field("creds", &self.rest.creds)
             .field("offset_ms", &self.rest.offset_ms)
             .field("orders", &self.orders.len())
+            .field("entry", &self.entry)
+            .field("ws_in_flight", &self.in_flight_ws.len())
             .field("stream", &self.stream)
             .field("stats", &self.stats)
             .finish()
@@ -171,11 +194,20 @@ fn side_str(s: Side) -> &'static str {
 
 impl BinanceSpot {
     /// A gateway for `instruments` (their index is their [`InstId`]) with credentials
-    /// read from the environment variables the config names. No I/O yet: call
-    /// [`Self::start`].
+    /// read from the environment variables the config names (and, if it names them,
+    /// the Ed25519 key of [`Self::logon_ed25519`]). No I/O yet: call [`Self::start`].
     pub fn new(cfg: BinanceGatewayConfig, instruments: Vec<Instrument>, fees: Fees) -> Result<Self, GatewayError> {
         let creds = Credentials::from_env(&cfg.key_env, &cfg.secret_env)?;
-        Self::with_credentials(cfg, creds, instruments, fees)
+        let ed = if cfg.ed25519_pem_env.is_empty() {
+            None
+        } else {
+            Some(Ed25519Key::from_env(&cfg.ed25519_key_env, &cfg.ed25519_pem_env)?)
+        };
+        let mut gw = Self::with_credentials(cfg, creds, instruments, fees)?;
+        if let Some(key) = ed {
+            gw.logon_ed25519(key);
+        }
+        Ok(gw)
     }
 
     /// As [`Self::new`] with explicit credentials (tests).
@@ -186,12 +218,15 @@ impl BinanceSpot {
         fees: Fees,
     ) -> Result<Self, GatewayError> {
         cfg.validate()?;
+        let entry = cfg.order_entry()?;
         let commission = Commission::new(&instruments, fees)?;
         let by_symbol = instruments.iter().enumerate().map(|(i, ins)| (ins.symbol.clone(), i as InstId)).collect();
         let stream = if cfg.ws_url.is_empty() { None } else { Some(UserStream::new(&cfg)?) };
         Ok(BinanceSpot {
             rest: Rest::new(&cfg, creds),
             cfg,
+            entry,
+            in_flight_ws: InFlight::new(),
             instruments,
             by_symbol,
             commission,
@@ -202,6 +237,18 @@ impl BinanceSpot {
             stream,
             stats: BinanceStats::default(),
         })
+    }
+
+    /// Logs every WebSocket API connection on with `key` (`session.logon`, Ed25519)
+    /// before anything else is sent on it: the user data stream subscription and order
+    /// requests then carry no `apiKey` and no signature. REST requests (clock sync,
+    /// reconciliation) stay HMAC-signed with the credentials. Call before
+    /// [`Self::start`]; without a WebSocket API connection (`ws_url` empty) it does
+    /// nothing.
+    pub fn logon_ed25519(&mut self, key: Ed25519Key) {
+        if let Some(s) = self.stream.as_mut() {
+            s.logon = Some(key);
+        }
     }
 
     /// Draws request weight from `budget` from now on (the per-IP budget shared with the
@@ -283,19 +330,21 @@ impl Exchange for BinanceSpot {
         }
     }
 
-    /// True: [`OrderCmd::Replace`] is `POST /api/v3/order/cancelReplace` with
-    /// `cancelReplaceMode = STOP_ON_FAILURE` ([`BinanceSpot::cancel_replace`]).
+    /// True: [`OrderCmd::Replace`] is `order.cancelReplace` (or
+    /// `POST /api/v3/order/cancelReplace`) with `cancelReplaceMode = STOP_ON_FAILURE`
+    /// ([`BinanceSpot::cancel_replace`]).
     fn supports_replace(&self) -> bool {
         true
     }
 
     fn on_market(&mut self, _ev: &MarketEvent, _out: &mut Vec<ExecReport>) {}
 
-    /// Stream events, queued cancels (once the limiter allows), settle queries of
+    /// Stream events and WebSocket API answers (and requests given up), queued cancels (once the limiter allows), settle queries of
     /// unknown orders (every `settle_interval_ms`), periodic clock sync, and pruning
     /// of final orders after a minute.
     fn poll(&mut self, _now: Ts, out: &mut Vec<ExecReport>) {
         self.poll_stream(out);
+        self.ws_expire(out);
         let now = wall_ns();
         if now < self.rest.limiter.blocked_until() {
             return;

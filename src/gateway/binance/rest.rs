@@ -278,6 +278,17 @@ impl Rest {
         }
     }
 
+    /// Admits a request of `weight` placing `orders` orders at `now`, or says why not
+    /// as the call's end (not sent, [`CODE_TOO_MANY_REQUESTS`]). REST and the
+    /// WebSocket API draw on the same limiter.
+    pub(super) fn acquire(&mut self, stats: &mut BinanceStats, now: Ts, weight: u32, orders: u32) -> Result<(), Call> {
+        self.limiter.try_acquire(now, weight, orders).map_err(|RateLimited { limit, retry_at }| {
+            stats.limited += 1;
+            let msg = format!("rate limited ({limit:?}) for {} ms", (retry_at.saturating_sub(now)) / NS_PER_MS);
+            Call::NotSent { code: CODE_TOO_MANY_REQUESTS, msg }
+        })
+    }
+
     /// One signed request: limiter, `recvWindow` + `timestamp` + signature, send,
     /// headers, and on `-1021` one clock re-sync and retry. Returns how it ended and
     /// the `timestamp` of the last attempt (0 if none was sent).
@@ -292,11 +303,8 @@ impl Rest {
     ) -> (Call, i64) {
         let mut sent_ms = 0;
         for attempt in 0..2 {
-            let now = wall_ns();
-            if let Err(RateLimited { limit, retry_at }) = self.limiter.try_acquire(now, weight, orders) {
-                stats.limited += 1;
-                let msg = format!("rate limited ({limit:?}) for {} ms", (retry_at.saturating_sub(now)) / NS_PER_MS);
-                return (Call::NotSent { code: CODE_TOO_MANY_REQUESTS, msg }, sent_ms);
+            if let Err(call) = self.acquire(stats, wall_ns(), weight, orders) {
+                return (call, sent_ms);
             }
             let mut q = params.clone();
             let ts = self.server_ms();

@@ -13,7 +13,14 @@
 //!
 //! A refused subscription is sent again, with a fresh signature, after a second; a
 //! `-1021` refusal re-synchronises the clock first. The stream is optional (an empty
-//! `ws_url`): orders then settle by queries only.
+//! `ws_url`, with `orders = "rest"`): orders then settle by queries only.
+//!
+//! With an Ed25519 key ([`BinanceSpot::logon_ed25519`]) every connection first sends
+//! `session.logon` (signed with it); once accepted the subscription is the unsigned
+//! `userDataStream.subscribe` and order requests carry no `apiKey` or signature.
+//!
+//! With `orders = "ws"` the same connection carries order entry ([`super::wsapi`]):
+//! answers to its requests are told from events and the subscribe answer by their `id`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,17 +34,18 @@ use super::error::GatewayError;
 use super::ids::parse_client_order_id;
 use super::orders::OrderState;
 use super::rest::CODE_TIMESTAMP;
+use super::wsapi::{request_text, Auth};
 use super::{i64_of, side_of, str_of, wall_ns, BinanceSpot};
 use crate::event::{ExecReport, OrderId};
 use crate::feed::ws::{tls_config, WsClient, WsConfig};
-use crate::gateway::sign::ws_payload;
+use crate::gateway::sign::Ed25519Key;
 use crate::types::{InstId, Instrument, Px, Qty, Side, Ts, NS_PER_MS};
 
 /// The user data stream connection.
 pub(super) struct UserStream {
     poll: Poll,
     events: Events,
-    ws: WsClient,
+    pub(super) ws: WsClient,
     /// Connection generation the last subscribe request was sent on (0: none, or
     /// it failed and must be sent again).
     sent_gen: u64,
@@ -50,6 +58,23 @@ pub(super) struct UserStream {
     resync: bool,
     next_req: u64,
     buf: Vec<Vec<u8>>,
+    /// Ed25519 key for `session.logon` (None: every request signed with HMAC).
+    pub(super) logon: Option<Ed25519Key>,
+    /// Connection generation the last `session.logon` was sent on (0: none, or
+    /// refused: send again).
+    logon_sent_gen: u64,
+    /// Connection generation logged on (the logon was accepted on it).
+    pub(super) logon_gen: u64,
+    /// Request id of the last `session.logon`.
+    logon_req: u64,
+}
+
+impl UserStream {
+    /// True if requests on the current connection go without `apiKey` and signature:
+    /// its session is logged on.
+    pub(super) fn logged_on(&self) -> bool {
+        self.logon.is_some() && self.logon_gen == self.ws.generation()
+    }
 }
 
 impl std::fmt::Debug for UserStream {
@@ -84,6 +109,10 @@ impl UserStream {
             resync: false,
             next_req: 1,
             buf: Vec::new(),
+            logon: None,
+            logon_sent_gen: 0,
+            logon_gen: 0,
+            logon_req: 0,
         })
     }
 }
@@ -197,31 +226,35 @@ impl BinanceSpot {
             s.subscribed = false;
         }
         let now = wall_ns();
-        if s.ws.is_open() && gen != s.sent_gen && now >= s.retry_at {
+        let ts = (now / NS_PER_MS).saturating_add(self.rest.offset_ms);
+        let logged_on = s.logged_on();
+        if s.ws.is_open() && now >= s.retry_at && !logged_on && s.logon_sent_gen != gen {
+            if let Some(key) = &s.logon {
+                // Ed25519: log the session on first; the subscription follows it.
+                s.logon_sent_gen = gen;
+                s.logon_req = s.next_req;
+                s.next_req += 1;
+                let msg =
+                    request_text(Auth::Ed25519(key), self.cfg.recv_window_ms, s.logon_req, "session.logon", &[], ts);
+                if s.ws.send_text(&msg).is_err() {
+                    s.logon_sent_gen = 0;
+                }
+            }
+        }
+        let may_subscribe = s.logon.is_none() || logged_on;
+        if s.ws.is_open() && gen != s.sent_gen && now >= s.retry_at && may_subscribe {
             s.sent_gen = gen;
             s.subscribed = false;
             s.resync |= s.ever;
             let id = s.next_req;
             s.next_req += 1;
-            let ts = (now / NS_PER_MS).saturating_add(self.rest.offset_ms);
-            let creds = &self.rest.creds;
-            let params = [
-                ("apiKey", creds.api_key().to_string()),
-                ("recvWindow", self.cfg.recv_window_ms.to_string()),
-                ("timestamp", ts.to_string()),
-            ];
-            let sig = creds.sign(ws_payload(&params).as_bytes());
-            let msg = serde_json::json!({
-                "id": id,
-                "method": "userDataStream.subscribe.signature",
-                "params": {
-                    "apiKey": creds.api_key(),
-                    "recvWindow": self.cfg.recv_window_ms,
-                    "timestamp": ts,
-                    "signature": sig,
-                }
-            });
-            if s.ws.send_text(&msg.to_string()).is_err() {
+            let msg = if logged_on {
+                format!("{{\"id\":{id},\"method\":\"userDataStream.subscribe\"}}")
+            } else {
+                let method = "userDataStream.subscribe.signature";
+                request_text(Auth::Hmac(&self.rest.creds), self.cfg.recv_window_ms, id, method, &[], ts)
+            };
+            if s.ws.send_text(&msg).is_err() {
                 s.sent_gen = 0;
             }
         }
@@ -236,13 +269,16 @@ impl BinanceSpot {
     /// Handles one stream message (`{"subscriptionId":N,"event":{..}}` or an answer).
     fn on_stream_message(&mut self, msg: &[u8], out: &mut Vec<ExecReport>) {
         self.stats.stream_messages += 1;
-        let v: Value = match serde_json::from_slice(msg) {
+        let mut v: Value = match serde_json::from_slice(msg) {
             Ok(v) => v,
             Err(_) => {
                 self.stats.parse_errors += 1;
                 return;
             }
         };
+        if self.on_ws_answer(&mut v, out) {
+            return;
+        }
         if let Some(ev) = v.get("event") {
             match map_execution(ev, &self.by_symbol, &self.instruments) {
                 Ok(x) => self.on_execution(&x, out),
@@ -252,9 +288,25 @@ impl BinanceSpot {
             }
             return;
         }
-        // An answer to our subscribe request.
+        // An answer to our logon or subscribe request.
         let Some(status) = v.get("status").and_then(Value::as_i64) else { return };
         let now = wall_ns();
+        let id = v.get("id").and_then(Value::as_u64);
+        if let Some(s) = self.stream.as_mut().filter(|s| s.logon.is_some() && id == Some(s.logon_req)) {
+            if status == 200 {
+                s.logon_gen = s.logon_sent_gen;
+                return;
+            }
+            // Refused: log on again with a fresh signature, after a pause.
+            s.logon_sent_gen = 0;
+            s.retry_at = now + 1_000 * NS_PER_MS;
+            let code = v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64).unwrap_or(0);
+            if code == CODE_TIMESTAMP as i64 {
+                self.stats.timestamp_errors += 1;
+                let _ = self.sync_time();
+            }
+            return;
+        }
         if status == 200 {
             if v.get("result").and_then(|r| r.get("subscriptionId")).is_none() {
                 return;

@@ -117,6 +117,8 @@ journal = "{journal}"
 [gateway.binance]
 rest_url = "{rest}"
 ws_url = "{wsapi}"
+# The request-order checks below read the mock's REST log.
+orders = "rest"
 key_env = "STATARB_CRASH_KEY"
 secret_env = "STATARB_CRASH_SECRET"
 

@@ -35,8 +35,13 @@ fn mock() -> MockHandle {
 
 /// Starts a gateway for `instruments` (no user data stream) on the mock.
 fn start(m: &MockHandle, instruments: Vec<Instrument>) -> Result<BinanceSpot, GatewayError> {
-    let cfg =
-        BinanceGatewayConfig { rest_url: m.rest_url(), ws_url: String::new(), timeout_ms: 2_000, ..Default::default() };
+    let cfg = BinanceGatewayConfig {
+        rest_url: m.rest_url(),
+        ws_url: String::new(),
+        orders: "rest".into(),
+        timeout_ms: 2_000,
+        ..Default::default()
+    };
     let fees = Fees { maker_bps: 10.0, taker_bps: 10.0 };
     let mut gw = BinanceSpot::with_credentials(cfg, Credentials::new(KEY, SECRET), instruments, fees)?;
     gw.start()?;

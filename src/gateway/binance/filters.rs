@@ -18,8 +18,8 @@
 //! symbol's `filters`, `PRICE_FILTER.tickSize` must equal the instrument's `tick` and
 //! `LOT_SIZE.stepSize` its `lot`, as exact decimals (`"0.01000000"` equals `0.01`).
 //! Errors are [`FilterError`]s naming the symbol and, for a mismatch, the config key
-//! (`y.tick`: instrument 0 is the `y` leg, 1 the `x` leg, the order of
-//! [`crate::config::Config::instruments`]) with both values.
+//! (`y.tick`: instrument 0 is the `y` leg, 1 the `x` leg, the order in which the
+//! configuration lists its instruments) with both values.
 
 use serde_json::Value;
 use thiserror::Error;

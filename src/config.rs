@@ -25,6 +25,7 @@ use thiserror::Error;
 
 use crate::core::{CoreParams, LegParams, MAX_ORDERS};
 use crate::live::{Pinning, RunOptions};
+use crate::monitor::MonitorOptions;
 use crate::quote::{Complete, QuoteMode, QuoteModel, QuoteParams};
 use crate::risk::RiskParams;
 use crate::signal::kalman::KalmanParams;
@@ -347,6 +348,73 @@ fn default_rotate_secs() -> u64 {
     3600
 }
 
+/// Live observability, from config `[monitor]` ([`crate::monitor`]): the log, the
+/// status line and the Prometheus endpoint of `statarb run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Seconds between status lines; 0 for none.
+    #[serde(default = "default_status_secs")]
+    pub status_secs: u64,
+    /// Address of the `/metrics` endpoint, such as `"127.0.0.1:9184"` (port 0: a free
+    /// port, logged at start); absent for none. Keep it on loopback or a private
+    /// interface: it has no authentication.
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where log lines go: `"stderr"`, or a file path (appended to, created if missing).
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// `"text"` (timestamp, level, message, `key=value` fields) or `"json"` (one object
+    /// per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// The lowest level logged: `"error"`, `"warn"`, `"info"`, `"debug"` or `"trace"`.
+    #[serde(default)]
+    pub log_level: LogLevel,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            status_secs: default_status_secs(),
+            metrics_addr: None,
+            log: default_log(),
+            log_format: LogFormat::default(),
+            log_level: LogLevel::default(),
+        }
+    }
+}
+
+/// The format of the log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines with `key=value` fields.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_status_secs() -> u64 {
+    10
+}
+fn default_log() -> String {
+    "stderr".into()
+}
+/// The lowest level logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -385,6 +453,9 @@ pub struct Config {
     /// Raw-message recording while running.
     #[serde(default)]
     pub record: Option<RecordConfig>,
+    /// Logs, status line and metrics endpoint of `run`.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 impl Config {
@@ -450,6 +521,16 @@ impl Config {
     /// The legs' instruments, Y then X: index 0 and 1 are the instrument ids.
     pub fn instruments(&self) -> Vec<Instrument> {
         vec![self.y.instrument(), self.x.instrument()]
+    }
+
+    /// The monitor thread's options ([`crate::monitor`]), from `[monitor]`.
+    pub fn monitor_options(&self) -> MonitorOptions {
+        MonitorOptions {
+            status_every: (self.monitor.status_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.monitor.status_secs)),
+            metrics_addr: self.monitor.metrics_addr,
+            legs: [self.y.symbol.clone(), self.x.symbol.clone()],
+        }
     }
 
     /// The options of a threaded run (`[live]` and the gateway's cancel timeout);
@@ -589,6 +670,9 @@ impl Config {
         }
         if !(16..=1 << 24).contains(&self.live.ring_capacity) {
             return Err(("live.ring_capacity".into(), "must be in 16..=16777216".into()));
+        }
+        if self.monitor.log.trim().is_empty() {
+            return Err(("monitor.log".into(), "must be \"stderr\" or a file path".into()));
         }
         Ok(())
     }

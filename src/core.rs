@@ -981,6 +981,14 @@ impl Core {
         leg.book.mid_ticks().map(|m| m * leg.inst.tick_f64())
     }
 
+    /// True if leg `l`'s book is two-sided and its last accepted update is no older than
+    /// `risk.stale_ms` at local receive time `local`: the leg may be quoted.
+    #[inline]
+    pub fn leg_fresh(&self, l: usize, local: Ts) -> bool {
+        let leg = &self.legs[l];
+        leg.book.mid_ticks().is_some() && !self.risk.is_stale(leg.last_update, local)
+    }
+
     /// Net PnL at [`Core::marks`].
     pub fn net_pnl(&self) -> f64 {
         self.portfolio.net_pnl(&self.marks())

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod mlock;
 #[cfg(feature = "mock")]
 pub mod mock;
+pub mod monitor;
 pub mod portfolio;
 pub mod quote;
 pub mod ratelimit;

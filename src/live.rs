@@ -31,9 +31,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::{Clocks, Commands, Core};
-use crate::event::{ExecReport, MarketEvent, OrderCmd};
+use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd};
 use crate::gateway::Exchange;
 use crate::metrics::{Latencies, Stage};
+use crate::monitor::telemetry::{LegSample, Sample, Telemetry, PUBLISH_EVERY};
 use crate::ring::{ring, Consumer, Full, Producer};
 use crate::types::Ts;
 
@@ -173,6 +174,9 @@ pub struct HotLoop<S> {
     latencies: Latencies,
     stats: LoopStats,
     local: LocalClock,
+    telemetry: Arc<Telemetry>,
+    /// Samples published to `telemetry`.
+    published: u64,
 }
 
 /// The hot loop's local receive clock: the wall clock at start-up plus the monotonic
@@ -252,7 +256,53 @@ impl<S: MarketSource> HotLoop<S> {
             latencies: Latencies::new(),
             stats: LoopStats::default(),
             local: LocalClock::start(),
+            telemetry: Arc::new(Telemetry::new()),
+            published: 0,
         }
+    }
+
+    /// The same loop publishing into `telemetry`, for a monitor to read
+    /// ([`crate::monitor`]). Without it the loop publishes into a telemetry of its own
+    /// that nobody reads.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Stores a [`Sample`] of the core and the source into the telemetry: plain reads
+    /// and relaxed stores, no allocation (see [`crate::monitor::telemetry`]).
+    #[inline]
+    pub fn publish(&mut self) {
+        self.published += 1;
+        let core = &self.core;
+        let local = self.clocks().local;
+        let marks = core.marks();
+        let leg = |l: usize| {
+            let p = core.portfolio().position(l);
+            let inst = core.instrument(l);
+            LegSample {
+                position: inst.qty_f64(p.qty),
+                pnl: p.realized + p.unrealized(inst, marks[l]) - p.fees,
+                mark: marks[l],
+                fresh: core.leg_fresh(l, local),
+            }
+        };
+        let cs = core.stats();
+        self.telemetry.store(&Sample {
+            seq: self.published,
+            turns: self.stats.turns,
+            events: self.stats.events,
+            reports: self.stats.reports,
+            commands: self.outlet.commands,
+            fills: cs.fills,
+            quotes: self.latencies.get(Stage::TickToQuote).len(),
+            feed: self.source.counters(),
+            legs: [leg(0), leg(1)],
+            net_pnl: core.portfolio().net_pnl(&marks),
+            open_orders: core.open_orders() as u64,
+            killed: core.risk().killed(),
+            risk_rejects: *core.risk().counts(),
+        });
     }
 
     /// The core's clocks now, between events.
@@ -284,8 +334,23 @@ impl<S: MarketSource> HotLoop<S> {
     #[inline]
     fn turn_with(&mut self, handled: Option<&AtomicU64>) -> bool {
         self.stats.turns += 1;
+        if self.stats.turns.is_multiple_of(PUBLISH_EVERY) {
+            self.publish();
+        }
         self.drain_reports();
-        let HotLoop { core, source, outlet, from_gateway, forward_market, cmds, latencies, stats, local } = self;
+        let HotLoop {
+            core,
+            source,
+            outlet,
+            from_gateway,
+            forward_market,
+            cmds,
+            latencies,
+            stats,
+            local,
+            telemetry,
+            ..
+        } = self;
         let handled = handled.filter(|_| *forward_market);
         let polled = source.poll(&mut |ev: &MarketEvent| {
             stats.events += 1;
@@ -297,7 +362,7 @@ impl<S: MarketSource> HotLoop<S> {
                     now: ev.local_ts,
                     local: if S::RECORDED { ev.local_ts } else { local.at(Instant::now()) },
                 };
-                settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, clocks);
+                settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, telemetry, clocks);
             }
             let t_read = Instant::now();
             if *forward_market && handled.is_none() {
@@ -312,7 +377,9 @@ impl<S: MarketSource> HotLoop<S> {
                     outlet.flush(cmds);
                     let t_pushed = Instant::now();
                     latencies.record(Stage::Push, nanos(t_pushed - t_done));
-                    latencies.record(Stage::TickToQuote, nanos(t_pushed - t_read));
+                    let t2q = nanos(t_pushed - t_read);
+                    latencies.record(Stage::TickToQuote, t2q);
+                    telemetry.tick_to_quote.record(t2q);
                 }
             }
             outlet.flush(cmds);
@@ -333,8 +400,8 @@ impl<S: MarketSource> HotLoop<S> {
     /// Drains every report waiting in the ring into the core.
     #[inline]
     pub fn drain_reports(&mut self) {
-        let HotLoop { core, source, outlet, from_gateway, cmds, stats, local, .. } = self;
-        drain(from_gateway, core, cmds, outlet, &mut stats.reports, || clocks_now(source, local));
+        let HotLoop { core, source, outlet, from_gateway, cmds, stats, local, telemetry, .. } = self;
+        drain(from_gateway, core, cmds, outlet, &mut stats.reports, telemetry, || clocks_now(source, local));
     }
 
     /// Lockstep: waits until the gateway has handled every message sent so far
@@ -342,8 +409,8 @@ impl<S: MarketSource> HotLoop<S> {
     /// feeds the reports to the core, and repeats until nothing is in flight.
     #[inline]
     pub fn sync(&mut self, handled: &AtomicU64) {
-        let HotLoop { core, source, outlet, from_gateway, cmds, stats, local, .. } = self;
-        settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, || clocks_now(source, local));
+        let HotLoop { core, source, outlet, from_gateway, cmds, stats, local, telemetry, .. } = self;
+        settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, telemetry, || clocks_now(source, local));
     }
 
     /// Shuts the core down (cancel all, no more quotes) and tells the gateway to finish
@@ -388,7 +455,7 @@ fn clocks_now<S: MarketSource>(source: &S, local: &LocalClock) -> Clocks {
 }
 
 /// Drains every report waiting in the ring into the core at `clocks()`, pushing the
-/// commands it answers with.
+/// commands it answers with. Rejects also go to the monitor, with their codes.
 #[inline]
 fn drain(
     from_gateway: &mut Consumer<ExecReport>,
@@ -396,10 +463,14 @@ fn drain(
     cmds: &mut Commands,
     outlet: &mut Outlet,
     reports: &mut u64,
+    telemetry: &Telemetry,
     clocks: impl Fn() -> Clocks,
 ) {
     while let Some(rep) = from_gateway.pop() {
         *reports += 1;
+        if rep.kind == ExecKind::Rejected {
+            telemetry.notice_reject(&rep);
+        }
         core.on_exec_at(&rep, clocks(), cmds);
         outlet.flush(cmds);
     }
@@ -435,6 +506,7 @@ impl Backoff {
 /// The lockstep wait ([`HotLoop::sync`]): until the gateway has handled every message
 /// sent, feeding its reports to the core at `clocks()`, and again for the commands
 /// those make, until nothing is in flight. Spins, then yields ([`Backoff`]).
+#[allow(clippy::too_many_arguments)]
 #[inline]
 fn settle(
     handled: &AtomicU64,
@@ -443,6 +515,7 @@ fn settle(
     core: &mut Core,
     cmds: &mut Commands,
     reports: &mut u64,
+    telemetry: &Telemetry,
     clocks: impl Fn() -> Clocks,
 ) {
     let mut backoff = Backoff::default();
@@ -451,14 +524,14 @@ fn settle(
             // The gateway publishes `handled` once its reports are in the ring; a full
             // ring must be drained for that to happen.
             if from_gateway.is_full() {
-                drain(from_gateway, core, cmds, outlet, reports, &clocks);
+                drain(from_gateway, core, cmds, outlet, reports, telemetry, &clocks);
             }
             backoff.snooze();
         }
         if from_gateway.is_empty() {
             return;
         }
-        drain(from_gateway, core, cmds, outlet, reports, &clocks);
+        drain(from_gateway, core, cmds, outlet, reports, telemetry, &clocks);
     }
 }
 
@@ -736,7 +809,24 @@ pub struct RunOptions {
 /// Runs `core` over `source` on a pinned hot thread with a gateway thread driving
 /// `exchange`, until the source ends or `stop` is set (SIGINT); then shuts the core
 /// down (cancel all), lets the gateway drain, and processes its last reports.
-pub fn run<S, E>(core: Core, source: S, mut exchange: E, opts: &RunOptions, stop: &AtomicBool) -> RunOutcome<S, E>
+pub fn run<S, E>(core: Core, source: S, exchange: E, opts: &RunOptions, stop: &AtomicBool) -> RunOutcome<S, E>
+where
+    S: MarketSource + Send,
+    E: Exchange,
+{
+    run_observed(core, source, exchange, opts, stop, Arc::new(Telemetry::new()))
+}
+
+/// [`run`], with the hot thread publishing into `telemetry` for a monitor
+/// ([`crate::monitor::Monitor`]); its last sample is published after the final reports.
+pub fn run_observed<S, E>(
+    core: Core,
+    source: S,
+    mut exchange: E,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    telemetry: Arc<Telemetry>,
+) -> RunOutcome<S, E>
 where
     S: MarketSource + Send,
     E: Exchange,
@@ -769,7 +859,7 @@ where
         });
         let hot = s.spawn(move || {
             let warn = pin_current(pinning.hot, cores, "hot thread");
-            let mut hl = HotLoop::new(core, source, to_gw, from_gw, forward);
+            let mut hl = HotLoop::new(core, source, to_gw, from_gw, forward).with_telemetry(telemetry);
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let more = if lockstep { hl.turn_lockstep(&handled) } else { hl.turn() };
@@ -783,6 +873,7 @@ where
                 std::hint::spin_loop();
             }
             hl.drain_reports();
+            hl.publish();
             (hl, t0.elapsed(), warn)
         });
         let (hl, elapsed, hot_warn) = hot.join().expect("hot thread panicked");

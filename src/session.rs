@@ -20,7 +20,9 @@
 //! A driver (the CLI) is above this module: it reads the configuration and decides
 //! where the session's notes go. This module prints nothing; what an operator should
 //! read (journal state, rejects, warnings, reconciliations) goes to the `note` sink
-//! each function takes, one line per call.
+//! each function takes, one line per call. While the engine runs, [`run_live`] keeps a
+//! monitor thread ([`crate::monitor`]) beside it: log lines of what happens, the
+//! status line and the `/metrics` endpoint of `[monitor]`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ use crate::gateway::{Balance, Exchange, VenueError};
 use crate::journal::{self, Journal, JournalError, Journaled, LegCheck, OpenError};
 use crate::live::{self, RunOptions, RunOutcome};
 use crate::metrics::Latencies;
+use crate::monitor::telemetry::Telemetry;
+use crate::monitor::Monitor;
 use crate::portfolio::Position;
 use crate::ratelimit::IpBudget;
 use crate::report::Summary;
@@ -59,6 +63,16 @@ pub enum SessionError {
     /// The paper venue's latency models do not build (a series file unreadable).
     #[error("paper venue: {0}")]
     Backtest(#[from] BacktestError),
+    /// The monitor could not start: `monitor.metrics_addr` cannot be bound, or a
+    /// thread cannot be spawned.
+    #[error("starting the monitor (monitor.metrics_addr {addr}): {source}")]
+    Monitor {
+        /// The configured endpoint address, or "none".
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The Binance gateway failed at a step of the session (`what`).
     #[error("{what}: {source}")]
     Gateway {
@@ -253,21 +267,34 @@ pub fn run_live<S: MarketSource + Send + FeedReport>(
     budget: &Arc<IpBudget>,
     note: &mut dyn FnMut(&str),
 ) -> Result<LiveResult, SessionError> {
-    match cfg.gateway.venue {
+    let telemetry = Arc::new(Telemetry::new());
+    let mopts = cfg.monitor_options();
+    let addr = mopts.metrics_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
+    let monitor =
+        Monitor::spawn(Arc::clone(&telemetry), mopts).map_err(|source| SessionError::Monitor { addr, source })?;
+    let t = &telemetry;
+    let result = match cfg.gateway.venue {
         // The queue model is picked here, once; each is its own monomorphised run.
         GatewayVenue::Paper => match cfg.backtest.queue {
-            QueueConfig::RiskAverse {} => run_paper(cfg, core, source, RiskAverse, opts, stop, note),
-            QueueConfig::ProbPower { n } => run_paper(cfg, core, source, ProbPower::new(n), opts, stop, note),
-            QueueConfig::ProbLog {} => run_paper(cfg, core, source, ProbLog, opts, stop, note),
+            QueueConfig::RiskAverse {} => run_paper(cfg, core, source, RiskAverse, opts, stop, t, note),
+            QueueConfig::ProbPower { n } => run_paper(cfg, core, source, ProbPower::new(n), opts, stop, t, note),
+            QueueConfig::ProbLog {} => run_paper(cfg, core, source, ProbLog, opts, stop, t, note),
         },
-        GatewayVenue::Binance => run_binance(cfg, core, source, session_id, opts, stop, budget, note),
+        GatewayVenue::Binance => run_binance(cfg, core, source, session_id, opts, stop, budget, t, note),
+    };
+    let scrapes = monitor.stop();
+    if scrapes > 0 {
+        note(&format!("metrics: {scrapes} scrapes answered"));
     }
+    result
 }
 
 /// A live run against the paper venue with queue model `queue`: the backtester's
 /// matching engine, built as [`Backtest::engine`] builds it for `replay` (the fees and
 /// the bad-data band), behind `replay`'s entry and response latency
 /// ([`crate::backtest::paper`]), so that paper fills come no sooner than real ones could.
+/// The hot thread publishes into `telemetry` for a monitor.
+#[allow(clippy::too_many_arguments)]
 pub fn run_paper<S: MarketSource + Send + FeedReport, Q: QueueModel + Send>(
     cfg: &Config,
     core: Core,
@@ -275,13 +302,14 @@ pub fn run_paper<S: MarketSource + Send + FeedReport, Q: QueueModel + Send>(
     queue: Q,
     opts: &RunOptions,
     stop: &AtomicBool,
+    telemetry: &Arc<Telemetry>,
     note: &mut dyn FnMut(&str),
 ) -> Result<LiveResult, SessionError> {
     let instruments = cfg.instruments();
     let params = cfg.core_params().map_err(SessionError::Config)?;
     let bt = Backtest::new(&cfg.backtest, &params, cfg.fees)?;
     let venue = bt.paper_venue(&instruments, queue);
-    let outcome = live::run(core, source, venue, opts, stop);
+    let outcome = live::run_observed(core, source, venue, opts, stop, Arc::clone(telemetry));
     finish(cfg, &instruments, &outcome, note);
     let (stats, lag) = (outcome.exchange.inner().stats(), outcome.exchange.lag_stats());
     note(&format!("paper venue: {stats:?}"));
@@ -305,6 +333,7 @@ fn run_binance<S: MarketSource + Send + FeedReport>(
     opts: &RunOptions,
     stop: &AtomicBool,
     budget: &Arc<IpBudget>,
+    telemetry: &Arc<Telemetry>,
     note: &mut dyn FnMut(&str),
 ) -> Result<LiveResult, SessionError> {
     let gw = |what| move |source| SessionError::Gateway { what, source };
@@ -340,7 +369,7 @@ fn run_binance<S: MarketSource + Send + FeedReport>(
     let before = venue.balances().map_err(|source| SessionError::Balances { what: "at start", source })?;
     let mut outcome = match journal {
         Some(j) => {
-            let o = live::run(core, source, Journaled::new(venue, j), opts, stop);
+            let o = live::run_observed(core, source, Journaled::new(venue, j), opts, stop, Arc::clone(telemetry));
             let js = o.exchange.stats();
             note(&format!(
                 "journal: {} records in {} writes, {} write errors, {} orders refused",
@@ -348,7 +377,7 @@ fn run_binance<S: MarketSource + Send + FeedReport>(
             ));
             o.map_exchange(|e| e.into_parts().0)
         }
-        None => live::run(core, source, venue, opts, stop),
+        None => live::run_observed(core, source, venue, opts, stop, Arc::clone(telemetry)),
     };
     finish(cfg, &instruments, &outcome, note);
     for r in outcome.exchange.take_rejects() {

@@ -25,7 +25,7 @@ use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use statarb::config::{Config, RecordConfig};
+use statarb::config::{Config, LogFormat, LogLevel, MonitorConfig, RecordConfig};
 use statarb::feed::gen::GenParams;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
 use statarb::metrics::{write_hgrm, Latencies, Stage};
@@ -44,6 +44,38 @@ pub fn gen_params(seed: u64, events: usize) -> Result<GenParams> {
     let p = GenParams { seed, events, ..GenParams::default() };
     p.validate()?;
     Ok(p)
+}
+
+/// Installs the process's log subscriber as `[monitor]` says: lines at `log_level` and
+/// above, timestamped (RFC 3339, UTC), as text with `key=value` fields or as JSON, to
+/// stderr or appended to a file.
+pub fn init_logging(m: &MonitorConfig) -> Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let level = match m.log_level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
+    let writer = if m.log == "stderr" {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .with_context(|| format!("monitor.log: opening {}", m.log))?;
+        BoxMakeWriter::new(std::sync::Mutex::new(f))
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(writer);
+    let installed = match m.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    // A second call in one process (tests) keeps the first subscriber.
+    drop(installed);
+    Ok(())
 }
 
 /// Starts the recorder of `[record]`.

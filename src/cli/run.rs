@@ -3,7 +3,7 @@
 //! data set, and the engine against it over real sockets.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
@@ -29,16 +29,24 @@ pub struct Args {
     /// Directory for summary.json and the latency histograms.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (overrides `monitor.metrics_addr`;
+    /// port 0 takes a free port, logged at start).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Seconds between status lines, 0 for none (overrides `monitor.status_secs`).
+    #[arg(long, value_name = "SECS")]
+    status_secs: Option<u64>,
 }
 
 /// Runs `statarb run`.
 pub fn run(args: Args) -> Result<()> {
-    run_session(args.config.as_deref(), args.events, args.out.as_deref())
+    run_session(&args)
 }
 
-fn run_session(config: Option<&Path>, events: usize, out: Option<&Path>) -> Result<()> {
+fn run_session(args: &Args) -> Result<()> {
+    let (config, events, out) = (args.config.as_deref(), args.events, args.out.as_deref());
     let stop = super::signals::stop_flag()?;
-    let (cfg, server) = match config {
+    let (mut cfg, server) = match config {
         Some(p) => (super::load_config(Some(p))?, None),
         None => {
             // The local demo: the replay server on free loopback ports, then the engine
@@ -53,6 +61,13 @@ fn run_session(config: Option<&Path>, events: usize, out: Option<&Path>) -> Resu
             (Config::from_toml(&overlay, "<local demo>")?, Some(handle))
         }
     };
+    if let Some(a) = args.metrics_addr {
+        cfg.monitor.metrics_addr = Some(a);
+    }
+    if let Some(s) = args.status_secs {
+        cfg.monitor.status_secs = s;
+    }
+    super::init_logging(&cfg.monitor)?;
     let Some(feed_cfg) = &cfg.feed else { bail!("the configuration has no [feed] section") };
     if cfg.live.mlock {
         statarb::mlock::lock_all()?;
@@ -71,7 +86,7 @@ fn run_session(config: Option<&Path>, events: usize, out: Option<&Path>) -> Resu
     let opts = cfg.run_options(false);
     // One per-IP request-weight budget for the feed's snapshots and the gateway.
     let budget = Arc::new(cfg.gateway.binance.ip_budget());
-    let mut note = |line: &str| eprintln!("{line}");
+    let mut note = |line: &str| tracing::info!(target: "statarb::session", "{line}");
     let result = match feed_cfg.venue {
         Venue::Binance => {
             let feed = BinanceFeed::with_budget(feed_cfg, &instruments, tap, Arc::clone(&budget))?;

@@ -85,6 +85,39 @@ pub trait MarketSource {
     /// clock (a replay of recorded events); false for a live source, whose local
     /// receive clock is the hot loop's own, whatever clock `now` keeps.
     const RECORDED: bool = false;
+
+    /// The source's running counters, read by the hot loop for the monitor thread
+    /// (`crate::monitor`). Plain field reads: no allocation, no system call. A replay
+    /// source has no connection and books always in sync, the default.
+    #[inline]
+    fn counters(&self) -> FeedCounters {
+        FeedCounters { synced: [true; 2], ..FeedCounters::default() }
+    }
+}
+
+/// What a source tells the monitor: its connection and book-sync counters, and
+/// whether the pair's two books are in sync now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedCounters {
+    /// Raw messages received.
+    pub messages: u64,
+    /// Connections that reached `Open`.
+    pub connects: u64,
+    /// Open connections lost or closed.
+    pub disconnects: u64,
+    /// Connection failures (connect, TLS, handshake, I/O, protocol, timeouts).
+    pub errors: u64,
+    /// Books (re)built from a snapshot, all instruments.
+    pub resyncs: u64,
+    /// Sequence gaps and buffer overflows, all instruments (each forces a resync).
+    pub gaps: u64,
+    /// Messages that failed to parse (counted, skipped).
+    pub parse_errors: u64,
+    /// Snapshot requests that failed or came back stale (retried with back-off).
+    pub snapshot_errors: u64,
+    /// Whether the book of each of the first two instruments (the pair's legs) is in
+    /// sync: built from a snapshot and following its diffs.
+    pub synced: [bool; 2],
 }
 
 /// Buffered diffs per instrument while a snapshot is on its way.
@@ -467,6 +500,29 @@ fn polled(delivered: bool, ended: bool) -> Polled {
 
 impl MarketSource for BinanceFeed {
     #[inline]
+    fn counters(&self) -> FeedCounters {
+        let ws = self.ws.stats();
+        let (mut resyncs, mut gaps) = (0, 0);
+        for sync in &self.syncs {
+            let s = sync.stats();
+            resyncs += s.syncs;
+            gaps += s.gaps + s.overflows;
+        }
+        let synced = |i: usize| self.syncs.get(i).is_some_and(DepthSync::is_synced);
+        FeedCounters {
+            messages: self.stats.messages,
+            connects: ws.connects,
+            disconnects: ws.disconnects,
+            errors: ws.errors,
+            resyncs,
+            gaps,
+            parse_errors: self.stats.parse_errors,
+            snapshot_errors: self.stats.snapshot_errors + self.stats.snapshot_stale,
+            synced: [synced(0), synced(1)],
+        }
+    }
+
+    #[inline]
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
         if self.ended {
             return Polled::End;
@@ -719,6 +775,23 @@ impl AlpacaFeed {
 }
 
 impl MarketSource for AlpacaFeed {
+    /// Alpaca sends quotes, not a book to keep in sync: the books count as synced
+    /// while the session is subscribed.
+    #[inline]
+    fn counters(&self) -> FeedCounters {
+        let ws = self.ws.stats();
+        let live = self.state == AlpacaState::Subscribed;
+        FeedCounters {
+            messages: self.stats.messages,
+            connects: ws.connects,
+            disconnects: ws.disconnects,
+            errors: ws.errors + self.stats.server_errors,
+            parse_errors: self.stats.parse_errors,
+            synced: [live; 2],
+            ..FeedCounters::default()
+        }
+    }
+
     #[inline]
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
         if self.ended {

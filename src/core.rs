@@ -79,6 +79,7 @@
 use arrayvec::ArrayVec;
 
 use crate::book::{Book, DataReject, DataRejects};
+use crate::clock::{Stamp, StampClock};
 use crate::event::{EventKind, ExecKind, ExecReport, MarketEvent, NewOrder, OrderCmd, OrderId, Tif};
 use crate::portfolio::Portfolio;
 use crate::quote::{Complete, QuoteError, QuoteMode, QuoteModel, QuoteParams, Quoter, Session, SigmaEstimator};
@@ -308,6 +309,27 @@ pub struct Core {
     /// The venue's last reject: code and message.
     last_reject: Option<(i32, crate::event::RejectMsg)>,
     stats: CoreStats,
+    /// The clock of the stage stamps, once [`Core::enable_stamps`] is called.
+    stamp_clock: Option<StampClock>,
+    /// The stages of the last batch end.
+    stamps: CoreStamps,
+    /// When the A-S quote of the leg being requoted was done (0: none computed).
+    quote_done: Stamp,
+}
+
+/// Where the last batch end's time went inside the core, for the stage latencies of
+/// the live driver. All zero unless [`Core::enable_stamps`] was called, and for events
+/// that are not a batch end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStamps {
+    /// The book update was applied and the leg's volatility fed.
+    pub book: Stamp,
+    /// The signal was sampled (or the sample was not due) and the targets set.
+    pub signal: Stamp,
+    /// ns in the A-S / GLFT quote, summed over the legs requoted.
+    pub quote_ns: u64,
+    /// ns in risk checks and the order diff, summed over the legs requoted.
+    pub risk_ns: u64,
 }
 
 /// Why a core could not be built: the data does not match the parameters, or a
@@ -439,6 +461,9 @@ impl Core {
             next_seq: 0,
             quoting: true,
             last_reject: None,
+            stamp_clock: None,
+            stamps: CoreStamps::default(),
+            quote_done: 0,
             stats: CoreStats::default(),
         })
     }
@@ -491,12 +516,52 @@ impl Core {
         if let Some(mid) = leg.book.mid_ticks() {
             leg.sigma.on_mid(t.now, mid * leg.inst.tick_f64());
         }
+        self.stamps = CoreStamps { book: self.stamp(), ..CoreStamps::default() };
         self.check_unmarked(t.local, out);
-        if self.maybe_sample(t, out) {
+        let resampled = self.maybe_sample(t, out);
+        self.stamps.signal = self.stamp();
+        if resampled {
             self.requote(LEG_Y, t, out);
             self.requote(LEG_X, t, out);
         } else {
             self.requote(l, t, out);
+        }
+    }
+
+    /// Turns the stage stamps on ([`Core::stamps`]): a few clock reads per batch end,
+    /// for the live driver's stage latencies. Off by default (replays and benches).
+    pub fn enable_stamps(&mut self, clock: StampClock) {
+        self.stamp_clock = Some(clock);
+    }
+
+    /// The stages of the last batch end (all zero unless enabled).
+    #[inline]
+    pub fn stamps(&self) -> CoreStamps {
+        self.stamps
+    }
+
+    /// A stage stamp now, or 0 when stamps are off.
+    #[inline]
+    fn stamp(&self) -> Stamp {
+        self.stamp_clock.as_ref().map_or(0, StampClock::raw)
+    }
+
+    /// Requotes leg `l` ([`Core::requote_leg`]), timing its quote and risk stages when
+    /// stamps are on.
+    #[inline]
+    fn requote(&mut self, l: usize, t: Clocks, out: &mut Commands) {
+        if self.stamp_clock.is_none() {
+            return self.requote_leg(l, t, out);
+        }
+        let start = self.stamp();
+        self.quote_done = 0;
+        self.requote_leg(l, t, out);
+        let end = self.stamp();
+        // No quote computed (stale, no market, flat target): all of it was risk.
+        let quoted = if self.quote_done == 0 { start } else { self.quote_done };
+        if let Some(c) = &self.stamp_clock {
+            self.stamps.quote_ns += c.nanos(start, quoted);
+            self.stamps.risk_ns += c.nanos(quoted, end);
         }
     }
 
@@ -676,7 +741,7 @@ impl Core {
 
     /// Recomputes leg `l`'s quotes and diffs them against the resting ones.
     #[inline]
-    fn requote(&mut self, l: usize, t: Clocks, out: &mut Commands) {
+    fn requote_leg(&mut self, l: usize, t: Clocks, out: &mut Commands) {
         if !self.quoting {
             self.cancel_leg(l, out);
             return;
@@ -708,6 +773,7 @@ impl Core {
                     self.cancel_leg(l, out);
                     return;
                 };
+                self.quote_done = self.stamp();
                 let lots = leg.order_lots;
                 self.place(l, Side::Buy, quote.bid, lots, top, t, out);
                 self.place(l, Side::Sell, quote.ask, lots, top, t, out);
@@ -750,6 +816,7 @@ impl Core {
             self.cancel_leg(l, out);
             return;
         };
+        self.quote_done = self.stamp();
         let resting = leg.quotes[side.idx()];
         let lots = (need.abs() - self.pending(l, side, resting)).min(leg.order_lots);
         let px = if side == Side::Buy { quote.bid } else { quote.ask };

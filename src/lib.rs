@@ -19,6 +19,7 @@
 pub mod assim;
 pub mod backtest;
 pub mod book;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod detmath;

@@ -30,8 +30,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::{Stamp, StampClock};
 use crate::core::{Clocks, Commands, Core};
 use crate::event::{ExecKind, ExecReport, MarketEvent, OrderCmd};
+use crate::feed::source::FeedStamps;
 use crate::gateway::Exchange;
 use crate::metrics::{Latencies, Stage};
 use crate::monitor::telemetry::{LegSample, Sample, Telemetry, PUBLISH_EVERY};
@@ -41,8 +43,8 @@ use crate::types::Ts;
 /// What the hot thread sends to the gateway thread.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ToGateway {
-    /// An order command.
-    Order(OrderCmd),
+    /// An order command, with the stamps of the tick that made it.
+    Order(OrderCmd, OrderStamps),
     /// A market event, forwarded for simulated venues before the orders it caused.
     Market(MarketEvent),
     /// No more messages: finish and exit.
@@ -50,6 +52,20 @@ pub enum ToGateway {
 }
 
 pub use crate::feed::source::{MarketSource, Polled};
+
+/// When the tick behind an order passed the hot thread's stages, on the
+/// [`StampClock`], for the gateway's stages ([`Stage::Hop`], [`Stage::Send`] and the
+/// totals to the wire). 0: not stamped (commands not made by a market tick, such as
+/// the answers to reports and the shutdown's cancels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderStamps {
+    /// The message's bytes were in hand (network sources only).
+    pub wire: Stamp,
+    /// The hot loop had the event in hand.
+    pub tick: Stamp,
+    /// The order was pushed into the ring.
+    pub pushed: Stamp,
+}
 
 /// How a replay feeds events to the hot thread.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,6 +193,7 @@ pub struct HotLoop<S> {
     telemetry: Arc<Telemetry>,
     /// Samples published to `telemetry`.
     published: u64,
+    clock: StampClock,
 }
 
 /// The hot loop's local receive clock: the wall clock at start-up plus the monotonic
@@ -213,11 +230,17 @@ struct Outlet {
 }
 
 impl Outlet {
-    /// Pushes every command in `cmds` and clears it.
+    /// Pushes every command in `cmds`, unstamped, and clears it.
     #[inline]
     fn flush(&mut self, cmds: &mut Commands) {
+        self.flush_stamped(cmds, OrderStamps::default());
+    }
+
+    /// Pushes every command in `cmds` with the stamps of their tick, and clears it.
+    #[inline]
+    fn flush_stamped(&mut self, cmds: &mut Commands, stamps: OrderStamps) {
         for i in 0..cmds.len() {
-            self.send(ToGateway::Order(cmds[i]));
+            self.send(ToGateway::Order(cmds[i], stamps));
             self.commands += 1;
         }
         cmds.clear();
@@ -246,6 +269,9 @@ impl<S: MarketSource> HotLoop<S> {
         from_gateway: Consumer<ExecReport>,
         forward_market: bool,
     ) -> Self {
+        let clock = StampClock::new();
+        let mut core = core;
+        core.enable_stamps(clock.clone());
         HotLoop {
             core,
             source,
@@ -258,6 +284,7 @@ impl<S: MarketSource> HotLoop<S> {
             local: LocalClock::start(),
             telemetry: Arc::new(Telemetry::new()),
             published: 0,
+            clock,
         }
     }
 
@@ -349,10 +376,11 @@ impl<S: MarketSource> HotLoop<S> {
             stats,
             local,
             telemetry,
+            clock,
             ..
         } = self;
         let handled = handled.filter(|_| *forward_market);
-        let polled = source.poll(&mut |ev: &MarketEvent| {
+        let polled = source.poll_stamped(&mut |ev: &MarketEvent, fs: FeedStamps| {
             stats.events += 1;
             if handled.is_some() {
                 outlet.send(ToGateway::Market(*ev));
@@ -364,22 +392,27 @@ impl<S: MarketSource> HotLoop<S> {
                 };
                 settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, telemetry, clocks);
             }
-            let t_read = Instant::now();
+            let t_read = clock.raw();
             if *forward_market && handled.is_none() {
                 outlet.send(ToGateway::Market(*ev));
             }
-            let t = Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.at(t_read) } };
+            let t =
+                Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.at(Instant::now()) } };
             core.on_market_at(ev, t, cmds);
             if ev.is_batch_end() {
-                let t_done = Instant::now();
-                latencies.record(Stage::Strategy, nanos(t_done - t_read));
+                let t_done = clock.raw();
+                latencies.record(Stage::Strategy, clock.nanos(t_read, t_done));
+                record_core_stages(latencies, clock, fs, t_read, core);
                 if !cmds.is_empty() {
-                    outlet.flush(cmds);
-                    let t_pushed = Instant::now();
-                    latencies.record(Stage::Push, nanos(t_pushed - t_done));
-                    let t2q = nanos(t_pushed - t_read);
+                    outlet.flush_stamped(cmds, OrderStamps { wire: fs.read, tick: t_read, pushed: t_done });
+                    let t_pushed = clock.raw();
+                    latencies.record(Stage::Push, clock.nanos(t_done, t_pushed));
+                    let t2q = clock.nanos(t_read, t_pushed);
                     latencies.record(Stage::TickToQuote, t2q);
                     telemetry.tick_to_quote.record(t2q);
+                    if fs.read != 0 {
+                        latencies.record(Stage::WireToQuote, clock.nanos(fs.read, t_pushed));
+                    }
                 }
             }
             outlet.flush(cmds);
@@ -445,6 +478,30 @@ impl<S: MarketSource> HotLoop<S> {
 #[inline]
 fn nanos(d: Duration) -> u64 {
     d.as_nanos() as u64
+}
+
+/// Records the feed's and the core's stages of a batch end the core has just handled:
+/// parse (network sources), book, signal, quote and risk (when the core ran them for
+/// this event: its book stamp is after `t_read`).
+#[inline]
+fn record_core_stages(latencies: &mut Latencies, clock: &StampClock, fs: FeedStamps, t_read: Stamp, core: &Core) {
+    if fs.read != 0 {
+        latencies.record(Stage::Parse, clock.nanos(fs.read, fs.parsed));
+    }
+    let cs = core.stamps();
+    if cs.book < t_read {
+        return;
+    }
+    let from = if fs.parsed != 0 { fs.parsed } else { t_read };
+    latencies.record(Stage::Book, clock.nanos(from, cs.book));
+    latencies.record(Stage::Signal, clock.nanos(cs.book, cs.signal));
+    // A requote that computed no quote (flat target, stale leg) has no quote stage.
+    if cs.quote_ns > 0 {
+        latencies.record(Stage::Quote, cs.quote_ns);
+    }
+    if cs.risk_ns > 0 {
+        latencies.record(Stage::Risk, cs.risk_ns);
+    }
 }
 
 /// The core's clocks now, between events: the source's, and the local receive clock.
@@ -626,6 +683,10 @@ impl Outbox {
 /// has nothing in flight ([`Exchange::in_flight`]), then asks the venue for open
 /// orders and cancels any that remain once more; it gives up after `cancel_timeout`
 /// and reports what was left in [`GatewayStats`].
+///
+/// Stamped commands ([`OrderStamps`]) have their gateway stages recorded into
+/// `latencies`: [`Stage::Hop`], [`Stage::Send`], [`Stage::TickToOrder`] and
+/// [`Stage::WireToOrder`].
 pub fn gateway_loop<E: Exchange>(
     exchange: &mut E,
     mut rx: Consumer<ToGateway>,
@@ -633,7 +694,9 @@ pub fn gateway_loop<E: Exchange>(
     handled: &AtomicU64,
     clock: impl Fn() -> Ts,
     cancel_timeout: Duration,
+    latencies: &mut Latencies,
 ) -> GatewayStats {
+    let stamps = StampClock::new();
     let mut stats = GatewayStats::default();
     let mut reports = Vec::with_capacity(256);
     let mut out = Outbox { tx, backlog: VecDeque::with_capacity(256), peak: 0 };
@@ -662,9 +725,19 @@ pub fn gateway_loop<E: Exchange>(
         };
         idle = 0;
         let stop = match msg {
-            ToGateway::Order(cmd) => {
+            ToGateway::Order(cmd, st) => {
                 stats.commands += 1;
+                let popped = stamps.raw();
                 exchange.submit(&cmd, clock(), &mut reports);
+                if st.pushed != 0 {
+                    let written = stamps.raw();
+                    latencies.record(Stage::Hop, stamps.nanos(st.pushed, popped));
+                    latencies.record(Stage::Send, stamps.nanos(popped, written));
+                    latencies.record(Stage::TickToOrder, stamps.nanos(st.tick, written));
+                    if st.wire != 0 {
+                        latencies.record(Stage::WireToOrder, stamps.nanos(st.wire, written));
+                    }
+                }
                 false
             }
             ToGateway::Market(ev) => {
@@ -840,13 +913,14 @@ where
     let cancel_timeout = opts.cancel_timeout;
     // Allocates: done once, here, before the threads start.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let (hl, elapsed, gateway_stats, warnings) = std::thread::scope(|s| {
+    let (hl, elapsed, gateway_stats, gw_latencies, warnings) = std::thread::scope(|s| {
         let cores = &cores;
         let exchange = &mut exchange;
         let gw_handled = Arc::clone(&handled);
         let gateway = s.spawn(move || {
             let warn = pinning.gateway.and_then(|c| pin_current(Some(c), cores, "gateway thread"));
             let epoch = Instant::now();
+            let mut latencies = Latencies::new();
             let stats = gateway_loop(
                 exchange,
                 gw_rx,
@@ -854,8 +928,9 @@ where
                 &gw_handled,
                 move || epoch.elapsed().as_nanos() as Ts,
                 cancel_timeout,
+                &mut latencies,
             );
-            (stats, warn)
+            (stats, latencies, warn)
         });
         let hot = s.spawn(move || {
             let warn = pin_current(pinning.hot, cores, "hot thread");
@@ -877,11 +952,13 @@ where
             (hl, t0.elapsed(), warn)
         });
         let (hl, elapsed, hot_warn) = hot.join().expect("hot thread panicked");
-        let (gateway_stats, gw_warn) = gateway.join().expect("gateway thread panicked");
-        (hl, elapsed, gateway_stats, hot_warn.into_iter().chain(gw_warn).collect())
+        let (gateway_stats, gw_latencies, gw_warn) = gateway.join().expect("gateway thread panicked");
+        (hl, elapsed, gateway_stats, gw_latencies, hot_warn.into_iter().chain(gw_warn).collect())
     });
     let loop_stats = hl.stats();
-    let HotLoop { core, source, latencies, .. } = hl;
+    let HotLoop { core, source, mut latencies, .. } = hl;
+    // The gateway recorded only its own stages, the hot thread only the others.
+    latencies.merge(&gw_latencies);
     RunOutcome { core, latencies, loop_stats, gateway_stats, source, exchange, warnings, elapsed }
 }
 
@@ -926,7 +1003,7 @@ mod tests {
             let gw_handled = Arc::clone(&handled);
             let gateway = std::thread::spawn(move || {
                 let mut venue = Chatty { per_cmd: PER_CMD };
-                gateway_loop(&mut venue, gw_rx, gw_tx, &gw_handled, || 0, Duration::from_secs(1))
+                gateway_loop(&mut venue, gw_rx, gw_tx, &gw_handled, || 0, Duration::from_secs(1), &mut Latencies::new())
             });
             let mut send = |mut msg: ToGateway| {
                 while let Err(Full(back)) = to_gw.push(msg) {
@@ -935,7 +1012,7 @@ mod tests {
                 }
             };
             for _ in 0..COMMANDS {
-                send(ToGateway::Order(OrderCmd::CancelAll));
+                send(ToGateway::Order(OrderCmd::CancelAll, OrderStamps::default()));
             }
             send(ToGateway::Stop);
             let mut reports = 0u64;

@@ -65,7 +65,7 @@ fn hot_loop_allocations(cfg: &Config) -> (statarb::core::CoreStats, statarb::liv
         // The gateway's side, outside the counted region.
         while let Some(msg) = gw_rx.pop() {
             match msg {
-                ToGateway::Order(cmd) => venue.on_order(&cmd, 0, &mut reports),
+                ToGateway::Order(cmd, _) => venue.on_order(&cmd, 0, &mut reports),
                 ToGateway::Market(ev) => venue.on_market(&ev, &mut reports),
                 ToGateway::Stop => {}
             }

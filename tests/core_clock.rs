@@ -66,7 +66,7 @@ fn a_stalled_exchange_clock_still_goes_stale_on_local_time() {
     let mut sent = Vec::new();
     let mut drain = |sent: &mut Vec<OrderCmd>| {
         while let Some(m) = from_hot.pop() {
-            if let ToGateway::Order(c) = m {
+            if let ToGateway::Order(c, _) = m {
                 sent.push(c);
             }
         }

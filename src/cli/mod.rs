@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use statarb::config::{Config, LogFormat, LogLevel, MonitorConfig, RecordConfig};
 use statarb::feed::gen::GenParams;
 use statarb::feed::record::{RecordTap, Recorder, RecorderHandle, RotatePolicy};
-use statarb::metrics::{write_hgrm, Latencies, Stage};
+use statarb::metrics::{write_hgrm, write_percentile_plot, write_stage_table, Latencies, Stage};
 use statarb::report::Summary;
 
 /// The configuration at `path`, or the built-in `config/default.toml`.
@@ -84,20 +84,24 @@ pub fn spawn_recorder(r: &RecordConfig) -> Result<(RecordTap, RecorderHandle)> {
     Ok(Recorder::spawn_with_pool(&r.dir, &r.prefix, policy, r.pool)?)
 }
 
-/// Prints the summary of a threaded run and writes `summary.json` and the `.hgrm`
-/// histograms into `out`.
+/// Prints the summary of a threaded run and its stage table, and writes `summary.json`,
+/// one `.hgrm` per stage with samples and `stages.svg` (their percentile plot) into
+/// `out`.
 pub fn write_run_report(summary: &Summary, latencies: &Latencies, out: Option<&Path>) -> Result<()> {
     println!("{summary}");
+    println!("\nstages (clock: {}):", statarb::clock::source_name());
+    write_stage_table(latencies, std::io::stdout().lock())?;
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("summary.json");
         std::fs::write(&path, serde_json::to_string_pretty(summary)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
-        for stage in Stage::ALL {
+        for stage in Stage::ALL.into_iter().filter(|s| !latencies.get(*s).is_empty() || *s == Stage::TickToQuote) {
             let path = dir.join(format!("{}.hgrm", stage.name()));
             let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
             write_hgrm(latencies.get(stage), BufWriter::new(f))?;
         }
+        write_percentile_plot(latencies, &dir.join("stages.svg"), "latency by stage")?;
         eprintln!("wrote {}", dir.join("summary.json").display());
     }
     Ok(())

@@ -42,12 +42,14 @@
 //! the parser's buffers. The steady state allocates only inside tungstenite and rustls
 //! (one payload per message; see [`crate::feed::ws`]).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
 use thiserror::Error;
 
+use crate::clock::{Stamp, StampClock};
 use crate::event::MarketEvent;
 use crate::feed::binance::{BinanceParser, DepthLevel, Parsed};
 use crate::feed::clock::ExchangeClock;
@@ -79,6 +81,13 @@ pub enum Polled {
 pub trait MarketSource {
     /// Hands the ready events to `on_event`; never blocks.
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled;
+    /// As [`MarketSource::poll`], with each event's [`FeedStamps`]: when its message's
+    /// bytes were in hand and when the message was parsed, for the stage latencies. A
+    /// source without them (a replay) gives zeros, the default.
+    #[inline]
+    fn poll_stamped(&mut self, on_event: &mut impl FnMut(&MarketEvent, FeedStamps)) -> Polled {
+        self.poll(&mut |ev| on_event(ev, FeedStamps::default()))
+    }
     /// Local time now: the wall clock for a live feed, the event clock for a replay.
     fn now(&self) -> Ts;
     /// True if [`MarketSource::now`] and the events' `local_ts` are the local receive
@@ -93,6 +102,16 @@ pub trait MarketSource {
     fn counters(&self) -> FeedCounters {
         FeedCounters { synced: [true; 2], ..FeedCounters::default() }
     }
+}
+
+/// When an event's message reached the feed, on the [`StampClock`] (0: not stamped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedStamps {
+    /// The message's bytes were read from the socket and framed (the WebSocket client
+    /// handed it over).
+    pub read: Stamp,
+    /// The message was parsed.
+    pub parsed: Stamp,
 }
 
 /// What a source tells the monitor: its connection and book-sync counters, and
@@ -211,6 +230,8 @@ pub struct BinanceFeed {
     /// unconfirmed jumps.
     exch_clock: ExchangeClock,
     stats: FeedStats,
+    /// Stamps each message's arrival and parse ([`FeedStamps`]).
+    stamp_clock: StampClock,
 }
 
 /// The combined-stream URL for `instruments` on `base` (`wss://host:9443/stream`).
@@ -281,6 +302,7 @@ impl BinanceFeed {
             now: if cfg.clock == FeedClock::Wall { wall_ns() } else { 0 },
             exch_clock: ExchangeClock::default(),
             stats: FeedStats::default(),
+            stamp_clock: StampClock::new(),
         })
     }
 
@@ -312,8 +334,10 @@ impl BinanceFeed {
     }
 
     /// One round of I/O: snapshots, socket readiness, messages.
-    fn pump(&mut self, on_event: &mut impl FnMut(&MarketEvent)) {
+    fn pump(&mut self, on_event: &mut impl FnMut(&MarketEvent, FeedStamps)) {
         let wall = wall_ns();
+        // The stamps of the message being handled; snapshots' events carry none.
+        let stamps = Cell::new(FeedStamps::default());
         if self.clock == FeedClock::Wall {
             self.now = wall;
         }
@@ -323,7 +347,7 @@ impl BinanceFeed {
         } = self;
         let mut push = |ev: MarketEvent| {
             stats.events += 1;
-            on_event(&ev);
+            on_event(&ev, stamps.get());
         };
         while let Some(snap) = snapshots.poll() {
             let i = snap.inst as usize;
@@ -400,21 +424,24 @@ impl BinanceFeed {
             tap,
             clock,
             exch_clock,
+            stamp_clock,
             ..
         } = self;
         let mut push = |ev: MarketEvent| {
             stats.events += 1;
-            on_event(&ev);
+            on_event(&ev, stamps.get());
         };
         let exchange_clock = *clock == FeedClock::Exchange;
         let mut stale_tickers = 0;
         let mut t = now;
         ws.poll(poll.registry(), wall, |msg| {
+            let read = stamp_clock.raw();
             if let Some(tap) = tap {
                 // Never blocks; a full pool drops and counts (see `record_drops`).
                 tap.record(wall, msg);
             }
             let parsed = parser.parse(msg, t, levels);
+            stamps.set(FeedStamps { read, parsed: stamp_clock.raw() });
             if let (true, Ok(Parsed::Depth { exch_ts, .. } | Parsed::Trade { exch_ts, .. })) = (exchange_clock, &parsed)
             {
                 t = exch_clock.observe(*exch_ts);
@@ -472,7 +499,7 @@ impl BinanceFeed {
             for s in syncs.iter_mut() {
                 s.reset(now, &mut |ev| {
                     stats.events += 1;
-                    on_event(&ev);
+                    on_event(&ev, FeedStamps::default());
                 });
             }
         }
@@ -524,6 +551,11 @@ impl MarketSource for BinanceFeed {
 
     #[inline]
     fn poll(&mut self, on_event: &mut impl FnMut(&MarketEvent)) -> Polled {
+        self.poll_stamped(&mut |ev, _| on_event(ev))
+    }
+
+    #[inline]
+    fn poll_stamped(&mut self, on_event: &mut impl FnMut(&MarketEvent, FeedStamps)) -> Polled {
         if self.ended {
             return Polled::End;
         }

@@ -1,5 +1,7 @@
 //! A mock Binance Spot venue on loopback for tests: real HTTP/1.1 (keep-alive) for the
-//! REST API and a real WebSocket for the WebSocket API user data stream, on one port.
+//! REST API and a real WebSocket for the WebSocket API user data stream, on one port;
+//! with [`MockBinance::spawn_with_ws`] the WebSocket API also on a port of its own, as
+//! Binance serves it from its own host (`ws-api.binance.com`).
 //!
 //! # What it checks, as Binance documents it
 //!
@@ -291,8 +293,11 @@ impl Answer {
 #[derive(Debug)]
 pub struct MockHandle {
     addr: SocketAddr,
+    /// The WebSocket API's own listener, if asked for.
+    ws_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    ws_thread: Option<JoinHandle<()>>,
 }
 
 /// The mock venue.
@@ -307,9 +312,27 @@ impl MockBinance {
 
     /// [`MockBinance::spawn`] on `addr` (port 0: a free port).
     pub fn spawn_on(cfg: MockConfig, addr: SocketAddr) -> io::Result<MockHandle> {
+        MockBinance::spawn_with_ws(cfg, addr, None)
+    }
+
+    /// [`MockBinance::spawn_on`], and if `ws_addr` is given a second listener there
+    /// (port 0: a free port) that serves only the WebSocket API (`/ws-api/v3`; any
+    /// other request is HTTP 404), as Binance's separate WebSocket API host does. The
+    /// REST port keeps serving the WebSocket API too. Both share one venue: orders,
+    /// balances, faults and subscriptions.
+    pub fn spawn_with_ws(cfg: MockConfig, addr: SocketAddr, ws_addr: Option<SocketAddr>) -> io::Result<MockHandle> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let ws_listener = match ws_addr {
+            Some(a) => {
+                let l = TcpListener::bind(a)?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let ws_addr = ws_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let assets = cfg
             .instruments
             .iter()
@@ -348,8 +371,19 @@ impl MockBinance {
         });
         let sh = shared.clone();
         let thread =
-            std::thread::Builder::new().name("mock-binance".into()).spawn(move || accept_loop(listener, sh))?;
-        Ok(MockHandle { addr, shared, thread: Some(thread) })
+            std::thread::Builder::new().name("mock-binance".into()).spawn(move || accept_loop(listener, sh, false))?;
+        let ws_thread = match ws_listener {
+            Some(l) => {
+                let sh = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("mock-binance-ws".into())
+                        .spawn(move || accept_loop(l, sh, true))?,
+                )
+            }
+            None => None,
+        };
+        Ok(MockHandle { addr, ws_addr, shared, thread: Some(thread), ws_thread })
     }
 }
 
@@ -364,9 +398,16 @@ impl MockHandle {
         format!("http://{}", self.addr)
     }
 
-    /// `ws://127.0.0.1:PORT/ws-api/v3`.
+    /// The WebSocket API's own listener's address, if it has one
+    /// ([`MockBinance::spawn_with_ws`]).
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// `ws://127.0.0.1:PORT/ws-api/v3`: on the WebSocket API's own port if it has
+    /// one, else on the REST port.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws-api/v3", self.addr)
+        format!("ws://{}/ws-api/v3", self.ws_addr.unwrap_or(self.addr))
     }
 
     /// The next `count` requests whose path (or `"METHOD /path"`) equals `filter`
@@ -504,7 +545,7 @@ impl MockHandle {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.ws_thread.take()].into_iter().flatten() {
             let _ = t.join();
         }
     }
@@ -516,13 +557,15 @@ impl Drop for MockHandle {
     }
 }
 
-fn accept_loop(l: TcpListener, sh: Arc<Shared>) {
+/// Accepts connections until stopped, one thread each; `ws_only`: the WebSocket API's
+/// own listener.
+fn accept_loop(l: TcpListener, sh: Arc<Shared>, ws_only: bool) {
     while !sh.stop.load(Ordering::Acquire) {
         match l.accept() {
             Ok((s, _)) => {
                 let sh2 = sh.clone();
                 let _ = std::thread::Builder::new().name("mock-conn".into()).spawn(move || {
-                    let _ = conn(s, &sh2);
+                    let _ = conn(s, &sh2, ws_only);
                 });
             }
             Err(_) => std::thread::sleep(POLL),
@@ -649,7 +692,10 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, sh: &Shared) -> Option<Req
     Some(Request { method, path, query, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
-fn conn(mut s: TcpStream, sh: &Shared) -> io::Result<()> {
+/// One connection: HTTP requests, or a WebSocket API session if the first request
+/// upgrades to `/ws-api/v3`. On the WebSocket API's own listener (`ws_only`) anything
+/// else is HTTP 404.
+fn conn(mut s: TcpStream, sh: &Shared, ws_only: bool) -> io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
     let _ = s.set_nodelay(true);
@@ -661,7 +707,7 @@ fn conn(mut s: TcpStream, sh: &Shared) -> io::Result<()> {
             return ws_session(s, req, buf, sh);
         }
         first = false;
-        let a = answer(sh, &req);
+        let a = if ws_only { Answer { status: 404, ..Answer::bad(-1, "Not found.") } } else { answer(sh, &req) };
         if a.delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(a.delay_ms));
         }

@@ -31,7 +31,8 @@
 //! `GET /api/v3/account`. Answers carry `X-MBX-USED-WEIGHT-1M` (and
 //! `X-MBX-ORDER-COUNT-10S` / `-1D` for order requests), counted in fixed, clock-aligned
 //! intervals as Binance does. WebSocket: `ws://HOST:PORT/ws-api/v3`, methods
-//! `userDataStream.subscribe.signature` and `ping`, `session.logon` (Ed25519, with the
+//! `userDataStream.subscribe.signature`, `ping` and `time` (not signed, `{serverTime}`;
+//! [`Fault::ServerTime`] applies to it as to `GET /api/v3/time`), `session.logon` (Ed25519, with the
 //! key of [`MockHandle::set_ed25519_key`]; the session's later requests, and
 //! `userDataStream.subscribe`, then need no `apiKey` or `signature`), and the trading methods
 //! `order.place`, `order.cancel`, `order.cancelReplace`, `order.status`,
@@ -1578,6 +1579,8 @@ fn ws_route(method: &str) -> Option<(&'static str, &'static str)> {
         "openOrders.status" => ("GET", "/api/v3/openOrders"),
         "openOrders.cancelAll" => ("DELETE", "/api/v3/openOrders"),
         "account.status" => ("GET", "/api/v3/account"),
+        // Not signed: no key, signature or timestamp.
+        "time" => ("GET", "/api/v3/time"),
         _ => return None,
     })
 }
@@ -1585,7 +1588,8 @@ fn ws_route(method: &str) -> Option<(&'static str, &'static str)> {
 /// A signed WebSocket API trading request: the key, signature (sorted-parameter payload)
 /// and timing checks, the fault queue (filter: the WS method name or its REST route),
 /// then the REST semantics ([`dispatch`]); the answer in the WS API shape
-/// `{id, status, result | error, rateLimits}`.
+/// `{id, status, result | error, rateLimits}`. `time` is the one unsigned method
+/// here: no checks, `{serverTime}` (or the time of a [`Fault::ServerTime`]).
 fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<String, Value>, logon: bool) -> WsReply {
     let Some((verb, path)) = ws_route(method) else {
         return WsReply::Now(json!({ "id": id, "status": 400, "error": { "code": -1100, "msg": "Unknown method." } }));
@@ -1640,8 +1644,14 @@ fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<Stri
                     }
                 };
             }
+            Fault::ServerTime { ms } if method == "time" => {
+                return WsReply::Now(out(200, json!({ "serverTime": ms })));
+            }
             Fault::ServerTime { .. } => {}
         }
+    }
+    if method == "time" {
+        return WsReply::Now(out(200, json!({ "serverTime": now })));
     }
     match ws_checked(sh, &mut st, &kv, now, logon) {
         Err(a) => WsReply::Now(out(a.status, a.body)),

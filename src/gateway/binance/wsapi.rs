@@ -18,6 +18,17 @@
 //! with Ed25519, base64; [`BinanceSpot::logon_ed25519`]) and later requests carry only
 //! `recvWindow` and `timestamp`.
 //!
+//! # Queries
+//!
+//! Off the order path, `time` (the clock sync; not signed), `openOrders.status`,
+//! `account.status` (`omitZeroBalances`), `order.status` and `openOrders.cancelAll` of
+//! reconciliation are blocking calls ([`BinanceSpot::ws_call`]): sent on the same
+//! connection with ids of their own, above the in-flight ones, and waited for (at most
+//! `timeout_ms`) as their REST twins are. Whatever else is read meanwhile is kept for
+//! the next poll, in order. REST stays for [`BinanceSpot::start`]'s first clock sync and
+//! filter check, which come before the connection is used, and for any query while the
+//! connection is down ([`BinanceSpot::query_over_ws`]).
+//!
 //! # Transport
 //!
 //! The connection is the user data stream's ([`super::stream`]): one persistent,

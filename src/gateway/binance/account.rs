@@ -11,7 +11,7 @@
 //!   orders left open by an earlier session ([`BinanceSpot::query_order`]).
 //!
 //! With `orders = "ws"` each goes over the WebSocket API instead, as a blocking query
-//! ([`BinanceSpot::ws_call`]) with the same parameters and answer: `openOrders.status`,
+//! (`BinanceSpot::ws_call`) with the same parameters and answer: `openOrders.status`,
 //! `openOrders.cancelAll`, `account.status`, `order.status`. The connection is waited
 //! for up to `connect_timeout_ms` (reconciliation right after `start` comes before it
 //! is open); if it still is not open, REST.

@@ -22,12 +22,12 @@
 //!
 //! Off the order path, `time` (the clock sync; not signed), `openOrders.status`,
 //! `account.status` (`omitZeroBalances`), `order.status` and `openOrders.cancelAll` of
-//! reconciliation are blocking calls ([`BinanceSpot::ws_call`]): sent on the same
+//! reconciliation are blocking calls (`BinanceSpot::ws_call`): sent on the same
 //! connection with ids of their own, above the in-flight ones, and waited for (at most
 //! `timeout_ms`) as their REST twins are. Whatever else is read meanwhile is kept for
 //! the next poll, in order. REST stays for [`BinanceSpot::start`]'s first clock sync and
 //! filter check, which come before the connection is used, and for any query while the
-//! connection is down ([`BinanceSpot::query_over_ws`]).
+//! connection is down (`BinanceSpot::query_over_ws`).
 //!
 //! # Transport
 //!
@@ -76,7 +76,7 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// Low bits of a request id: its slot.
 const SLOT_BITS: u32 = 16;
 
-/// First request id of the blocking queries ([`BinanceSpot::ws_call`]): above every
+/// First request id of the blocking queries (`BinanceSpot::ws_call`): above every
 /// in-flight id and every logon/subscribe id, so a query's late answer is counted and
 /// dropped as a late order answer is.
 const CALL_ID_BASE: u64 = 1 << 62;

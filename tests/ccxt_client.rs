@@ -1,7 +1,8 @@
 //! The mock Binance venue driven by an independent client: ccxt (Python, 4.5.90) runs
 //! `tools/ccxt_mock_check.py` against the mock's REST API on loopback: clock, markets,
 //! account, and an order placed, queried, listed and cancelled, each answer's fields
-//! checked by the script. The mock then confirms from its side what ccxt did.
+//! checked by the script, with the venue's clock 3 s behind. The mock then confirms
+//! from its side what ccxt did.
 //!
 //! The interpreter is `$STATARB_PYTHON` (default `python3`); `.ci/run` installs ccxt
 //! into a venv under the target dir and sets it. Without ccxt the test fails under CI
@@ -60,6 +61,9 @@ fn ccxt_places_queries_lists_and_cancels_on_the_mock() {
         taker_bps: 4.0,
     })
     .unwrap();
+    // The venue's clock 3 s behind ours: ccxt's signed requests pass the recvWindow
+    // check only with the offset it measured (`load_time_difference`).
+    mock.set_clock_offset_ms(-3_000);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ccxt_mock_check.py");
     let mut child = Command::new(&py)
         .arg(&script)
@@ -124,7 +128,9 @@ fn ccxt_places_queries_lists_and_cancels_on_the_mock() {
     for text in [&stdout, &stderr] {
         assert!(!text.contains(SECRET), "the secret in the script's output");
     }
-    // The one failed signature is the script's wrong-secret check.
+    // The one failed signature is the script's wrong-secret check; no timestamp was
+    // refused.
     assert_eq!(mock.stats().auth_failures, 1, "{shown}");
+    assert_eq!(mock.stats().timestamp_rejects, 0, "{shown}");
     mock.stop();
 }

@@ -41,8 +41,9 @@ ex = ccxt.binance(
             "fetchCurrencies": False,
             "fetchMargins": False,
             "warnOnFetchOpenOrdersWithoutSymbol": False,
-            # Our own timestamps, with the offset load_time_difference measured.
-            "adjustForTimeDifference": False,
+            # Signed requests' timestamps corrected by the offset load_time_difference
+            # measures (the mock's clock may be skewed).
+            "adjustForTimeDifference": True,
             "recvWindow": 5000,
         },
     }

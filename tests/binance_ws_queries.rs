@@ -181,3 +181,51 @@ fn with_rest_order_entry_the_queries_stay_rest() {
     assert!(m.requests().iter().all(|r| !r.starts_with("WS ")), "{:?}", m.requests());
     assert_eq!(gw.stats().ws_calls, 0);
 }
+
+#[test]
+fn reconcile_cancels_leftovers_with_open_orders_cancel_all() {
+    let m = mock();
+    // An earlier session's order, left open.
+    let mut old = started(config(&m), SECRET);
+    let id = ((SESSION - 1) << 32) | 5;
+    let mut out = send(
+        &mut old,
+        OrderCmd::New(NewOrder { id, inst: ETH, side: Side::Buy, px: 100_000, qty: 10_000, tif: Tif::PostOnly }),
+    );
+    poll_until(&mut old, &mut out, |o| !o.is_empty());
+    drop(old);
+    let mut gw = started(BinanceGatewayConfig { cancel_open_at_start: true, ..config(&m) }, SECRET);
+    let left = gw.reconcile(SESSION as u32).unwrap();
+    assert_eq!(left.iter().map(|o| o.id).collect::<Vec<_>>(), [Some(id)]);
+    assert!(m.open_orders("ETHUSDT").is_empty());
+    assert_eq!(count(&m, "WS openOrders.cancelAll"), 1, "only the symbol with orders");
+    assert_eq!(count(&m, "DELETE /api/v3/openOrders"), 0);
+}
+
+#[test]
+fn without_the_ws_api_connection_the_queries_fall_back_to_rest() {
+    let m = mock();
+    // A WebSocket API URL nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = BinanceGatewayConfig {
+        ws_url: format!("ws://127.0.0.1:{port}/ws-api/v3"),
+        connect_timeout_ms: 200,
+        ..config(&m)
+    };
+    let mut gw = BinanceSpot::with_credentials(
+        cfg,
+        statarb::gateway::sign::Credentials::new(KEY, SECRET),
+        instruments(),
+        fees(),
+    )
+    .unwrap();
+    gw.start().unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(gw.balances().unwrap().iter().any(|b| b.asset == "USDT"));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(3), "waited {:?}", t0.elapsed());
+    gw.sync_time().unwrap();
+    assert_eq!(count(&m, "GET /api/v3/account"), 1);
+    assert_eq!(count(&m, "GET /api/v3/time"), 2);
+    assert_eq!(gw.stats().ws_rest_fallbacks, 2);
+    assert_eq!(gw.stats().ws_calls, 0);
+}

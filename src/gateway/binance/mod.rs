@@ -277,7 +277,7 @@ impl BinanceSpot {
     /// offset must be known before the connection is used; and `start` does not wait
     /// for the connection (nothing here blocks on the WebSocket handshake).
     pub fn start(&mut self) -> Result<(), GatewayError> {
-        self.sync_time()?;
+        self.rest.sync_time(&mut self.stats)?;
         filters::check(&mut self.rest, &mut self.stats, &self.instruments)?;
         let mut out = Vec::new();
         self.poll_stream(&mut out);

@@ -40,9 +40,10 @@ enum Cmd {
     /// core hears it at `replay`'s local times (`backtest.feed_latency`); orders take no
     /// simulated time.
     Latency(cli::latency::Args),
-    /// The mock Binance Spot venue (signed REST and the WebSocket API user data stream)
+    /// The mock Binance Spot venue (signed REST, the WebSocket API's trading methods and
+    /// user data stream, on the REST port and, with `--ws-port`, on a port of its own)
     /// on 127.0.0.1, for a dry run of a live config: point `gateway.binance.rest_url`
-    /// and `ws_url` at it. Built only with `--features mock`.
+    /// and `ws_url` at the URLs it prints. Built only with `--features mock`.
     #[cfg(feature = "mock")]
     MockBinance(cli::mock_binance::Args),
     /// Serve a recording, or the built-in data set, as Binance combined streams on

@@ -1,5 +1,7 @@
 //! A mock Binance Spot venue on loopback for tests: real HTTP/1.1 (keep-alive) for the
-//! REST API and a real WebSocket for the WebSocket API user data stream, on one port.
+//! REST API and a real WebSocket for the WebSocket API user data stream, on one port;
+//! with [`MockBinance::spawn_with_ws`] the WebSocket API also on a port of its own, as
+//! Binance serves it from its own host (`ws-api.binance.com`).
 //!
 //! # What it checks, as Binance documents it
 //!
@@ -29,7 +31,8 @@
 //! `GET /api/v3/account`. Answers carry `X-MBX-USED-WEIGHT-1M` (and
 //! `X-MBX-ORDER-COUNT-10S` / `-1D` for order requests), counted in fixed, clock-aligned
 //! intervals as Binance does. WebSocket: `ws://HOST:PORT/ws-api/v3`, methods
-//! `userDataStream.subscribe.signature` and `ping`, `session.logon` (Ed25519, with the
+//! `userDataStream.subscribe.signature`, `ping` and `time` (not signed, `{serverTime}`;
+//! [`Fault::ServerTime`] applies to it as to `GET /api/v3/time`), `session.logon` (Ed25519, with the
 //! key of [`MockHandle::set_ed25519_key`]; the session's later requests, and
 //! `userDataStream.subscribe`, then need no `apiKey` or `signature`), and the trading methods
 //! `order.place`, `order.cancel`, `order.cancelReplace`, `order.status`,
@@ -291,8 +294,11 @@ impl Answer {
 #[derive(Debug)]
 pub struct MockHandle {
     addr: SocketAddr,
+    /// The WebSocket API's own listener, if asked for.
+    ws_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    ws_thread: Option<JoinHandle<()>>,
 }
 
 /// The mock venue.
@@ -307,9 +313,27 @@ impl MockBinance {
 
     /// [`MockBinance::spawn`] on `addr` (port 0: a free port).
     pub fn spawn_on(cfg: MockConfig, addr: SocketAddr) -> io::Result<MockHandle> {
+        MockBinance::spawn_with_ws(cfg, addr, None)
+    }
+
+    /// [`MockBinance::spawn_on`], and if `ws_addr` is given a second listener there
+    /// (port 0: a free port) that serves only the WebSocket API (`/ws-api/v3`; any
+    /// other request is HTTP 404), as Binance's separate WebSocket API host does. The
+    /// REST port keeps serving the WebSocket API too. Both share one venue: orders,
+    /// balances, faults and subscriptions.
+    pub fn spawn_with_ws(cfg: MockConfig, addr: SocketAddr, ws_addr: Option<SocketAddr>) -> io::Result<MockHandle> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let ws_listener = match ws_addr {
+            Some(a) => {
+                let l = TcpListener::bind(a)?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let ws_addr = ws_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let assets = cfg
             .instruments
             .iter()
@@ -348,8 +372,19 @@ impl MockBinance {
         });
         let sh = shared.clone();
         let thread =
-            std::thread::Builder::new().name("mock-binance".into()).spawn(move || accept_loop(listener, sh))?;
-        Ok(MockHandle { addr, shared, thread: Some(thread) })
+            std::thread::Builder::new().name("mock-binance".into()).spawn(move || accept_loop(listener, sh, false))?;
+        let ws_thread = match ws_listener {
+            Some(l) => {
+                let sh = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("mock-binance-ws".into())
+                        .spawn(move || accept_loop(l, sh, true))?,
+                )
+            }
+            None => None,
+        };
+        Ok(MockHandle { addr, ws_addr, shared, thread: Some(thread), ws_thread })
     }
 }
 
@@ -364,9 +399,16 @@ impl MockHandle {
         format!("http://{}", self.addr)
     }
 
-    /// `ws://127.0.0.1:PORT/ws-api/v3`.
+    /// The WebSocket API's own listener's address, if it has one
+    /// ([`MockBinance::spawn_with_ws`]).
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// `ws://127.0.0.1:PORT/ws-api/v3`: on the WebSocket API's own port if it has
+    /// one, else on the REST port.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws-api/v3", self.addr)
+        format!("ws://{}/ws-api/v3", self.ws_addr.unwrap_or(self.addr))
     }
 
     /// The next `count` requests whose path (or `"METHOD /path"`) equals `filter`
@@ -504,7 +546,7 @@ impl MockHandle {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.ws_thread.take()].into_iter().flatten() {
             let _ = t.join();
         }
     }
@@ -516,13 +558,15 @@ impl Drop for MockHandle {
     }
 }
 
-fn accept_loop(l: TcpListener, sh: Arc<Shared>) {
+/// Accepts connections until stopped, one thread each; `ws_only`: the WebSocket API's
+/// own listener.
+fn accept_loop(l: TcpListener, sh: Arc<Shared>, ws_only: bool) {
     while !sh.stop.load(Ordering::Acquire) {
         match l.accept() {
             Ok((s, _)) => {
                 let sh2 = sh.clone();
                 let _ = std::thread::Builder::new().name("mock-conn".into()).spawn(move || {
-                    let _ = conn(s, &sh2);
+                    let _ = conn(s, &sh2, ws_only);
                 });
             }
             Err(_) => std::thread::sleep(POLL),
@@ -649,7 +693,10 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, sh: &Shared) -> Option<Req
     Some(Request { method, path, query, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
-fn conn(mut s: TcpStream, sh: &Shared) -> io::Result<()> {
+/// One connection: HTTP requests, or a WebSocket API session if the first request
+/// upgrades to `/ws-api/v3`. On the WebSocket API's own listener (`ws_only`) anything
+/// else is HTTP 404.
+fn conn(mut s: TcpStream, sh: &Shared, ws_only: bool) -> io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
     let _ = s.set_nodelay(true);
@@ -661,7 +708,7 @@ fn conn(mut s: TcpStream, sh: &Shared) -> io::Result<()> {
             return ws_session(s, req, buf, sh);
         }
         first = false;
-        let a = answer(sh, &req);
+        let a = if ws_only { Answer { status: 404, ..Answer::bad(-1, "Not found.") } } else { answer(sh, &req) };
         if a.delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(a.delay_ms));
         }
@@ -1532,6 +1579,8 @@ fn ws_route(method: &str) -> Option<(&'static str, &'static str)> {
         "openOrders.status" => ("GET", "/api/v3/openOrders"),
         "openOrders.cancelAll" => ("DELETE", "/api/v3/openOrders"),
         "account.status" => ("GET", "/api/v3/account"),
+        // Not signed: no key, signature or timestamp.
+        "time" => ("GET", "/api/v3/time"),
         _ => return None,
     })
 }
@@ -1539,7 +1588,8 @@ fn ws_route(method: &str) -> Option<(&'static str, &'static str)> {
 /// A signed WebSocket API trading request: the key, signature (sorted-parameter payload)
 /// and timing checks, the fault queue (filter: the WS method name or its REST route),
 /// then the REST semantics ([`dispatch`]); the answer in the WS API shape
-/// `{id, status, result | error, rateLimits}`.
+/// `{id, status, result | error, rateLimits}`. `time` is the one unsigned method
+/// here: no checks, `{serverTime}` (or the time of a [`Fault::ServerTime`]).
 fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<String, Value>, logon: bool) -> WsReply {
     let Some((verb, path)) = ws_route(method) else {
         return WsReply::Now(json!({ "id": id, "status": 400, "error": { "code": -1100, "msg": "Unknown method." } }));
@@ -1594,8 +1644,14 @@ fn ws_trade(sh: &Shared, id: &Value, method: &str, params: &serde_json::Map<Stri
                     }
                 };
             }
+            Fault::ServerTime { ms } if method == "time" => {
+                return WsReply::Now(out(200, json!({ "serverTime": ms })));
+            }
             Fault::ServerTime { .. } => {}
         }
+    }
+    if method == "time" {
+        return WsReply::Now(out(200, json!({ "serverTime": now })));
     }
     match ws_checked(sh, &mut st, &kv, now, logon) {
         Err(a) => WsReply::Now(out(a.status, a.body)),

@@ -302,6 +302,12 @@ fn ed25519_session_logon_then_unsigned_requests() {
     assert_eq!(kinds(&r), [(oid(62), ExecKind::New)]);
     let r = round_trip(&mut gw, OrderCmd::Cancel { id: oid(62), inst: BTC }, 1);
     assert_eq!(kinds(&r), [(oid(62), ExecKind::Canceled)]);
+    // The queries go on the logged-on session unsigned too (the HMAC secret is wrong).
+    assert!(gw.balances().unwrap().iter().any(|b| b.asset == "USDT"));
+    assert!(gw.open_orders().unwrap().is_empty());
+    gw.sync_time().unwrap();
+    assert_eq!(count(&m, "WS account.status"), 1);
+    assert_eq!(count(&m, "WS openOrders.status"), 2);
     assert_eq!(m.stats().auth_failures, auth);
 }
 

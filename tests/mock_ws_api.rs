@@ -228,3 +228,32 @@ fn burst_of_16_cancels_all_in_flight() {
     assert_eq!(ids, (100..116).collect::<Vec<_>>());
     assert!(m.open_orders("BTCUSDT").is_empty());
 }
+
+/// `time` needs no key or signature and answers the (skewed) server clock; a
+/// `ServerTime` fault applies to it as to `GET /api/v3/time`. `openOrders.status` has
+/// `account.status`'s checks: a wrong signature is -1022, a stale timestamp -1021.
+#[test]
+fn ws_api_time_and_open_orders_checks() {
+    let m = mock();
+    let mut ws = connect(&m);
+    m.set_clock_offset_ms(7_000);
+    send(&mut ws, json!({ "id": 1, "method": "time" }).to_string());
+    let v = recv(&mut ws);
+    assert_eq!((v["id"].as_u64(), v["status"].as_u64()), (Some(1), Some(200)), "{v}");
+    let server = v["result"]["serverTime"].as_i64().unwrap();
+    assert!((server - now_ms() - 7_000).abs() < 1_000, "{v}");
+    assert!(v["rateLimits"].as_array().is_some_and(|l| !l.is_empty()), "{v}");
+    m.inject(Fault::ServerTime { ms: 42 }, 1, Some("time"));
+    send(&mut ws, json!({ "id": 2, "method": "time" }).to_string());
+    assert_eq!(recv(&mut ws)["result"]["serverTime"], 42);
+    m.set_clock_offset_ms(0);
+
+    send(&mut ws, signed(3, "openOrders.status", &[("symbol", "BTCUSDT")], "wrong secret"));
+    assert_eq!(recv(&mut ws)["error"]["code"], -1022);
+    m.set_clock_offset_ms(-60_000);
+    assert_eq!(call(&mut ws, 4, "openOrders.status", &[("symbol", "BTCUSDT")])["error"]["code"], -1021);
+    m.set_clock_offset_ms(0);
+    let v = call(&mut ws, 5, "openOrders.status", &[("symbol", "BTCUSDT")]);
+    assert_eq!(v["result"], json!([]), "{v}");
+    assert_eq!(m.stats().auth_failures, 1);
+}

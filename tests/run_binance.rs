@@ -255,3 +255,91 @@ fn mock_binance_runs_as_a_program_for_dry_runs() {
     let status = child.wait().unwrap();
     assert!(status.success());
 }
+
+/// `statarb mock-binance --ws-port 0`: the WebSocket API on a port of its own, printed
+/// at start; our gateway with `orders = "ws"` places and cancels an order through it
+/// (its REST calls on the REST port), and the WebSocket API port answers plain HTTP
+/// with 404, as a WebSocket-only host does.
+#[test]
+fn mock_binance_serves_the_ws_api_on_its_own_port() {
+    use statarb::event::{ExecKind, NewOrder, OrderCmd, Tif};
+    use statarb::gateway::Exchange;
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statarb"))
+        .args(["mock-binance", "--port", "0", "--ws-port", "0", "--key-env", "WS_KEY", "--secret-env", "WS_SECRET"])
+        .env("WS_KEY", KEY)
+        .env("WS_SECRET", SECRET)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let word = |p: &str| line.split_whitespace().find(|w| w.starts_with(p)).map(str::to_string);
+    let rest = word("http://").unwrap_or_else(|| panic!("no REST url: {line}"));
+    let ws = word("ws://").unwrap_or_else(|| panic!("no WebSocket API url: {line}"));
+    let port = |u: &str| u.split("://").nth(1).and_then(|a| a.split(['/', ':']).nth(1)).map(str::to_string);
+    assert!(ws.ends_with("/ws-api/v3"), "{line}");
+    assert_ne!(port(&rest), port(&ws), "the WebSocket API on the REST port: {line}");
+
+    let cfg = Config::builtin();
+    let instruments = vec![cfg.y.instrument(), cfg.x.instrument()];
+    let gw_cfg = statarb::gateway::binance::BinanceGatewayConfig {
+        rest_url: rest.clone(),
+        ws_url: ws.clone(),
+        orders: "ws".into(),
+        timeout_ms: 2_000,
+        ..Default::default()
+    };
+    let mut gw = statarb::gateway::binance::BinanceSpot::with_credentials(
+        gw_cfg,
+        Credentials::new(KEY, SECRET),
+        instruments.clone(),
+        cfg.fees,
+    )
+    .unwrap();
+    gw.start().unwrap();
+    let mut out = Vec::new();
+    let poll_until = |gw: &mut statarb::gateway::binance::BinanceSpot,
+                      out: &mut Vec<statarb::event::ExecReport>,
+                      pred: &dyn Fn(&[statarb::event::ExecReport]) -> bool| {
+        let t0 = Instant::now();
+        while !pred(out) {
+            assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {out:?}; {gw:?}");
+            gw.poll(0, out);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let t0 = Instant::now();
+    while !gw.stream_ready() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "user data stream not subscribed: {gw:?}");
+        gw.poll(0, &mut out);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let eth = &instruments[0];
+    let id = (1_764_000_000u64 << 32) | 1;
+    let px = eth.parse_price(b"100.00").unwrap();
+    let qty = eth.parse_qty(b"0.5").unwrap();
+    gw.on_order(&OrderCmd::New(NewOrder { id, inst: 0, side: Side::Buy, px, qty, tif: Tif::PostOnly }), 0, &mut out);
+    poll_until(&mut gw, &mut out, &|o| !o.is_empty());
+    assert_eq!((out[0].id, out[0].kind, out[0].px, out[0].leaves), (id, ExecKind::New, px, qty), "{out:?}");
+    // The venue holds it (asked over REST).
+    let open = gw.open_orders().unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    out.clear();
+    gw.on_order(&OrderCmd::Cancel { id, inst: 0 }, 0, &mut out);
+    poll_until(&mut gw, &mut out, &|o| o.iter().any(|r| r.kind == ExecKind::Canceled));
+    assert!(gw.open_orders().unwrap().is_empty());
+    let st = gw.stats();
+    assert!(st.ws_requests >= 2 && st.ws_answers >= 2, "{st:?}");
+
+    // Plain HTTP on the WebSocket API port: 404.
+    let ws_addr = ws.trim_start_matches("ws://").trim_end_matches("/ws-api/v3").to_string();
+    let mut s = std::net::TcpStream::connect(&ws_addr).unwrap();
+    write!(s, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+}

@@ -1,5 +1,8 @@
 //! `statarb mock-binance`: the mock Binance Spot venue on 127.0.0.1 until SIGINT or
-//! SIGTERM, for a dry run of a live config. Built only with `--features mock`.
+//! SIGTERM, for a dry run of a live config. Built only with `--features mock`. It
+//! prints its REST URL and its WebSocket API URL: on the REST port, or with
+//! `--ws-port` on a listener of its own, as Binance serves the WebSocket API from its
+//! own host (the REST port keeps serving it as well).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,10 @@ pub struct Args {
     /// Port (0: a free one, printed).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Also serve the WebSocket API on this port of its own (0: a free one, printed),
+    /// as Binance serves it from its own host; the REST port keeps serving it too.
+    #[arg(long)]
+    ws_port: Option<u16>,
     /// Config whose legs are the tradable symbols and whose `[fees]` the venue
     /// charges (default: the built-in config).
     #[arg(long)]
@@ -34,12 +41,19 @@ pub struct Args {
 
 /// Runs `statarb mock-binance`.
 pub fn run(args: Args) -> Result<()> {
-    let Args { port, config, key_env, secret_env, balances } = args;
-    mock_binance(port, config.as_deref(), &key_env, &secret_env, &balances)
+    let Args { port, ws_port, config, key_env, secret_env, balances } = args;
+    mock_binance(port, ws_port, config.as_deref(), &key_env, &secret_env, &balances)
 }
 
 /// `statarb mock-binance`: the mock venue until SIGINT or SIGTERM.
-fn mock_binance(port: u16, config: Option<&Path>, key_env: &str, secret_env: &str, balances: &[String]) -> Result<()> {
+fn mock_binance(
+    port: u16,
+    ws_port: Option<u16>,
+    config: Option<&Path>,
+    key_env: &str,
+    secret_env: &str,
+    balances: &[String],
+) -> Result<()> {
     let stop = super::signals::stop_flag()?;
     let cfg = super::load_config(config)?;
     let instruments = cfg.instruments();
@@ -65,7 +79,8 @@ fn mock_binance(port: u16, config: Option<&Path>, key_env: &str, secret_env: &st
         start.retain(|(a, _)| a != asset);
         start.push((asset.to_string(), amount));
     }
-    let mock = MockBinance::spawn_on(
+    let local = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let mock = MockBinance::spawn_with_ws(
         MockConfig {
             creds,
             instruments,
@@ -73,9 +88,13 @@ fn mock_binance(port: u16, config: Option<&Path>, key_env: &str, secret_env: &st
             maker_bps: cfg.fees.maker_bps,
             taker_bps: cfg.fees.taker_bps,
         },
-        SocketAddr::from(([127, 0, 0, 1], port)),
+        local(port),
+        ws_port.map(local),
     )
-    .with_context(|| format!("starting the mock venue on 127.0.0.1:{port}"))?;
+    .with_context(|| match ws_port {
+        Some(w) => format!("starting the mock venue on 127.0.0.1:{port} (WebSocket API on 127.0.0.1:{w})"),
+        None => format!("starting the mock venue on 127.0.0.1:{port}"),
+    })?;
     let shown: Vec<String> = start.iter().map(|(a, v)| format!("{a}={v}")).collect();
     eprintln!(
         "mock Binance Spot: REST {} and WebSocket API {} (keys from {key_env}, {secret_env}; balances {}); Ctrl-C to stop",

@@ -4,10 +4,17 @@
 //! - Open orders: `GET /api/v3/openOrders` per symbol, each with our id if its client
 //!   order id is in our format ([`super::ids`]). At start
 //!   [`BinanceSpot::reconcile`] refuses to go on if one carries this session's id
-//!   (ids would collide) and cancels them all if `cancel_open_at_start`.
+//!   (ids would collide) and cancels them all (`DELETE /api/v3/openOrders`) if
+//!   `cancel_open_at_start`.
 //! - Balances: `GET /api/v3/account` without the zero ones.
 //! - One order: `GET /api/v3/order` by client order id, for the position journal's
 //!   orders left open by an earlier session ([`BinanceSpot::query_order`]).
+//!
+//! With `orders = "ws"` each goes over the WebSocket API instead, as a blocking query
+//! (`BinanceSpot::ws_call`) with the same parameters and answer: `openOrders.status`,
+//! `openOrders.cancelAll`, `account.status`, `order.status`. The connection is waited
+//! for up to `connect_timeout_ms` (reconciliation right after `start` comes before it
+//! is open); if it still is not open, REST.
 //!
 //! Unlike order entry, a failed query is an error ([`GatewayError`]): the caller
 //! decides whether to start.
@@ -39,9 +46,14 @@ impl BinanceSpot {
             insts.sort_unstable();
             insts.dedup();
             for inst in insts {
+                let symbol = self.instruments[inst as usize].symbol.clone();
+                if self.query_over_ws(true) {
+                    self.ws_call("openOrders.cancelAll", &[("symbol", symbol)], true, W_CANCEL_ALL)?;
+                    continue;
+                }
                 let path = "/api/v3/openOrders";
                 let mut q = Query::new();
-                q.push("symbol", &self.instruments[inst as usize].symbol);
+                q.push("symbol", &symbol);
                 match self.rest.call(&mut self.stats, Method::Delete, path, q, W_CANCEL_ALL, 0) {
                     Call::Ok(_) => {}
                     Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
@@ -56,16 +68,21 @@ impl BinanceSpot {
     /// Asks the venue about our order `id` on instrument `inst` (reconciliation at
     /// restart): `None` if the venue does not know it.
     pub fn query_order(&mut self, inst: InstId, id: OrderId) -> Result<Option<VenueOrder>, GatewayError> {
-        let path = "/api/v3/order";
         let ins = self.instruments[inst as usize].clone();
-        let mut q = Query::new();
-        q.push("symbol", &ins.symbol).push("origClientOrderId", client_order_id(id));
-        let v = match self.rest.call(&mut self.stats, Method::Get, path, q, W_QUERY, 0) {
-            Call::Ok(v) => v,
-            Call::Api { code: CODE_NO_SUCH_ORDER, .. } => return Ok(None),
-            Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
-            Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
-            Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
+        let ws = self.query_over_ws(true);
+        let path = if ws { "order.status" } else { "/api/v3/order" };
+        let answer = if ws {
+            let params = [("symbol", ins.symbol.clone()), ("origClientOrderId", client_order_id(id))];
+            self.ws_call(path, &params, true, W_QUERY)
+        } else {
+            let mut q = Query::new();
+            q.push("symbol", &ins.symbol).push("origClientOrderId", client_order_id(id));
+            self.rest_signed(Method::Get, path, q, W_QUERY)
+        };
+        let v = match answer {
+            Ok(v) => v,
+            Err(GatewayError::Api { code: CODE_NO_SUCH_ORDER, .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
         let bad = || GatewayError::Parse { path, msg: self.rest.venue_text(&format!("bad order {v}")) };
         let snap = self.snapshot_of(inst, &v).ok_or_else(bad)?;
@@ -76,17 +93,17 @@ impl BinanceSpot {
     }
 
     pub(super) fn fetch_open_orders(&mut self) -> Result<Vec<OpenOrder>, GatewayError> {
-        let path = "/api/v3/openOrders";
+        let ws = self.query_over_ws(true);
+        let path = if ws { "openOrders.status" } else { "/api/v3/openOrders" };
         let mut all = Vec::new();
         for inst in 0..self.instruments.len() as InstId {
             let ins = self.instruments[inst as usize].clone();
-            let mut q = Query::new();
-            q.push("symbol", &ins.symbol);
-            let v = match self.rest.call(&mut self.stats, Method::Get, path, q, W_OPEN_ORDERS, 0) {
-                Call::Ok(v) => v,
-                Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
-                Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
-                Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
+            let v = if ws {
+                self.ws_call(path, &[("symbol", ins.symbol.clone())], true, W_OPEN_ORDERS)?
+            } else {
+                let mut q = Query::new();
+                q.push("symbol", &ins.symbol);
+                self.rest_signed(Method::Get, path, q, W_OPEN_ORDERS)?
             };
             let arr = v.as_array().ok_or_else(|| GatewayError::Parse { path, msg: "not an array".into() })?;
             for o in arr {
@@ -110,14 +127,14 @@ impl BinanceSpot {
     }
 
     pub(super) fn fetch_balances(&mut self) -> Result<Vec<Balance>, GatewayError> {
-        let path = "/api/v3/account";
-        let mut q = Query::new();
-        q.push("omitZeroBalances", "true");
-        let v = match self.rest.call(&mut self.stats, Method::Get, path, q, W_ACCOUNT, 0) {
-            Call::Ok(v) => v,
-            Call::Api { status, code, msg, .. } => return Err(GatewayError::Api { path, status, code, msg }),
-            Call::NotSent { code, msg } => return Err(GatewayError::NotSent { path, code, msg }),
-            Call::Unknown(msg) => return Err(GatewayError::Transport { path, msg }),
+        let ws = self.query_over_ws(true);
+        let path = if ws { "account.status" } else { "/api/v3/account" };
+        let v = if ws {
+            self.ws_call(path, &[("omitZeroBalances", "true".to_string())], true, W_ACCOUNT)?
+        } else {
+            let mut q = Query::new();
+            q.push("omitZeroBalances", "true");
+            self.rest_signed(Method::Get, path, q, W_ACCOUNT)?
         };
         let arr = v
             .get("balances")
@@ -134,5 +151,21 @@ impl BinanceSpot {
             });
         }
         Ok(out)
+    }
+
+    /// A signed REST query; its error as [`GatewayError`].
+    fn rest_signed(
+        &mut self,
+        method: Method,
+        path: &'static str,
+        q: Query,
+        weight: u32,
+    ) -> Result<Value, GatewayError> {
+        match self.rest.call(&mut self.stats, method, path, q, weight, 0) {
+            Call::Ok(v) => Ok(v),
+            Call::Api { status, code, msg, .. } => Err(GatewayError::Api { path, status, code, msg }),
+            Call::NotSent { code, msg } => Err(GatewayError::NotSent { path, code, msg }),
+            Call::Unknown(msg) => Err(GatewayError::Transport { path, msg }),
+        }
     }
 }

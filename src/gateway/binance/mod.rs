@@ -23,9 +23,13 @@
 //! `gateway.binance.orders` picks the transport of order entry: `"ws"` writes each
 //! request to the WebSocket API connection and returns (answers are handled by later
 //! polls), `"rest"` blocks until answered (at most `timeout_ms`). Either way the
-//! gateway runs on the gateway thread, never on the hot one; the REST calls left in
-//! `"ws"` mode are the clock sync and reconciliation (open orders, balances). Its wall clock is its own (Binance needs
-//! server time), not the `now` the gateway loop passes in.
+//! gateway runs on the gateway thread, never on the hot one. In `"ws"` mode the clock
+//! sync (`time`) and reconciliation (`openOrders.status`, `account.status`,
+//! `order.status`, `openOrders.cancelAll`) go over the WebSocket API too, as blocking
+//! queries ([`wsapi`]); REST is left for what must come before the connection is
+//! used, [`BinanceSpot::start`]'s first clock sync and the exchangeInfo filter check,
+//! and for any query while the connection is down. Its wall clock is its own (Binance
+//! needs server time), not the `now` the gateway loop passes in.
 
 pub mod account;
 pub mod commission;
@@ -85,6 +89,12 @@ pub struct BinanceStats {
     pub ws_timeouts: u64,
     /// WebSocket API answers that came after their request was given up.
     pub ws_late_answers: u64,
+    /// WebSocket API queries answered (`time`, `openOrders.status`, `account.status`,
+    /// `order.status` and `openOrders.cancelAll` of reconciliation).
+    pub ws_calls: u64,
+    /// Queries sent over REST with `orders = "ws"` because the WebSocket API
+    /// connection was not open.
+    pub ws_rest_fallbacks: u64,
     /// New orders sent.
     pub orders_sent: u64,
     /// Rejected reports pushed.
@@ -260,8 +270,14 @@ impl BinanceSpot {
     /// Measures the clock offset, checks each instrument's tick and lot against the venue's
     /// filters ([`filters`]) and connects the user data stream (the subscription
     /// completes on later [`Exchange::poll`]s; see [`Self::stream_ready`]).
+    ///
+    /// Both first steps are REST even with `orders = "ws"`: the WebSocket API
+    /// connection is only started here, after them, and its first requests (logon,
+    /// subscription) are signed with the timestamp this clock sync makes good, so the
+    /// offset must be known before the connection is used; and `start` does not wait
+    /// for the connection (nothing here blocks on the WebSocket handshake).
     pub fn start(&mut self) -> Result<(), GatewayError> {
-        self.sync_time()?;
+        self.rest.sync_time(&mut self.stats)?;
         filters::check(&mut self.rest, &mut self.stats, &self.instruments)?;
         let mut out = Vec::new();
         self.poll_stream(&mut out);
@@ -304,10 +320,17 @@ impl BinanceSpot {
         self.rest.offset_ms
     }
 
-    /// Measures the clock offset with `GET /api/v3/time`: server time minus the
-    /// midpoint of the round trip. A `serverTime` more than `max_clock_skew_ms` from
-    /// the local clock is refused ([`GatewayError::ClockSkew`]); the offset stays.
+    /// Measures the clock offset: server time minus the midpoint of the round trip of
+    /// the WebSocket API's `time` (`orders = "ws"` with the connection open), else of
+    /// `GET /api/v3/time`. A `serverTime` more than `max_clock_skew_ms` from the local
+    /// clock is refused ([`GatewayError::ClockSkew`]); the offset stays.
     pub fn sync_time(&mut self) -> Result<i64, GatewayError> {
+        if self.query_over_ws(false) {
+            let t0 = wall_ns();
+            let v = self.ws_call("time", &[], false, rest::W_TIME)?;
+            let t1 = wall_ns();
+            return self.rest.apply_server_time(&mut self.stats, "time", &v, t0, t1);
+        }
         self.rest.sync_time(&mut self.stats)
     }
 }

@@ -82,7 +82,7 @@ pub(super) const W_OPEN_ORDERS: u32 = 6;
 /// Request weight of the account (balances).
 pub(super) const W_ACCOUNT: u32 = 20;
 /// Request weight of the server time.
-const W_TIME: u32 = 1;
+pub(super) const W_TIME: u32 = 1;
 
 /// How a signed call ended.
 #[derive(Debug)]
@@ -207,8 +207,24 @@ impl Rest {
             let (code, msg) = self.api_error(&v);
             return Err(GatewayError::Api { path, status, code, msg });
         }
+        self.apply_server_time(stats, path, &v, t0, t1)
+    }
+
+    /// Takes the offset from a `{"serverTime": ms}` answer to a request sent at `t0`
+    /// and answered at `t1` (wall ns; REST `GET /api/v3/time` or the WebSocket API's
+    /// `time`): server time minus the midpoint of the round trip, unless more than
+    /// `max_clock_skew_ms` from the local clock ([`GatewayError::ClockSkew`]; the
+    /// offset stays). Schedules the next periodic sync.
+    pub(super) fn apply_server_time(
+        &mut self,
+        stats: &mut BinanceStats,
+        path: &'static str,
+        v: &Value,
+        t0: Ts,
+        t1: Ts,
+    ) -> Result<i64, GatewayError> {
         let server =
-            i64_of(&v, "serverTime").ok_or_else(|| GatewayError::Parse { path, msg: "no serverTime".into() })?;
+            i64_of(v, "serverTime").ok_or_else(|| GatewayError::Parse { path, msg: "no serverTime".into() })?;
         let mid_ms = (t0 + (t1 - t0) / 2) / NS_PER_MS;
         let skew = server.saturating_sub(mid_ms);
         if skew.unsigned_abs() > self.max_clock_skew_ms {

@@ -58,6 +58,11 @@ pub(super) struct UserStream {
     resync: bool,
     next_req: u64,
     buf: Vec<Vec<u8>>,
+    /// Messages read while a blocking WebSocket API query waited for its answer
+    /// ([`BinanceSpot::ws_call`]): handled, in order, by the next poll.
+    pub(super) backlog: Vec<Vec<u8>>,
+    /// Sequence of blocking queries' request ids.
+    pub(super) next_call: u64,
     /// Ed25519 key for `session.logon` (None: every request signed with HMAC).
     pub(super) logon: Option<Ed25519Key>,
     /// Connection generation the last `session.logon` was sent on (0: none, or
@@ -74,6 +79,18 @@ impl UserStream {
     /// its session is logged on.
     pub(super) fn logged_on(&self) -> bool {
         self.logon.is_some() && self.logon_gen == self.ws.generation()
+    }
+
+    /// Drives the connection once (connect, handshake, reads), waiting at most `wait`
+    /// for socket readiness; appends the messages read to `msgs`. For a blocking
+    /// query ([`BinanceSpot::ws_call`]), outside [`BinanceSpot::poll_stream`].
+    pub(super) fn read_into(&mut self, wait: Duration, msgs: &mut Vec<Vec<u8>>) {
+        if self.poll.poll(&mut self.events, Some(wait)).is_ok() {
+            for ev in self.events.iter() {
+                self.ws.on_event(ev);
+            }
+        }
+        self.ws.poll(self.poll.registry(), wall_ns(), |m| msgs.push(m.to_vec()));
     }
 }
 
@@ -109,6 +126,8 @@ impl UserStream {
             resync: false,
             next_req: 1,
             buf: Vec::new(),
+            backlog: Vec::new(),
+            next_call: 0,
             logon: None,
             logon_sent_gen: 0,
             logon_gen: 0,
@@ -220,6 +239,8 @@ impl BinanceSpot {
             }
         }
         let mut buf = std::mem::take(&mut s.buf);
+        // What a blocking query read first: it came before anything read now.
+        buf.append(&mut s.backlog);
         s.ws.poll(s.poll.registry(), wall_ns(), |m| buf.push(m.to_vec()));
         let gen = s.ws.generation();
         if !s.ws.is_open() {

@@ -18,6 +18,17 @@
 //! with Ed25519, base64; [`BinanceSpot::logon_ed25519`]) and later requests carry only
 //! `recvWindow` and `timestamp`.
 //!
+//! # Queries
+//!
+//! Off the order path, `time` (the clock sync; not signed), `openOrders.status`,
+//! `account.status` (`omitZeroBalances`), `order.status` and `openOrders.cancelAll` of
+//! reconciliation are blocking calls (`BinanceSpot::ws_call`): sent on the same
+//! connection with ids of their own, above the in-flight ones, and waited for (at most
+//! `timeout_ms`) as their REST twins are. Whatever else is read meanwhile is kept for
+//! the next poll, in order. REST stays for [`BinanceSpot::start`]'s first clock sync and
+//! filter check, which come before the connection is used, and for any query while the
+//! connection is down (`BinanceSpot::query_over_ws`).
+//!
 //! # Transport
 //!
 //! The connection is the user data stream's ([`super::stream`]): one persistent,
@@ -46,9 +57,13 @@
 //!   per day) feed the limiter as the REST usage headers do.
 //! - Not connected: not sent.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
+use super::config::OrderEntry;
 use super::entry::{Op, Params};
+use super::error::GatewayError;
 use super::rest::{Call, CODE_NOT_SENT, CODE_TIMESTAMP};
 use super::{ms_ns, wall_ns, BinanceSpot};
 use crate::event::ExecReport;
@@ -60,6 +75,18 @@ pub const MAX_IN_FLIGHT: usize = 256;
 
 /// Low bits of a request id: its slot.
 const SLOT_BITS: u32 = 16;
+
+/// First request id of the blocking queries (`BinanceSpot::ws_call`): above every
+/// in-flight id and every logon/subscribe id, so a query's late answer is counted and
+/// dropped as a late order answer is.
+const CALL_ID_BASE: u64 = 1 << 62;
+
+/// Longest sleep of a blocking query between two reads of the socket.
+const CALL_POLL: Duration = Duration::from_millis(1);
+
+/// Parameters sent as JSON literals rather than strings: numbers and booleans, as
+/// the WebSocket API documents them.
+const RAW_PARAMS: [&str; 3] = ["recvWindow", "timestamp", "omitZeroBalances"];
 
 /// One request in flight.
 #[derive(Debug)]
@@ -219,7 +246,7 @@ pub(super) fn request_text(
     for (k, v) in &kv {
         push_json_str(&mut out, k);
         out.push(':');
-        if matches!(*k, "recvWindow" | "timestamp") {
+        if RAW_PARAMS.contains(k) && (v == "true" || v == "false" || v.bytes().all(|b| b.is_ascii_digit())) {
             out.push_str(v);
         } else {
             push_json_str(&mut out, v);
@@ -369,6 +396,131 @@ impl BinanceSpot {
             let msg = format!("{}: no answer", t.op.ws_method());
             self.on_answer(t.op, Call::Unknown(msg), t.sent_ms, out);
         }
+    }
+
+    /// True if a query (clock sync, open orders, account, one order) goes over the
+    /// WebSocket API: `orders = "ws"` and its connection open. With `wait` a closed
+    /// connection is driven for up to `connect_timeout_ms` first (reconciliation, off
+    /// the order path); without, it is not waited for (the clock sync on the gateway
+    /// thread's polls). Else the query goes over REST, counted in
+    /// [`BinanceStats::ws_rest_fallbacks`](super::BinanceStats::ws_rest_fallbacks).
+    pub(super) fn query_over_ws(&mut self, wait: bool) -> bool {
+        if self.entry != OrderEntry::Ws {
+            return false;
+        }
+        let deadline = wall_ns().saturating_add(ms_ns(self.cfg.connect_timeout_ms));
+        let Some(s) = self.stream.as_mut() else { return false };
+        let mut msgs: Vec<Vec<u8>> = Vec::new();
+        while wait && !s.ws.is_open() && wall_ns() < deadline {
+            s.read_into(CALL_POLL, &mut msgs);
+        }
+        s.backlog.append(&mut msgs);
+        if s.ws.is_open() {
+            return true;
+        }
+        self.stats.ws_rest_fallbacks += 1;
+        false
+    }
+
+    /// One WebSocket API request answered before this returns: a query off the order
+    /// path (clock sync, reconciliation). `signed`: `params` plus `recvWindow`,
+    /// `timestamp` and, unless the session is logged on, `apiKey` and the HMAC
+    /// `signature` ([`request_text`]); else the bare `{"id","method"}` (`time`). The
+    /// limiter admits it first (`weight`) and reads the answer's `rateLimits`; a 429 /
+    /// 418 starts the back-off; a `-1021` re-syncs the clock and sends it once more.
+    /// Messages read meanwhile (events, order answers) are kept, in order, for the
+    /// next poll. Its `result`, or the error ([`GatewayError::Api`] with the venue's
+    /// code; [`GatewayError::Transport`] if no answer came in `timeout_ms` or the
+    /// connection was lost), `path` being the method.
+    pub(super) fn ws_call(
+        &mut self,
+        method: &'static str,
+        params: &[(&'static str, String)],
+        signed: bool,
+        weight: u32,
+    ) -> Result<Value, GatewayError> {
+        let first = self.ws_call_once(method, params, signed, weight);
+        if !matches!(first, Err(GatewayError::Api { code: CODE_TIMESTAMP, .. })) {
+            return first;
+        }
+        self.stats.timestamp_errors += 1;
+        if signed && self.sync_time().is_ok() {
+            return self.ws_call_once(method, params, signed, weight);
+        }
+        first
+    }
+
+    fn ws_call_once(
+        &mut self,
+        method: &'static str,
+        params: &[(&'static str, String)],
+        signed: bool,
+        weight: u32,
+    ) -> Result<Value, GatewayError> {
+        let path = method;
+        let lost = |msg: &str| GatewayError::Transport { path, msg: msg.to_string() };
+        let now = wall_ns();
+        if let Err(e) = self.rest.limiter.try_acquire(now, weight, 0) {
+            return Err(GatewayError::Limited { path, limit: e.limit, retry_at: e.retry_at });
+        }
+        let ts = self.rest.server_ms();
+        let Some(s) = self.stream.as_mut().filter(|s| s.ws.is_open()) else {
+            return Err(lost("WebSocket API not connected"));
+        };
+        let id = CALL_ID_BASE + s.next_call;
+        s.next_call += 1;
+        let text = if signed {
+            let auth = if s.logged_on() { Auth::Session } else { Auth::Hmac(&self.rest.creds) };
+            request_text(auth, self.cfg.recv_window_ms, id, method, params, ts)
+        } else {
+            format!("{{\"id\":{id},\"method\":\"{method}\"}}")
+        };
+        self.stats.requests += 1;
+        if s.ws.send_text(&text).is_err() {
+            return Err(lost("WebSocket API send failed"));
+        }
+        let gen = s.ws.generation();
+        let deadline = now.saturating_add(ms_ns(self.cfg.timeout_ms));
+        let mut msgs: Vec<Vec<u8>> = Vec::new();
+        let mut answer = None;
+        while answer.is_none() {
+            if !s.ws.is_open() || s.ws.generation() != gen {
+                return Err(lost("WebSocket API connection lost before the answer"));
+            }
+            if wall_ns() > deadline {
+                return Err(lost("no answer within timeout_ms"));
+            }
+            s.read_into(CALL_POLL, &mut msgs);
+            for m in msgs.drain(..) {
+                if answer.is_none() {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&m) {
+                        if v.get("id").and_then(Value::as_u64) == Some(id) {
+                            answer = Some(v);
+                            continue;
+                        }
+                    }
+                }
+                s.backlog.push(m);
+            }
+        }
+        let mut v = answer.unwrap_or(Value::Null);
+        let now = wall_ns();
+        let (w, o10, od) = rate_limit_counts(&v);
+        self.rest.limiter.observe(now, w, o10, od);
+        let status = v.get("status").and_then(Value::as_u64).unwrap_or(0);
+        if status == 200 {
+            self.stats.ws_calls += 1;
+            return Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null));
+        }
+        let err = v.get_mut("error").map(Value::take).unwrap_or(Value::Null);
+        let (code, msg) = self.rest.api_error(&err);
+        if status == 429 || status == 418 {
+            self.stats.backoffs += 1;
+            let retry = err.get("data").and_then(|d| d.get("retryAfter")).and_then(Value::as_i64);
+            let secs = retry.map(|r| (r.saturating_sub(self.rest.server_ms()).max(0) + 999) / 1_000);
+            self.rest.limiter.back_off(now, status as u16, secs.map(|s| s.to_string()).as_deref());
+        }
+        Err(GatewayError::Api { path, status: u16::try_from(status).unwrap_or(0), code, msg })
     }
 
     /// WebSocket API requests in flight now.

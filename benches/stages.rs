@@ -14,6 +14,10 @@
 //!   The engine's ring is `crossbeam::queue::ArrayQueue` (src/ring.rs); `rtrb` is the
 //!   wait-free alternative kept on the figure for the choice.
 //!
+//! - `clock/{stamp_raw,instant_now}`: one stage stamp (`StampClock::raw`, the TSC where
+//!   invariant) against `std::time::Instant::now` (a vDSO `CLOCK_MONOTONIC` read).
+//!   Goal: a stamp under 20 ns.
+//!
 //! `core/on_market` and replay throughput are in `hot_path.rs` and `replay.rs`.
 //!
 //! Run: `cargo bench --bench stages`.
@@ -25,6 +29,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use statarb::book::Book;
+use statarb::clock::StampClock;
 use statarb::config::Config;
 use statarb::risk::{OrderCheck, Risk};
 use statarb::types::{Instrument, Side};
@@ -89,6 +94,14 @@ fn parse(c: &mut Criterion) {
             black_box(risk.check(black_box(&chk)))
         })
     });
+    g.finish();
+}
+
+fn clock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("clock");
+    let clock = StampClock::new();
+    g.bench_function("stamp_raw", |b| b.iter(|| black_box(clock.raw())));
+    g.bench_function("instant_now", |b| b.iter(|| black_box(std::time::Instant::now())));
     g.finish();
 }
 
@@ -207,5 +220,5 @@ fn ring(c: &mut Criterion) {
     hop_rtrb(c, cores);
 }
 
-criterion_group!(benches, parse, ring);
+criterion_group!(benches, parse, clock, ring);
 criterion_main!(benches);

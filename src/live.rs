@@ -59,7 +59,8 @@ pub use crate::feed::source::{MarketSource, Polled};
 /// the answers to reports and the shutdown's cancels).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OrderStamps {
-    /// The message's bytes were in hand (network sources only).
+    /// The message left the server (its send stamp) or, without one, its bytes were
+    /// in hand (network sources only).
     pub wire: Stamp,
     /// The hot loop had the event in hand.
     pub tick: Stamp,
@@ -403,15 +404,17 @@ impl<S: MarketSource> HotLoop<S> {
                 let t_done = clock.raw();
                 latencies.record(Stage::Strategy, clock.nanos(t_read, t_done));
                 record_core_stages(latencies, clock, fs, t_read, core);
+                // The wire: the server's send stamp where it sends one, else the bytes read.
+                let wire = if fs.sent != 0 { fs.sent } else { fs.read };
                 if !cmds.is_empty() {
-                    outlet.flush_stamped(cmds, OrderStamps { wire: fs.read, tick: t_read, pushed: t_done });
+                    outlet.flush_stamped(cmds, OrderStamps { wire, tick: t_read, pushed: t_done });
                     let t_pushed = clock.raw();
                     latencies.record(Stage::Push, clock.nanos(t_done, t_pushed));
                     let t2q = clock.nanos(t_read, t_pushed);
                     latencies.record(Stage::TickToQuote, t2q);
                     telemetry.tick_to_quote.record(t2q);
-                    if fs.read != 0 {
-                        latencies.record(Stage::WireToQuote, clock.nanos(fs.read, t_pushed));
+                    if wire != 0 {
+                        latencies.record(Stage::WireToQuote, clock.nanos(wire, t_pushed));
                     }
                 }
             }
@@ -485,6 +488,9 @@ fn nanos(d: Duration) -> u64 {
 /// this event: its book stamp is after `t_read`).
 #[inline]
 fn record_core_stages(latencies: &mut Latencies, clock: &StampClock, fs: FeedStamps, t_read: Stamp, core: &Core) {
+    if fs.sent != 0 {
+        latencies.record(Stage::Network, clock.nanos(fs.sent, fs.read));
+    }
     if fs.read != 0 {
         latencies.record(Stage::Parse, clock.nanos(fs.read, fs.parsed));
     }

@@ -6,8 +6,8 @@
 //! construction and `saturating_record` never resizes, so recording never allocates.
 //!
 //! ```text
-//!  socket bytes -> parsed -> book -> signal -> quote -> risk -> pushed | popped -> written
-//!  |-- Parse --|-- Book --|Signal-|-- Quote -|-- Risk -|-- Push --|- Hop -|- Send -|
+//!  sent -> socket bytes -> parsed -> book -> signal -> quote -> risk -> pushed | popped -> written
+//!  |Network-|-- Parse --|-- Book --|Signal-|-- Quote -|-- Risk -|-- Push --|- Hop -|- Send -|
 //!            (hot thread)                                               (gateway thread)
 //!  |------------------------------ WireToQuote ----------------------|
 //!  |--------------------------------------- WireToOrder ----------------------------|
@@ -29,8 +29,11 @@ const MAX_NS: u64 = 60_000_000_000;
 /// The stages recorded per tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// The server's send stamp to the message's bytes in hand: loopback, kernel and
+    /// WebSocket framing (`statarb latency --wire` only).
+    Network = 0,
     /// Message bytes in hand to parsed.
-    Parse = 0,
+    Parse,
     /// Parsed (or, for a replay, the event in hand) to the book applied.
     Book,
     /// Book applied to the signal sampled and the targets set.
@@ -45,7 +48,8 @@ pub enum Stage {
     Push,
     /// Event in hand to the last order pushed: tick-to-quote.
     TickToQuote,
-    /// Message bytes in hand to the last order pushed: wire-to-quote.
+    /// From the wire to the last order pushed: wire-to-quote. The wire is the server's
+    /// send stamp where it sends one (`latency --wire`), else the message's bytes in hand.
     WireToQuote,
     /// Pushed into the ring to popped by the gateway thread: the ring hop.
     Hop,
@@ -55,16 +59,17 @@ pub enum Stage {
     Send,
     /// Event in hand to the request written.
     TickToOrder,
-    /// Message bytes in hand to the request written: wire-to-order.
+    /// From the wire (as [`Stage::WireToQuote`]) to the request written: wire-to-order.
     WireToOrder,
 }
 
 /// Number of stages.
-pub const STAGES: usize = 13;
+pub const STAGES: usize = 14;
 
 impl Stage {
     /// All stages, in the order of the pipeline.
     pub const ALL: [Stage; STAGES] = [
+        Stage::Network,
         Stage::Parse,
         Stage::Book,
         Stage::Signal,
@@ -83,6 +88,7 @@ impl Stage {
     /// A stable name for reports and file names.
     pub const fn name(self) -> &'static str {
         match self {
+            Stage::Network => "network",
             Stage::Parse => "parse",
             Stage::Book => "book",
             Stage::Signal => "signal",
@@ -280,8 +286,8 @@ pub fn write_percentile_plot(l: &Latencies, path: &std::path::Path, title: &str)
         .y_desc("latency")
         .draw()
         .map_err(|e| err(&e))?;
-    // Tableau's 20 colours, dark ones first: 13 stages stay apart.
-    const COLORS: [(u8, u8, u8); 13] = [
+    // Tableau's 20 colours, dark ones first: 14 stages stay apart.
+    const COLORS: [(u8, u8, u8); 14] = [
         (31, 119, 180),
         (255, 127, 14),
         (44, 160, 44),
@@ -295,6 +301,7 @@ pub fn write_percentile_plot(l: &Latencies, path: &std::path::Path, title: &str)
         (127, 127, 127),
         (174, 199, 232),
         (152, 223, 138),
+        (255, 187, 120),
     ];
     for (i, (stage, pts)) in series.iter().enumerate() {
         let (r, g, b) = COLORS[i % COLORS.len()];

@@ -61,8 +61,18 @@
 //! # Pacing
 //!
 //! [`Pacing::Recorded`] sends each message at its recorded local time relative to the
-//! first one, [`Pacing::Speed`] `n` times faster, and [`Pacing::Max`] as fast as the
-//! client reads (writes block when the socket buffers are full: backpressure).
+//! first one, [`Pacing::Speed`] `n` times faster, [`Pacing::Rate`] at a fixed number
+//! of messages per second (message `i` due at `i / rate` s; a late message goes at once,
+//! so the average rate holds), and [`Pacing::Max`] as fast as the client reads (writes
+//! block when the socket buffers are full: backpressure). The rate's last 200 us are
+//! waited out by spinning, since a sleep on Linux overshoots by ~60 us.
+//!
+//! # Send stamps
+//!
+//! With [`ServeConfig::wire_stamps`] every text frame is preceded by an 8-byte binary
+//! frame: the [`StampClock`] reading (little-endian) just before the text frame is
+//! written. A client on the same host (the same TSC) subtracts it from its own receive
+//! stamp: the wire stage of `statarb latency --wire` (`feed.wire_stamps`).
 //!
 //! # Faults
 //!
@@ -99,6 +109,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
+use crate::clock::StampClock;
 use crate::event::{EventKind, MarketEvent};
 use crate::feed::gen::Dataset;
 use crate::feed::record::parse_snapshot_line;
@@ -150,17 +161,23 @@ pub enum Pacing {
     Recorded,
     /// `n` times faster than recorded (`n` finite, > 0).
     Speed(f64),
+    /// A fixed number of messages per second (finite, > 0).
+    Rate(f64),
     /// As fast as the client reads.
     Max,
 }
 
 impl FromStr for Pacing {
     type Err = ServeError;
-    /// `recorded`, `max`, or a factor such as `10x` / `10`.
+    /// `recorded`, `max`, a factor such as `10x` / `10`, or a rate such as `100000/s`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "recorded" | "1x" => Ok(Pacing::Recorded),
             "max" => Ok(Pacing::Max),
+            f if f.ends_with("/s") => match f.trim_end_matches("/s").parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 => Ok(Pacing::Rate(r)),
+                _ => Err(ServeError::Config(format!("pacing `{s}`: a rate is N/s with N > 0"))),
+            },
             f => {
                 let n: f64 = f
                     .strip_suffix('x')
@@ -210,6 +227,12 @@ pub struct ServeConfig {
     /// Time a new connection has to send its request head (HTTP request or WebSocket
     /// upgrade), and to finish the WebSocket handshake, ms.
     pub handshake_timeout_ms: u64,
+    /// Precede every text frame with its send stamp (see the module docs).
+    pub wire_stamps: bool,
+    /// Messages sent first as fast as the client reads, without send stamps, before
+    /// the pacing and the stamps start: a warm-up, so that a measurement at a low
+    /// [`Pacing::Rate`] sees a warmed-up strategy.
+    pub warmup_messages: u64,
 }
 
 /// Default of [`ServeConfig::max_connections`].
@@ -228,6 +251,8 @@ impl Default for ServeConfig {
             faults: Faults::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            wire_stamps: false,
+            warmup_messages: 0,
         }
     }
 }
@@ -799,9 +824,9 @@ impl Drop for ServerHandle {
 /// Binds the sockets and starts the server threads. Recording files are opened once
 /// here to report a missing file early (and again for each session).
 pub fn spawn(cfg: ServeConfig, source: Source) -> Result<ServerHandle, ServeError> {
-    if let Pacing::Speed(n) = cfg.pacing {
+    if let Pacing::Speed(n) | Pacing::Rate(n) = cfg.pacing {
         if !(n.is_finite() && n > 0.0) {
-            return Err(ServeError::Config(format!("speed {n} must be finite and > 0")));
+            return Err(ServeError::Config(format!("pacing {n} must be finite and > 0")));
         }
     }
     let counters = Arc::new(Counters::default());
@@ -1013,6 +1038,21 @@ fn sleep_until(until: Instant, stop: &AtomicBool) -> bool {
     }
 }
 
+/// [`sleep_until`], with the last 200 us spun (yielding) rather than slept.
+fn spin_until(until: Instant, stop: &AtomicBool) -> bool {
+    const SPIN: Duration = Duration::from_micros(200);
+    if until.saturating_duration_since(Instant::now()) > SPIN && !sleep_until(until - SPIN, stop) {
+        return false;
+    }
+    while Instant::now() < until {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
 fn session(mut ws: WebSocket<TcpStream>, sh: &Shared, streams: Option<&HashSet<String>>) -> io::Result<()> {
     let _one = lock(&sh.session);
     if sh.stop.load(Ordering::Acquire) {
@@ -1051,9 +1091,15 @@ fn replay(ws: &mut WebSocket<TcpStream>, sh: &Shared, streams: Option<&HashSet<S
     let speed = match sh.cfg.pacing {
         Pacing::Recorded => Some(1.0),
         Pacing::Speed(n) => Some(n),
-        Pacing::Max => None,
+        Pacing::Rate(_) | Pacing::Max => None,
     };
+    let ns_per_msg = match sh.cfg.pacing {
+        Pacing::Rate(r) => Some(1e9 / r),
+        _ => None,
+    };
+    let stamps = StampClock::new();
     let start = Instant::now();
+    let mut rate_start = start;
     let mut ts0: Option<Ts> = None;
     let (mut sent, mut depth_seen) = (0u64, 0u64);
     for frame in frames {
@@ -1087,6 +1133,19 @@ fn replay(ws: &mut WebSocket<TcpStream>, sh: &Shared, streams: Option<&HashSet<S
                 bump(&c.gaps);
                 continue;
             }
+        }
+        let warm = sent >= sh.cfg.warmup_messages;
+        if let (Some(ns), true) = (ns_per_msg, warm) {
+            let paced = sent - sh.cfg.warmup_messages;
+            if paced == 0 {
+                rate_start = Instant::now();
+            }
+            if !spin_until(rate_start + Duration::from_nanos((paced as f64 * ns) as u64), &sh.stop) {
+                return Ok(());
+            }
+        }
+        if sh.cfg.wire_stamps && warm {
+            ws.write(Message::binary(stamps.raw().to_le_bytes().to_vec())).map_err(werr)?;
         }
         ws.send(Message::text(frame.text)).map_err(werr)?;
         sent += 1;
@@ -1148,6 +1207,8 @@ mod tests {
         assert_eq!("max".parse::<Pacing>().unwrap(), Pacing::Max);
         assert_eq!("recorded".parse::<Pacing>().unwrap(), Pacing::Recorded);
         assert_eq!("10x".parse::<Pacing>().unwrap(), Pacing::Speed(10.0));
+        assert_eq!("100000/s".parse::<Pacing>().unwrap(), Pacing::Rate(100_000.0));
+        assert!("0/s".parse::<Pacing>().is_err() && "x/s".parse::<Pacing>().is_err());
         assert!("0x".parse::<Pacing>().is_err());
         assert!("fast".parse::<Pacing>().is_err());
     }

@@ -165,6 +165,8 @@ fn feed_config(port: u16, key_env: &str, secret_env: &str) -> FeedConfig {
         clock: FeedClock::Exchange,
         key_env: Some(key_env.into()),
         secret_env: Some(secret_env.into()),
+        wire_stamps: false,
+        busy_poll: true,
     }
 }
 

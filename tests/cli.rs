@@ -19,6 +19,43 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("summary.json is JSON")
 }
 
+/// `latency --wire`: the replay server on loopback at a fixed rate with send stamps, the
+/// engine against it, twice (busy-poll and blocking epoll), and the comparison.
+#[test]
+fn latency_wire_measures_from_the_server_send_and_compares_the_blocking_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wire");
+    let o = statarb(&[
+        "latency",
+        "--wire",
+        "--rate",
+        "20000",
+        "--seconds",
+        "1",
+        "--warmup-messages",
+        "60000",
+        "--events",
+        "400000",
+        "--compare-blocking",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}\n{text}", stderr(&o));
+    for needle in ["busy-poll:", "blocking epoll:", "paced messages", "stages (clock:", "ratio (p50, p99)"] {
+        assert!(text.contains(needle), "no `{needle}` in:\n{text}");
+    }
+    // The network stage (server send to bytes read) has a row in both passes and in
+    // the comparison.
+    assert_eq!(text.lines().filter(|l| l.starts_with("network ")).count(), 3, "{text}");
+    for pass in ["busy-poll", "blocking_epoll"] {
+        assert!(out.join(pass).join("network.hgrm").exists(), "{pass}/network.hgrm");
+        assert!(out.join(pass).join("stages.svg").exists(), "{pass}/stages.svg");
+    }
+    let bad = statarb(&["latency", "--wire", "--rate", "0"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("--rate 0"), "{}", stderr(&bad));
+}
+
 #[test]
 fn latency_writes_the_summary_with_the_documented_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -67,6 +67,20 @@ pub struct FeedConfig {
     /// Alpaca: environment variable holding the API secret.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// Read the replay server's send stamps (an 8-byte binary frame before each message,
+    /// `statarb latency --wire`), for the wire stage of the latency table. Only for a
+    /// server on the same host (the same TSC); a real venue sends none. Default false.
+    #[serde(default)]
+    pub wire_stamps: bool,
+    /// Busy-poll the socket (true, the default: the hot thread never sleeps), or block
+    /// in epoll for up to 1 ms when nothing is ready (false: `latency --compare-blocking`'s
+    /// conventional event loop, which spares the core).
+    #[serde(default = "default_busy_poll")]
+    pub busy_poll: bool,
+}
+
+fn default_busy_poll() -> bool {
+    true
 }
 
 fn default_depth_levels() -> usize {

@@ -107,6 +107,8 @@ pub trait MarketSource {
 /// When an event's message reached the feed, on the [`StampClock`] (0: not stamped).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FeedStamps {
+    /// The server sent the message (its send stamp, `feed.wire_stamps`; same host only).
+    pub sent: Stamp,
     /// The message's bytes were read from the socket and framed (the WebSocket client
     /// handed it over).
     pub read: Stamp,
@@ -138,6 +140,9 @@ pub struct FeedCounters {
     /// sync: built from a snapshot and following its diffs.
     pub synced: [bool; 2],
 }
+
+/// Longest wait in epoll per poll with `feed.busy_poll = false`.
+const BLOCKING_POLL: Duration = Duration::from_millis(1);
 
 /// Buffered diffs per instrument while a snapshot is on its way.
 const SYNC_BUFFER: usize = 4096;
@@ -232,6 +237,12 @@ pub struct BinanceFeed {
     stats: FeedStats,
     /// Stamps each message's arrival and parse ([`FeedStamps`]).
     stamp_clock: StampClock,
+    /// `feed.wire_stamps`: 8-byte binary frames are the server's send stamps.
+    wire_stamps: bool,
+    /// The send stamp for the next message (0: none).
+    pending_sent: Stamp,
+    /// How long a poll may block in epoll: zero to busy-poll (`feed.busy_poll`).
+    poll_timeout: Duration,
 }
 
 /// The combined-stream URL for `instruments` on `base` (`wss://host:9443/stream`).
@@ -303,6 +314,9 @@ impl BinanceFeed {
             exch_clock: ExchangeClock::default(),
             stats: FeedStats::default(),
             stamp_clock: StampClock::new(),
+            wire_stamps: cfg.wire_stamps,
+            pending_sent: 0,
+            poll_timeout: if cfg.busy_poll { Duration::ZERO } else { BLOCKING_POLL },
         })
     }
 
@@ -406,7 +420,7 @@ impl BinanceFeed {
                 *due = Ts::MAX;
             }
         }
-        if self.poll.poll(&mut self.events, Some(Duration::ZERO)).is_ok() {
+        if self.poll.poll(&mut self.events, Some(self.poll_timeout)).is_ok() {
             for ev in self.events.iter() {
                 self.ws.on_event(ev);
             }
@@ -425,6 +439,8 @@ impl BinanceFeed {
             clock,
             exch_clock,
             stamp_clock,
+            wire_stamps,
+            pending_sent,
             ..
         } = self;
         let mut push = |ev: MarketEvent| {
@@ -436,12 +452,25 @@ impl BinanceFeed {
         let mut t = now;
         ws.poll(poll.registry(), wall, |msg| {
             let read = stamp_clock.raw();
+            if *wire_stamps {
+                if let Ok(sent) = <[u8; 8]>::try_from(msg) {
+                    *pending_sent = u64::from_le_bytes(sent);
+                    return;
+                }
+            }
             if let Some(tap) = tap {
                 // Never blocks; a full pool drops and counts (see `record_drops`).
                 tap.record(wall, msg);
             }
             let parsed = parser.parse(msg, t, levels);
-            stamps.set(FeedStamps { read, parsed: stamp_clock.raw() });
+            // With send stamps, only the stamped messages are timed: the server's
+            // unstamped warm-up would otherwise mix into the wire stages.
+            let sent = std::mem::take(pending_sent);
+            stamps.set(if *wire_stamps && sent == 0 {
+                FeedStamps::default()
+            } else {
+                FeedStamps { sent, read, parsed: stamp_clock.raw() }
+            });
             if let (true, Ok(Parsed::Depth { exch_ts, .. } | Parsed::Trade { exch_ts, .. })) = (exchange_clock, &parsed)
             {
                 t = exch_clock.observe(*exch_ts);

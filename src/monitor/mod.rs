@@ -38,7 +38,7 @@ use telemetry::{Sample, Telemetry};
 
 use crate::event::ExecReport;
 use crate::risk::Reject;
-use crate::venue_codes::REJECT_UNKNOWN_ORDER;
+use crate::venue_codes::{REJECT_REPLACE_FAILED, REJECT_UNKNOWN_ORDER};
 
 /// How often the monitor looks at the telemetry for events to log.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -153,8 +153,9 @@ impl Watch {
 
     /// Logs the venue's rejects since the last look: one line per code, with how many,
     /// the last order and the venue's message. A cancel that finds its order already
-    /// final (`-2011`, it filled or was cancelled on the way) is routine, so its line is
-    /// `info`; every other code is `warn`.
+    /// final (`-2011`; or `-2022`, a cancel-replace whose cancel failed so that no new
+    /// order went out: the order filled or was cancelled on the way) is routine, so its
+    /// line is `info`; every other code is `warn`.
     fn rejects(&mut self, t: &Telemetry) {
         // (code, count, last report); a handful of codes per look at most.
         let mut by_code: Vec<(i32, u64, ExecReport)> = Vec::new();
@@ -169,7 +170,7 @@ impl Watch {
         }
         for (code, count, r) in by_code {
             let leg = self.opts.legs.get(r.inst as usize).map_or("?", String::as_str);
-            if code == REJECT_UNKNOWN_ORDER {
+            if code == REJECT_UNKNOWN_ORDER || code == REJECT_REPLACE_FAILED {
                 info!(code, count, leg, order = r.id, msg = %r.msg, "cancels found their orders already final");
             } else {
                 warn!(code, count, leg, order = r.id, msg = %r.msg, "venue rejected orders");

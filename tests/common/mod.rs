@@ -97,5 +97,7 @@ pub fn binance_feed(
         clock,
         key_env: None,
         secret_env: None,
+        wire_stamps: false,
+        busy_poll: true,
     }
 }

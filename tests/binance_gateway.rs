@@ -20,16 +20,9 @@ mod binance_support;
 use binance_support::*;
 
 fn config(m: &MockHandle) -> BinanceGatewayConfig {
-    BinanceGatewayConfig {
-        rest_url: m.rest_url(),
-        ws_url: m.ws_url(),
-        timeout_ms: 1_000,
-        settle_interval_ms: 100,
-        // These tests drive the blocking REST transport; tests/binance_ws_orders.rs
-        // drives the WebSocket API one (the default).
-        orders: "rest".into(),
-        ..BinanceGatewayConfig::default()
-    }
+    // These tests drive the blocking REST transport; tests/binance_ws_orders.rs
+    // drives the WebSocket API one (the default).
+    BinanceGatewayConfig { orders: "rest".into(), ..gateway_config(m) }
 }
 
 fn gateway(m: &MockHandle) -> BinanceSpot {

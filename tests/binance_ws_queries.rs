@@ -17,13 +17,7 @@ mod binance_support;
 use binance_support::*;
 
 fn config(m: &MockHandle) -> BinanceGatewayConfig {
-    BinanceGatewayConfig {
-        rest_url: m.rest_url(),
-        ws_url: m.ws_url(),
-        timeout_ms: 1_000,
-        settle_interval_ms: 100,
-        ..BinanceGatewayConfig::default()
-    }
+    gateway_config(m)
 }
 
 fn rest_count(m: &MockHandle) -> usize {

@@ -21,6 +21,18 @@ pub const BTC: u16 = 0;
 pub const ETH: u16 = 1;
 pub const SESSION: u64 = 1_764_000_000;
 
+/// The gateway's configuration against the mock `m`, with the defaults' order path
+/// (the WebSocket API), a 1 s timeout and a 100 ms settle interval.
+pub fn gateway_config(m: &MockHandle) -> BinanceGatewayConfig {
+    BinanceGatewayConfig {
+        rest_url: m.rest_url(),
+        ws_url: m.ws_url(),
+        timeout_ms: 1_000,
+        settle_interval_ms: 100,
+        ..BinanceGatewayConfig::default()
+    }
+}
+
 pub fn instruments() -> Vec<Instrument> {
     vec![
         Instrument::new("BTCUSDT", "0.01".parse().unwrap(), "0.00001".parse().unwrap()),

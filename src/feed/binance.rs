@@ -24,6 +24,15 @@
 //! ([`ParseError::TooManyLevels`] beyond it), so a caller that preallocates the cap never
 //! sees it reallocate.
 //!
+//! One shape skips simd-json: a combined-stream `bookTicker` exactly as Binance sends it,
+//! `{"stream":"<sym>@bookTicker","data":{"u":N,"s":"SYM","b":"P","B":"Q","a":"P","A":"Q"}}`
+//! with no whitespace, no escapes and nothing else ([`fast_book_ticker`]). It is most of
+//! the feed's messages, and a byte-by-byte match of that template costs a fraction of a
+//! tape. Anything else, and any field the template's checks refuse (an unknown symbol,
+//! a price off the grid, a leading zero, control bytes), falls back to the general path,
+//! so results and counters are the general path's for every input: a property test
+//! (`the_book_ticker_fast_path_agrees_with_the_general_path`) compares the two.
+//!
 //! Unknown streams, unknown symbols and unknown fields are ignored and counted
 //! ([`ParseStats`]); malformed JSON, missing or mistyped fields and off-grid numbers are
 //! a [`ParseError`]. Nothing here panics on any input.
@@ -293,6 +302,15 @@ impl BinanceParser {
         let _ = local_ts;
         levels.clear();
         self.stats.messages += 1;
+        if let Some(p) = fast_book_ticker(msg, &self.table) {
+            return Ok(p);
+        }
+        self.parse_general(msg, levels)
+    }
+
+    /// [`BinanceParser::parse`] without the `bookTicker` fast path (after `messages` is
+    /// counted).
+    fn parse_general(&mut self, msg: &[u8], levels: &mut Vec<DepthLevel>) -> Result<Parsed, ParseError> {
         self.scratch.clear();
         self.scratch.extend_from_slice(msg);
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
@@ -430,6 +448,75 @@ fn price(inst: &Instrument, s: &[u8], field: &'static str) -> Result<Px, ParseEr
         return Err(ParseError::Range(field));
     }
     Ok(px)
+}
+
+/// The `bookTicker` fast path (see the module docs): the message if it is exactly the
+/// template, every field checked as the general path checks it, else `None`.
+#[inline]
+fn fast_book_ticker(msg: &[u8], table: &SymbolTable) -> Option<Parsed> {
+    let mut c = Cursor { rest: msg };
+    c.lit(br#"{"stream":""#)?;
+    if kind_of_stream(c.string()?) != Kind::BookTicker {
+        return None;
+    }
+    c.lit(br#"","data":{"u":"#)?;
+    let update_id = c.uint()?;
+    c.lit(br#","s":""#)?;
+    let inst = table.lookup(c.string()?)?;
+    let instrument = table.instruments.get(inst as usize)?;
+    c.lit(br#"","b":""#)?;
+    let bid = price(instrument, c.string()?, "b").ok()?;
+    c.lit(br#"","B":""#)?;
+    let bid_qty = qty(instrument, c.string()?, "B").ok()?;
+    c.lit(br#"","a":""#)?;
+    let ask = price(instrument, c.string()?, "a").ok()?;
+    c.lit(br#"","A":""#)?;
+    let ask_qty = qty(instrument, c.string()?, "A").ok()?;
+    c.lit(br#""}}"#)?;
+    c.rest.is_empty().then_some(Parsed::BookTicker { inst, update_id, bid, bid_qty, ask, ask_qty })
+}
+
+/// A forward-only reader of [`fast_book_ticker`]'s template.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    /// Consumes `lit` exactly.
+    #[inline]
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        self.rest = self.rest.strip_prefix(lit)?;
+        Some(())
+    }
+
+    /// The bytes up to the next `"` (not consumed): printable ASCII only, so no escape,
+    /// no control byte and no multi-byte character (the general path takes those).
+    #[inline]
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let end = self.rest.iter().position(|&b| b == b'"')?;
+        let (s, rest) = self.rest.split_at(end);
+        if s.iter().any(|&b| !(0x20..0x7f).contains(&b) || b == b'\\') {
+            return None;
+        }
+        self.rest = rest;
+        Some(s)
+    }
+
+    /// A JSON unsigned integer that fits a `u64`: digits, no leading zero.
+    #[inline]
+    fn uint(&mut self) -> Option<u64> {
+        let n = self.rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = &self.rest[..n];
+        if n == 0 || (n > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let mut v = 0u64;
+        for &d in digits {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        self.rest = &self.rest[n..];
+        Some(v)
+    }
 }
 
 #[inline]
@@ -702,6 +789,63 @@ mod tests {
             Instrument::new("BTCUSDT", d("0.01"), d("0.00001")),
         ];
         BinanceParser::new(&insts, 64)
+    }
+
+    /// Parses `msg` with and without the fast path: the same result and the same
+    /// counters, or the test fails. Returns the result.
+    fn both_paths(msg: &[u8]) -> Result<Parsed, ParseError> {
+        let (mut fast, mut general) = (parser(), parser());
+        let (mut l1, mut l2) = (Vec::new(), Vec::new());
+        let a = fast.parse(msg, 0, &mut l1);
+        general.stats.messages += 1;
+        let b = general.parse_general(msg, &mut l2);
+        assert_eq!(a, b, "{}", String::from_utf8_lossy(msg));
+        assert_eq!(fast.stats(), general.stats(), "{}", String::from_utf8_lossy(msg));
+        a
+    }
+
+    #[test]
+    fn the_book_ticker_fast_path_takes_the_documented_message_and_refuses_the_rest() {
+        let doc = DOC_BOOK_TICKER.as_bytes();
+        assert!(fast_book_ticker(doc, &parser().table).is_some());
+        assert!(matches!(both_paths(doc), Ok(Parsed::BookTicker { update_id: 400900217, .. })));
+        let refused = [
+            DOC_BOOK_TICKER.replace("bnbusdt@bookTicker", "bnbusdt@x@bookTicker"),
+            DOC_BOOK_TICKER.replace("BNBUSDT", "XRPUSDT"),
+            DOC_BOOK_TICKER.replace("BNBUSDT", "BNB\\u0055SDT"),
+            DOC_BOOK_TICKER.replace("400900217", "0400900217"),
+            DOC_BOOK_TICKER.replace("400900217", "18446744073709551616"),
+            DOC_BOOK_TICKER.replace("25.35190000", "25.35195"),
+            DOC_BOOK_TICKER.replace("\"A\"", "\"A\" "),
+            DOC_BOOK_TICKER.replace("}}", "}, \"x\":1}"),
+            DOC_BOOK_TICKER.to_string() + " ",
+            DOC_BOOK_TICKER.replace("BNBUSDT", "BNB\tUSDT"),
+        ];
+        for m in &refused {
+            assert!(fast_book_ticker(m.as_bytes(), &parser().table).is_none(), "{m}");
+            let _ = both_paths(m.as_bytes());
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path agrees with the general path on book tickers and their
+        /// near misses: case, symbols, ids, prices on and off the grid, cut or
+        /// padded messages.
+        #[test]
+        fn the_book_ticker_fast_path_agrees_with_the_general_path(
+            sym in proptest::sample::select(vec!["BNBUSDT", "bnbusdt", "BTCUSDT", "BNBBTC", "ETHUSDT", ""]),
+            stream in proptest::sample::select(vec!["bnbusdt@bookTicker", "x@bookTicker", "bnbusdt@depth", "bookTicker"]),
+            u in proptest::prelude::any::<u64>(),
+            b in "[0-9]{1,4}(\\.[0-9]{0,9})?",
+            big_b in "[0-9]{1,4}(\\.[0-9]{0,9})?",
+            a in "-?[0-9]{1,4}(\\.[0-9]{0,9})?",
+            big_a in "[0-9]{1,3}",
+            cut in 0usize..4,
+        ) {
+            let m = format!(r#"{{"stream":"{stream}","data":{{"u":{u},"s":"{sym}","b":"{b}","B":"{big_b}","a":"{a}","A":"{big_a}"}}}}"#);
+            let m = &m.as_bytes()[..m.len() - cut.min(1) * cut];
+            let _ = both_paths(m);
+        }
     }
 
     // Payloads from Binance's "WebSocket Streams for Binance"

@@ -5,9 +5,9 @@
 //!
 //! - importing the recording with `RecordingBook::Sync` (the live procedure only, no
 //!   diffs fallback) gives books equal to the live ones;
-//! - the same holds for the recording with the depth messages before each symbol's
-//!   first snapshot cut out but the last one (a recording started just before the
-//!   feed's first snapshot): only the snapshot line can give the book its levels;
+//! - the same holds for the recording with the depth messages that each symbol's first
+//!   snapshot already contains cut out (a recording started just before the feed's
+//!   first snapshot): only the snapshot line can give the book their levels;
 //! - `serve` replays that cut recording (its tagged snapshots seed the server's books)
 //!   and a second live feed syncs from the server's snapshot endpoint to the same books.
 
@@ -131,21 +131,32 @@ fn a_recording_with_its_snapshots_replays_to_the_live_books() {
     assert!(st.diffs_only.is_empty() && st.diffs_after_gap.is_empty());
     assert_eq!(books_of(n, evs), live_books, "imported books differ from the live ones");
 
-    // Cut the depth messages before each symbol's first snapshot line but the last
-    // one (the live procedure uses a snapshot only against a buffered diff).
+    // Cut, for each symbol, the depth messages before its first snapshot line that the
+    // snapshot already contains, keeping the contiguous run of diffs from the last one
+    // the snapshot can start from (first update id `U` <= its `lastUpdateId`, as the
+    // live procedure needs a buffered diff to check a snapshot against): only the
+    // snapshot line can give the book what the cut diffs carried. Which diffs those are
+    // depends on when the feed's snapshot came back, so the cut is computed; a symbol
+    // whose first snapshot no diff before it can start from (it came back stale) is
+    // left whole.
     let depth_sym = |l: &str| {
         ds.instruments
             .iter()
             .map(|i| i.symbol.to_ascii_uppercase())
             .find(|s| l.contains("depthUpdate") && l.contains(&format!("\"{}@depth", s.to_ascii_lowercase())))
     };
+    let json = |l: &str| -> serde_json::Value { serde_json::from_str(l.split_once(' ').unwrap().1).unwrap() };
     let mut keep = vec![true; lines.len()];
     for inst in &ds.instruments {
         let sym = inst.symbol.to_ascii_uppercase();
         let first_snap = lines.iter().position(|l| snapshot_symbol(l).as_deref() == Some(&sym)).unwrap();
+        let last_id = json(&lines[first_snap])["data"]["lastUpdateId"].as_u64().expect("lastUpdateId");
         let depth: Vec<usize> = (0..first_snap).filter(|&k| depth_sym(&lines[k]).as_deref() == Some(&sym)).collect();
-        for &k in depth.iter().rev().skip(1) {
-            keep[k] = false;
+        let first_id = |k: usize| json(&lines[k])["data"]["U"].as_u64().expect("U");
+        if let Some(from) = depth.iter().rposition(|&k| first_id(k) <= last_id) {
+            for &k in &depth[..from] {
+                keep[k] = false;
+            }
         }
     }
     let cut: Vec<String> = lines.iter().zip(&keep).filter(|(_, k)| **k).map(|(l, _)| l.clone()).collect();

@@ -10,8 +10,9 @@
 //!
 //! Hot-thread contract: after start-up it allocates nothing, takes no locks, logs and
 //! formats nothing, and makes no system calls beyond what its source needs (socket
-//! reads for a network source; none for an in-memory one). Time stamps come from
-//! `Instant::now()`, a vDSO read of `CLOCK_MONOTONIC`, not a system call. Every command
+//! reads for a network source; none for an in-memory one). Time stamps and the local
+//! clock come from the [`StampClock`] (the TSC, or a vDSO read of `CLOCK_MONOTONIC`),
+//! not a system call. Every command
 //! is delivered: a full ring is waited out by spinning (and counted), never dropped.
 //! The gateway never waits on the report ring (it queues overflow off the ring, see
 //! `Outbox`), so the two rings cannot deadlock: whatever their capacities, the
@@ -197,24 +198,31 @@ pub struct HotLoop<S> {
     clock: StampClock,
 }
 
-/// The hot loop's local receive clock: the wall clock at start-up plus the monotonic
-/// clock's advance since (no wall-clock steps, and no clock read beyond the
-/// `Instant`s the latency stamps take anyway).
-#[derive(Debug, Clone, Copy)]
+/// The hot loop's local receive clock: the wall clock at start-up plus the stamp
+/// clock's advance since (no wall-clock steps, and no clock read beyond the stamps the
+/// latency stages take anyway).
+#[derive(Debug, Clone)]
 struct LocalClock {
     wall0: Ts,
-    t0: Instant,
+    t0: Stamp,
+    clock: StampClock,
 }
 
 impl LocalClock {
-    fn start() -> Self {
-        LocalClock { wall0: crate::feed::snapshot::wall_ns(), t0: Instant::now() }
+    fn start(clock: StampClock) -> Self {
+        LocalClock { wall0: crate::feed::snapshot::wall_ns(), t0: clock.raw(), clock }
     }
 
-    /// Local time at `t`.
+    /// Local time at stamp `t`.
     #[inline]
-    fn at(&self, t: Instant) -> Ts {
-        self.wall0.saturating_add(i64::try_from(nanos(t.saturating_duration_since(self.t0))).unwrap_or(i64::MAX))
+    fn at(&self, t: Stamp) -> Ts {
+        self.wall0.saturating_add(i64::try_from(self.clock.nanos(self.t0, t)).unwrap_or(i64::MAX))
+    }
+
+    /// Local time now.
+    #[inline]
+    fn now(&self) -> Ts {
+        self.at(self.clock.raw())
     }
 }
 
@@ -282,7 +290,7 @@ impl<S: MarketSource> HotLoop<S> {
             cmds: Commands::new(),
             latencies: Latencies::new(),
             stats: LoopStats::default(),
-            local: LocalClock::start(),
+            local: LocalClock::start(clock.clone()),
             telemetry: Arc::new(Telemetry::new()),
             published: 0,
             clock,
@@ -387,18 +395,14 @@ impl<S: MarketSource> HotLoop<S> {
                 outlet.send(ToGateway::Market(*ev));
             }
             if let Some(handled) = handled.filter(|_| core.open_orders() > 0) {
-                let clocks = || Clocks {
-                    now: ev.local_ts,
-                    local: if S::RECORDED { ev.local_ts } else { local.at(Instant::now()) },
-                };
+                let clocks = || Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.now() } };
                 settle(handled, outlet, from_gateway, core, cmds, &mut stats.reports, telemetry, clocks);
             }
             let t_read = clock.raw();
             if *forward_market && handled.is_none() {
                 outlet.send(ToGateway::Market(*ev));
             }
-            let t =
-                Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.at(Instant::now()) } };
+            let t = Clocks { now: ev.local_ts, local: if S::RECORDED { ev.local_ts } else { local.at(t_read) } };
             core.on_market_at(ev, t, cmds);
             if ev.is_batch_end() {
                 let t_done = clock.raw();
@@ -478,11 +482,6 @@ impl<S: MarketSource> HotLoop<S> {
     }
 }
 
-#[inline]
-fn nanos(d: Duration) -> u64 {
-    d.as_nanos() as u64
-}
-
 /// Records the feed's and the core's stages of a batch end the core has just handled:
 /// parse (network sources), book, signal, quote and risk (when the core ran them for
 /// this event: its book stamp is after `t_read`).
@@ -514,7 +513,7 @@ fn record_core_stages(latencies: &mut Latencies, clock: &StampClock, fs: FeedSta
 #[inline]
 fn clocks_now<S: MarketSource>(source: &S, local: &LocalClock) -> Clocks {
     let now = source.now();
-    Clocks { now, local: if S::RECORDED { now } else { local.at(Instant::now()) } }
+    Clocks { now, local: if S::RECORDED { now } else { local.now() } }
 }
 
 /// Drains every report waiting in the ring into the core at `clocks()`, pushing the

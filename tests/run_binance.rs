@@ -198,33 +198,39 @@ fn paper_venue_fills_from_the_matching_engine() {
     market.stop();
 }
 
-/// `statarb mock-binance` as a program, for a user's dry run: it serves on the port
-/// it prints, answers signed requests with the keys from the named variables, and ends
-/// with exit 0 on SIGINT.
-#[test]
-fn mock_binance_runs_as_a_program_for_dry_runs() {
-    use statarb::gateway::Exchange;
-    use std::io::{BufRead, BufReader, Write};
+/// Starts `statarb mock-binance` with `args` and the account's key and secret in the
+/// variables `key_env` and `secret_env`; returns the child, the rest of its stderr
+/// (kept open, so that its last lines have somewhere to go) and its first line (the
+/// URLs it serves on).
+fn mock_program(
+    args: &[&str],
+    key_env: &str,
+    secret_env: &str,
+) -> (std::process::Child, std::io::BufReader<std::process::ChildStderr>, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_statarb"))
-        .args([
-            "mock-binance",
-            "--port",
-            "0",
-            "--key-env",
-            "DRY_KEY",
-            "--secret-env",
-            "DRY_SECRET",
-            "--balance",
-            "ETH=7",
-        ])
-        .env("DRY_KEY", KEY)
-        .env("DRY_SECRET", SECRET)
+        .arg("mock-binance")
+        .args(args)
+        .args(["--key-env", key_env, "--secret-env", secret_env])
+        .env(key_env, KEY)
+        .env(secret_env, SECRET)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
+    (child, err, line)
+}
+
+/// `statarb mock-binance` as a program, for a user's dry run: it serves on the port
+/// it prints, answers signed requests with the keys from the named variables, and ends
+/// with exit 0 on SIGINT.
+#[test]
+fn mock_binance_runs_as_a_program_for_dry_runs() {
+    use statarb::gateway::Exchange;
+    use std::io::Write;
+    let (mut child, _err, line) = mock_program(&["--port", "0", "--balance", "ETH=7"], "DRY_KEY", "DRY_SECRET");
     assert!(line.contains("ETH=7") && !line.contains(KEY) && !line.contains(SECRET), "{line}");
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("a REST url").to_string();
     let addr = url.trim_start_matches("http://");
@@ -264,17 +270,8 @@ fn mock_binance_runs_as_a_program_for_dry_runs() {
 fn mock_binance_serves_the_ws_api_on_its_own_port() {
     use statarb::event::{ExecKind, NewOrder, OrderCmd, Tif};
     use statarb::gateway::Exchange;
-    use std::io::{BufRead, BufReader, Write};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statarb"))
-        .args(["mock-binance", "--port", "0", "--ws-port", "0", "--key-env", "WS_KEY", "--secret-env", "WS_SECRET"])
-        .env("WS_KEY", KEY)
-        .env("WS_SECRET", SECRET)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    use std::io::Write;
+    let (mut child, _err, line) = mock_program(&["--port", "0", "--ws-port", "0"], "WS_KEY", "WS_SECRET");
     let word = |p: &str| line.split_whitespace().find(|w| w.starts_with(p)).map(str::to_string);
     let rest = word("http://").unwrap_or_else(|| panic!("no REST url: {line}"));
     let ws = word("ws://").unwrap_or_else(|| panic!("no WebSocket API url: {line}"));

@@ -11,8 +11,12 @@
 //!   different cores (`core_affinity`), measured as a ping-pong round trip through two
 //!   rings. Criterion's time is one round trip (two hops): one hop is its median / 2
 //!   (`tools/bench-compare` reports it halved). Goal: <= 80 ns per hop.
-//!   The engine's ring is `crossbeam::queue::ArrayQueue` (src/ring.rs); `rtrb` is the
-//!   wait-free alternative kept on the figure for the choice.
+//!   The engine's ring is `rtrb` (src/ring.rs), chosen on this figure over crossbeam's
+//!   `ArrayQueue`, which is kept here for the comparison.
+//! - `ring/hop/atomic_floor`: the same ping-pong through one atomic word per direction,
+//!   each on its own cache line. A hop is then one cache-line transfer between the two
+//!   cores and nothing else, the floor under any ring on the machine: a ring's hop moves
+//!   at least its slot's line and its index's line.
 //!
 //! - `clock/{stamp_raw,instant_now}`: one stage stamp (`StampClock::raw`, the TSC where
 //!   invariant) against `std::time::Instant::now` (a vDSO `CLOCK_MONOTONIC` read).
@@ -211,6 +215,43 @@ fn hop_rtrb(c: &mut Criterion, cores: (core_affinity::CoreId, core_affinity::Cor
     echo.join().expect("echo thread");
 }
 
+/// The core-to-core floor: `ping` carries the round number to the echo thread, `pong`
+/// carries it back, each a lone atomic on its own cache line.
+fn hop_floor(c: &mut Criterion, cores: (core_affinity::CoreId, core_affinity::CoreId)) {
+    use crossbeam::utils::CachePadded;
+    use std::sync::atomic::AtomicU64;
+    let lines = Arc::new((CachePadded::new(AtomicU64::new(0)), CachePadded::new(AtomicU64::new(0))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let (lines, stop) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            core_affinity::set_for_current(cores.1);
+            let mut seen = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let v = lines.0.load(Ordering::Acquire);
+                if v != seen {
+                    seen = v;
+                    lines.1.store(v, Ordering::Release);
+                }
+            }
+        })
+    };
+    core_affinity::set_for_current(cores.0);
+    let mut g = c.benchmark_group("ring/hop");
+    g.throughput(Throughput::Elements(2));
+    let mut i = 0u64;
+    g.bench_function("atomic_floor", |b| {
+        b.iter(|| {
+            i += 1;
+            lines.0.store(i, Ordering::Release);
+            while lines.1.load(Ordering::Acquire) != i {}
+        })
+    });
+    g.finish();
+    stop.store(true, Ordering::Relaxed);
+    echo.join().expect("echo thread");
+}
+
 fn ring(c: &mut Criterion) {
     let Some(cores) = two_cores() else {
         eprintln!("ring/hop: fewer than two cores, skipped");
@@ -218,6 +259,7 @@ fn ring(c: &mut Criterion) {
     };
     hop_crossbeam(c, cores);
     hop_rtrb(c, cores);
+    hop_floor(c, cores);
 }
 
 criterion_group!(benches, parse, clock, ring);

@@ -220,6 +220,9 @@ struct SymbolTable {
     /// Upper-case symbols, indexed by `InstId`.
     symbols: Vec<Vec<u8>>,
     instruments: Vec<Instrument>,
+    /// Per instrument, `(tick, lot)` as `Some(k)` where the increment is exactly
+    /// `10^-k` (every Binance Spot filter seen so far), for [`Cursor::on_grid`].
+    grids: Vec<(Option<u32>, Option<u32>)>,
 }
 
 impl SymbolTable {
@@ -227,6 +230,7 @@ impl SymbolTable {
         SymbolTable {
             symbols: instruments.iter().map(|i| i.symbol.as_bytes().to_ascii_uppercase()).collect(),
             instruments: instruments.to_vec(),
+            grids: instruments.iter().map(|i| (pow10_scale(i.tick), pow10_scale(i.lot))).collect(),
         }
     }
 
@@ -463,17 +467,28 @@ fn fast_book_ticker(msg: &[u8], table: &SymbolTable) -> Option<Parsed> {
     let update_id = c.uint()?;
     c.lit(br#","s":""#)?;
     let inst = table.lookup(c.string()?)?;
-    let instrument = table.instruments.get(inst as usize)?;
+    let &(tick, lot) = table.grids.get(inst as usize)?;
+    let (tick, lot) = (tick?, lot?);
     c.lit(br#"","b":""#)?;
-    let bid = price(instrument, c.string()?, "b").ok()?;
+    let bid = c.on_grid(tick).filter(|&px| px > 0)?;
     c.lit(br#"","B":""#)?;
-    let bid_qty = qty(instrument, c.string()?, "B").ok()?;
+    let bid_qty = c.on_grid(lot)?;
     c.lit(br#"","a":""#)?;
-    let ask = price(instrument, c.string()?, "a").ok()?;
+    let ask = c.on_grid(tick).filter(|&px| px > 0)?;
     c.lit(br#"","A":""#)?;
-    let ask_qty = qty(instrument, c.string()?, "A").ok()?;
+    let ask_qty = c.on_grid(lot)?;
     c.lit(br#""}}"#)?;
     c.rest.is_empty().then_some(Parsed::BookTicker { inst, update_id, bid, bid_qty, ask, ask_qty })
+}
+
+/// `Some(k)` if `inc` is exactly `10^-k` (`0.01`, `0.010`, `1`), else `None`.
+fn pow10_scale(inc: Decimal) -> Option<u32> {
+    let (mut m, mut k) = (inc.mantissa(), inc.scale());
+    while m % 10 == 0 && m != 0 && k > 0 {
+        m /= 10;
+        k -= 1;
+    }
+    (m == 1).then_some(k)
 }
 
 /// A forward-only reader of [`fast_book_ticker`]'s template.
@@ -493,11 +508,16 @@ impl<'a> Cursor<'a> {
     /// no control byte and no multi-byte character (the general path takes those).
     #[inline]
     fn string(&mut self) -> Option<&'a [u8]> {
-        let end = self.rest.iter().position(|&b| b == b'"')?;
-        let (s, rest) = self.rest.split_at(end);
-        if s.iter().any(|&b| !(0x20..0x7f).contains(&b) || b == b'\\') {
-            return None;
+        let mut end = 0;
+        loop {
+            match *self.rest.get(end)? {
+                b'"' => break,
+                b'\\' => return None,
+                0x20..=0x7e => end += 1,
+                _ => return None,
+            }
         }
+        let (s, rest) = self.rest.split_at(end);
         self.rest = rest;
         Some(s)
     }
@@ -505,19 +525,78 @@ impl<'a> Cursor<'a> {
     /// A JSON unsigned integer that fits a `u64`: digits, no leading zero.
     #[inline]
     fn uint(&mut self) -> Option<u64> {
-        let n = self.rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let digits = &self.rest[..n];
-        if n == 0 || (n > 1 && digits[0] == b'0') {
-            return None;
-        }
         let mut v = 0u64;
-        for &d in digits {
+        let mut n = 0;
+        while let Some(&d) = self.rest.get(n).filter(|d| d.is_ascii_digit()) {
             v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            n += 1;
+        }
+        if n == 0 || (n > 1 && self.rest[0] == b'0') {
+            return None;
         }
         self.rest = &self.rest[n..];
         Some(v)
     }
+
+    /// The decimal up to the next `"` (not consumed) in units of `10^-k`, read in one
+    /// pass with no division: `Decimal::parse_bytes` followed by `to_increments` on a
+    /// grid of `10^-k`, for the inputs it takes.
+    ///
+    /// With `d` the digits and `f` of them after the point, the value `d * 10^-f` is on
+    /// the grid iff every fractional digit past the `k`-th is `0`, and is then
+    /// `d' * 10^(k - min(f, k))` increments, `d'` being `d` without those zeros. Only
+    /// the plain case is taken: digits with at most one `.`, no sign, at most 18
+    /// digits (so the mantissa cannot overflow), on the grid, and in `i64` range.
+    /// Anything else is `None`, and the general path gives the answer or the error.
+    #[inline]
+    fn on_grid(&mut self, k: u32) -> Option<i64> {
+        let mut v = 0i64;
+        let (mut digits, mut frac, mut point) = (0u32, 0u32, false);
+        let mut n = 0;
+        loop {
+            match *self.rest.get(n)? {
+                c @ b'0'..=b'9' => {
+                    digits += 1;
+                    if digits > 18 {
+                        return None;
+                    }
+                    if point {
+                        frac += 1;
+                        if frac > k {
+                            // Past the grid: only zeros keep the value on it.
+                            if c != b'0' {
+                                return None;
+                            }
+                            n += 1;
+                            continue;
+                        }
+                    }
+                    v = v * 10 + i64::from(c - b'0');
+                }
+                b'.' if !point => point = true,
+                b'"' => break,
+                _ => return None,
+            }
+            n += 1;
+        }
+        if digits == 0 {
+            return None;
+        }
+        self.rest = &self.rest[n..];
+        v.checked_mul(*POW10.get((k - frac.min(k)) as usize)?)
+    }
 }
+
+/// `10^i` for the grid scales [`Cursor::on_grid`] takes (`MAX_SCALE` is 18).
+const POW10: [i64; 19] = {
+    let mut p = [1i64; 19];
+    let mut i = 1;
+    while i < 19 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
 
 #[inline]
 fn qty(inst: &Instrument, s: &[u8], field: &'static str) -> Result<Qty, ParseError> {
@@ -827,6 +906,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn power_of_ten_grids_are_recognised() {
+        let g = |s: &str| pow10_scale(s.parse().unwrap());
+        assert_eq!(g("0.01"), Some(2));
+        assert_eq!(g("0.0100"), Some(2));
+        assert_eq!(g("1"), Some(0));
+        assert_eq!(g("0.00000001"), Some(8));
+        assert_eq!(g("0.05"), None);
+        assert_eq!(g("10"), None);
+        assert_eq!(g("0.25"), None);
+    }
+
     proptest::proptest! {
         /// The fast path agrees with the general path on book tickers and their
         /// near misses: case, symbols, ids, prices on and off the grid, cut or
@@ -837,9 +928,9 @@ mod tests {
             stream in proptest::sample::select(vec!["bnbusdt@bookTicker", "x@bookTicker", "bnbusdt@depth", "bookTicker"]),
             u in proptest::prelude::any::<u64>(),
             b in "[0-9]{1,4}(\\.[0-9]{0,9})?",
-            big_b in "[0-9]{1,4}(\\.[0-9]{0,9})?",
-            a in "-?[0-9]{1,4}(\\.[0-9]{0,9})?",
-            big_a in "[0-9]{1,3}",
+            big_b in "[0-9]{0,12}(\\.[0-9]{0,12})?",
+            a in "[-+]?[0-9]{0,14}(\\.[0-9]{0,9})?(0{0,6})",
+            big_a in "[0-9]{1,3}|[0-9.]{0,4}|9{15,22}",
             cut in 0usize..4,
         ) {
             let m = format!(r#"{{"stream":"{stream}","data":{{"u":{u},"s":"{sym}","b":"{b}","B":"{big_b}","a":"{a}","A":"{big_a}"}}}}"#);

@@ -19,10 +19,14 @@
 //!
 //! A driver (the CLI) is above this module: it reads the configuration and decides
 //! where the session's notes go. This module prints nothing; what an operator should
-//! read (journal state, rejects, warnings, reconciliations) goes to the `note` sink
-//! each function takes, one line per call. While the engine runs, [`run_live`] keeps a
-//! monitor thread ([`crate::monitor`]) beside it: log lines of what happens, the
-//! status line and the `/metrics` endpoint of `[monitor]`.
+//! read (journal state, rejects, warnings) goes to the `note` sink each function takes,
+//! one line per call. Reconciliation results are `tracing` events of their own
+//! ([`RECONCILE`]: symbol, asset, both quantities and `ok` as fields; `error` on a
+//! mismatch, `warn` for leftover orders), so that an alert can match them. They are
+//! logged on the session's thread, before the hot thread starts and after it ends,
+//! when there is no loop for the monitor to watch. While the engine runs, [`run_live`]
+//! keeps a monitor thread ([`crate::monitor`]) beside it: log lines of what happens,
+//! the status line and the `/metrics` endpoint of `[monitor]`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
+use tracing::{error, info, warn};
 
 use crate::backtest::queue::{ProbLog, ProbPower, QueueConfig, QueueModel, RiskAverse};
 use crate::backtest::{Backtest, BacktestError};
@@ -346,7 +351,7 @@ fn run_binance<S: MarketSource + Send + FeedReport>(
     // balances are the baseline the session's positions are counted from.
     let leftover = venue.reconcile(session_id).map_err(gw("reconciling open orders"))?;
     if !leftover.is_empty() {
-        note(&format!("reconcile: {} open orders found at start (ours cancelled)", leftover.len()));
+        warn!(target: RECONCILE, open_orders = leftover.len(), "reconcile: open orders of earlier sessions found at start, cancelled");
     }
     let journal = match &cfg.gateway.journal {
         Some(path) => {
@@ -389,7 +394,7 @@ fn run_binance<S: MarketSource + Send + FeedReport>(
             let end = [*outcome.core.portfolio().position(0), *outcome.core.portfolio().position(1)];
             let checks = reconcile_session(&instruments, &start, &end, &before, &after);
             for c in &checks {
-                note(&c.to_string());
+                log_session_check(c);
             }
             checks
         }
@@ -450,19 +455,36 @@ pub fn restore_from_journal(
     let checks = journal::reconcile(&state, &positions, &insts, &now)
         .map_err(|source| SessionError::JournalCheck { path: path.into(), source })?;
     for c in &checks {
-        note(&format!(
-            "reconcile {} at start: journal position less base fees {} {} vs balance change since the journal began {}: {}",
-            c.symbol,
-            c.expected,
-            c.asset,
-            c.actual,
-            if c.ok { "match" } else { "MISMATCH" }
-        ));
+        let LegCheck { symbol, asset, expected, actual, ok } = c;
+        let verdict = if *ok { "match" } else { "MISMATCH" };
+        let text = format!(
+            "reconcile {symbol} at start: journal position less base fees {expected} {asset} vs balance change since the journal began {actual}: {verdict}"
+        );
+        if *ok {
+            info!(target: RECONCILE, %symbol, %asset, expected, actual, ok, "{text}");
+        } else {
+            error!(target: RECONCILE, %symbol, %asset, expected, actual, ok, "{text}");
+        }
     }
     if let Some(LegCheck { symbol, asset, expected, actual, .. }) = checks.iter().find(|c| !c.ok).cloned() {
         return Err(SessionError::Mismatch { path: path.into(), symbol, asset, expected, actual });
     }
     Ok((journal, positions))
+}
+
+/// The `tracing` target of reconciliation results: structured (symbol, asset, the
+/// two quantities, `ok`), `info` on a match and `error` on a mismatch, so that a log
+/// filter or alert can pick them out of the session's narrative lines.
+pub const RECONCILE: &str = "statarb::reconcile";
+
+/// Logs one leg's end-of-session reconciliation ([`RECONCILE`]).
+fn log_session_check(c: &LegReconciliation) {
+    let LegReconciliation { symbol, asset, position_change, fees_base, balance_change, ok } = c;
+    if *ok {
+        info!(target: RECONCILE, %symbol, %asset, position_change, fees_base, balance_change, ok, "{c}");
+    } else {
+        error!(target: RECONCILE, %symbol, %asset, position_change, fees_base, balance_change, ok, "{c}");
+    }
 }
 
 /// The warnings and counters every live run ends with, to `note`.

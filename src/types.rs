@@ -114,7 +114,9 @@ pub enum DecimalError {
 /// Largest number of fractional digits a [`Decimal`] keeps (Binance uses 8).
 pub const MAX_SCALE: u32 = 18;
 
-const POW10: [i64; 19] = {
+/// `10^i` for `i` in `0..=MAX_SCALE`: the scales of [`Decimal`] and of the feed's
+/// power-of-ten grids.
+pub(crate) const POW10: [i64; 19] = {
     let mut p = [1i64; 19];
     let mut i = 1;
     while i < 19 {

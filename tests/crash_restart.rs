@@ -202,7 +202,8 @@ dir = "{rec}"
     for inst in &instruments {
         let line = format!("reconcile {} at start:", inst.symbol);
         let l = stderr.lines().find(|l| l.contains(&line)).unwrap_or_else(|| panic!("no `{line}`: {stderr}"));
-        assert!(l.ends_with(": match"), "{l}");
+        // A structured event: the verdict in the message and as the `ok` field.
+        assert!(l.contains("INFO statarb::reconcile") && l.contains(": match ") && l.ends_with(" ok=true"), "{l}");
     }
     assert!(!stderr.contains("MISMATCH"), "{stderr}");
 

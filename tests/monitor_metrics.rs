@@ -115,3 +115,50 @@ fn metrics_are_scraped_during_a_loopback_run_and_the_monitor_logs_what_happens()
     assert!(stamp.starts_with("20") && stamp.ends_with('Z') && stamp.contains('T'), "timestamp {stamp}");
     assert!(log.contains("metrics: ") && log.contains("scrapes answered"), "{log}");
 }
+
+/// An operator's first run with no market to reach: the feed's address refuses every
+/// connect. The monitor says so while the engine retries, each line with the failure's
+/// reason (the OS error), not only its count; SIGINT then ends the run in order.
+#[test]
+fn the_monitor_logs_why_the_feed_cannot_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that refuses: bound for a moment to find it free, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("refused.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "extends = \"default\"\n[feed]\nvenue = \"binance\"\nws_url = \"ws://127.0.0.1:{port}/stream\"\nrest_url = \"http://127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statarb"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--status-secs", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start statarb run");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a feed failure line");
+        if line.contains("feed connection failed") {
+            break line;
+        }
+    };
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().expect("wait");
+    let log = reader.join().unwrap().join("\n");
+    assert!(status.success(), "{log}");
+    assert!(failed.contains("WARN statarb::monitor") && failed.contains("errors="), "{failed}");
+    assert!(failed.contains("reason=io: Connection refused"), "no reason in `{failed}`\n{log}");
+}

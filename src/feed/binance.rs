@@ -47,7 +47,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 use thiserror::Error;
 
 use crate::event::{EventKind, MarketEvent};
-use crate::types::{Decimal, DecimalError, InstId, Instrument, Px, Qty, Round, Side, Ts, NS_PER_MS};
+use crate::types::{Decimal, DecimalError, InstId, Instrument, Px, Qty, Round, Side, Ts, NS_PER_MS, POW10};
 
 /// Initial capacity of the scratch and parser buffers: larger than any stream message
 /// (REST snapshots of 1000+ levels grow them once, during warm-up).
@@ -586,17 +586,6 @@ impl<'a> Cursor<'a> {
         v.checked_mul(*POW10.get((k - frac.min(k)) as usize)?)
     }
 }
-
-/// `10^i` for the grid scales [`Cursor::on_grid`] takes (`MAX_SCALE` is 18).
-const POW10: [i64; 19] = {
-    let mut p = [1i64; 19];
-    let mut i = 1;
-    while i < 19 {
-        p[i] = p[i - 1] * 10;
-        i += 1;
-    }
-    p
-};
 
 #[inline]
 fn qty(inst: &Instrument, s: &[u8], field: &'static str) -> Result<Qty, ParseError> {

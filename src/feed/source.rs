@@ -57,7 +57,7 @@ use crate::feed::config::{FeedClock, FeedConfig};
 use crate::feed::record::RecordTap;
 use crate::feed::snapshot::{wall_ns, SnapshotError, SnapshotFetcher};
 use crate::feed::sync::{DepthSync, SyncAction};
-use crate::feed::ws::{tls_config, PeerEnd, WsClient, WsConfig, WsError};
+use crate::feed::ws::{tls_config, Failure, PeerEnd, WsClient, WsConfig, WsError};
 use crate::ratelimit::{IpBudget, DEFAULT_RETRY_AFTER_CAP_S};
 use crate::types::{InstId, Instrument, Ts, NS_PER_MS, NS_PER_SEC};
 
@@ -136,6 +136,8 @@ pub struct FeedCounters {
     pub parse_errors: u64,
     /// Snapshot requests that failed or came back stale (retried with back-off).
     pub snapshot_errors: u64,
+    /// What the last connection failure was.
+    pub last_failure: Failure,
     /// Whether the book of each of the first two instruments (the pair's legs) is in
     /// sync: built from a snapshot and following its diffs.
     pub synced: [bool; 2],
@@ -570,6 +572,7 @@ impl MarketSource for BinanceFeed {
             connects: ws.connects,
             disconnects: ws.disconnects,
             errors: ws.errors,
+            last_failure: ws.last_failure,
             resyncs,
             gaps,
             parse_errors: self.stats.parse_errors,
@@ -847,6 +850,7 @@ impl MarketSource for AlpacaFeed {
             connects: ws.connects,
             disconnects: ws.disconnects,
             errors: ws.errors + self.stats.server_errors,
+            last_failure: ws.last_failure,
             parse_errors: self.stats.parse_errors,
             synced: [live; 2],
             ..FeedCounters::default()

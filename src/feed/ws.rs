@@ -157,6 +157,133 @@ pub enum WsError {
     NotOpen,
 }
 
+/// What made the last connection fail, as a plain value: the [`WsError`]'s variant and
+/// its detail (the OS error number of an I/O error, the phase of a timeout), kept in
+/// [`WsStats::last_failure`] so that the polling thread can publish it for a monitor
+/// without formatting or allocating, and packed into one word for that
+/// ([`Failure::to_word`]). [`Display`](std::fmt::Display) names it (the OS error's text
+/// for I/O), on the monitor's thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection has failed yet.
+    #[default]
+    None,
+    /// [`WsError::Url`].
+    Url,
+    /// [`WsError::TlsConfig`].
+    TlsConfig,
+    /// [`WsError::Resolve`].
+    Resolve,
+    /// [`WsError::Io`], with the OS error number (0 when the error has none).
+    Io(i32),
+    /// [`WsError::Tls`].
+    Tls,
+    /// [`WsError::Ws`]: the WebSocket handshake or protocol.
+    WebSocket,
+    /// [`WsError::Timeout`], with its phase.
+    Timeout(TimeoutPhase),
+    /// [`WsError::Closed`].
+    Closed,
+    /// [`WsError::NotOpen`].
+    NotOpen,
+}
+
+/// The phase a [`WsError::Timeout`] ran out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// TCP connect.
+    Connecting,
+    /// TLS and WebSocket handshakes.
+    Handshaking,
+    /// The closing handshake.
+    Closing,
+}
+
+impl TimeoutPhase {
+    const ALL: [TimeoutPhase; 3] = [TimeoutPhase::Connecting, TimeoutPhase::Handshaking, TimeoutPhase::Closing];
+
+    /// The word [`WsError::Timeout`] carries.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TimeoutPhase::Connecting => "connecting",
+            TimeoutPhase::Handshaking => "handshaking",
+            TimeoutPhase::Closing => "closing",
+        }
+    }
+}
+
+impl Failure {
+    /// The failure `e` is.
+    pub fn of(e: &WsError) -> Failure {
+        match e {
+            WsError::Url(_) => Failure::Url,
+            WsError::TlsConfig(_) => Failure::TlsConfig,
+            WsError::Resolve { .. } => Failure::Resolve,
+            WsError::Io(io) => Failure::Io(io.raw_os_error().unwrap_or(0)),
+            WsError::Tls(_) => Failure::Tls,
+            WsError::Ws(tungstenite::Error::Io(io)) => Failure::Io(io.raw_os_error().unwrap_or(0)),
+            WsError::Ws(_) => Failure::WebSocket,
+            WsError::Timeout(phase) => Failure::Timeout(
+                TimeoutPhase::ALL.into_iter().find(|p| p.name() == *phase).unwrap_or(TimeoutPhase::Connecting),
+            ),
+            WsError::Closed => Failure::Closed,
+            WsError::NotOpen => Failure::NotOpen,
+        }
+    }
+
+    /// One word: the variant in the high 32 bits, its detail in the low 32.
+    pub fn to_word(self) -> u64 {
+        let (tag, detail): (u64, u32) = match self {
+            Failure::None => (0, 0),
+            Failure::Url => (1, 0),
+            Failure::TlsConfig => (2, 0),
+            Failure::Resolve => (3, 0),
+            Failure::Io(errno) => (4, errno as u32),
+            Failure::Tls => (5, 0),
+            Failure::WebSocket => (6, 0),
+            Failure::Timeout(p) => (7, p as u32),
+            Failure::Closed => (8, 0),
+            Failure::NotOpen => (9, 0),
+        };
+        tag << 32 | u64::from(detail)
+    }
+
+    /// The inverse of [`Failure::to_word`]; a word no failure packs to reads as `None`.
+    pub fn from_word(w: u64) -> Failure {
+        let detail = w as u32;
+        match w >> 32 {
+            1 => Failure::Url,
+            2 => Failure::TlsConfig,
+            3 => Failure::Resolve,
+            4 => Failure::Io(detail as i32),
+            5 => Failure::Tls,
+            6 => Failure::WebSocket,
+            7 => TimeoutPhase::ALL.get(detail as usize).map_or(Failure::None, |&p| Failure::Timeout(p)),
+            8 => Failure::Closed,
+            9 => Failure::NotOpen,
+            _ => Failure::None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Failure::None => f.write_str("none"),
+            Failure::Url => f.write_str("bad url"),
+            Failure::TlsConfig => f.write_str("tls config"),
+            Failure::Resolve => f.write_str("the host did not resolve"),
+            Failure::Io(0) => f.write_str("io"),
+            Failure::Io(errno) => write!(f, "io: {}", io::Error::from_raw_os_error(errno)),
+            Failure::Tls => f.write_str("tls"),
+            Failure::WebSocket => f.write_str("websocket handshake or protocol"),
+            Failure::Timeout(p) => write!(f, "timeout while {}", p.name()),
+            Failure::Closed => f.write_str("closed by peer"),
+            Failure::NotOpen => f.write_str("not open"),
+        }
+    }
+}
+
 /// Client configuration. Durations are milliseconds.
 #[derive(Debug, Clone)]
 pub struct WsConfig {
@@ -307,6 +434,8 @@ pub struct WsStats {
     pub planned_reconnects: u64,
     /// Failures: connect, TLS, handshake, I/O, protocol, timeouts, peer closes.
     pub errors: u64,
+    /// What the last failure was ([`WsClient::last_error`] has its whole message).
+    pub last_failure: Failure,
 }
 
 type Mid = MidHandshake<ClientHandshake<Stream>>;
@@ -1014,6 +1143,7 @@ impl WsClient {
             self.stats.errors += 1;
         }
         if let Some(e) = err {
+            self.stats.last_failure = Failure::of(&e);
             self.last_error = Some(e);
         }
         let until = match kind {
@@ -1059,6 +1189,35 @@ fn connect_status(s: &TcpStream) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_survives_its_word_and_names_its_cause() {
+        let refused = io::Error::from_raw_os_error(111);
+        let all = [
+            Failure::None,
+            Failure::Url,
+            Failure::TlsConfig,
+            Failure::Resolve,
+            Failure::of(&WsError::Io(refused)),
+            Failure::Io(0),
+            Failure::Tls,
+            Failure::WebSocket,
+            Failure::of(&WsError::Timeout("connecting")),
+            Failure::of(&WsError::Timeout("handshaking")),
+            Failure::of(&WsError::Timeout("closing")),
+            Failure::Closed,
+            Failure::NotOpen,
+        ];
+        for f in all {
+            assert_eq!(Failure::from_word(f.to_word()), f, "{f:?}");
+        }
+        assert_eq!(all[4], Failure::Io(111));
+        assert_eq!(all[4].to_string(), "io: Connection refused (os error 111)");
+        assert_eq!(all[9].to_string(), "timeout while handshaking");
+        // A word no failure packs to is no failure, not a panic.
+        assert_eq!(Failure::from_word(u64::MAX), Failure::None);
+        assert_eq!(Failure::from_word(7 << 32 | 9), Failure::None);
+    }
 
     #[test]
     fn parses_urls() {

@@ -185,9 +185,13 @@ impl Watch {
             info!(connects = fb.connects, "feed connected");
         }
         if fb.disconnects > fa.disconnects {
-            warn!(disconnects = fb.disconnects, errors = fb.errors, "feed disconnected");
+            if fb.errors > fa.errors {
+                warn!(disconnects = fb.disconnects, errors = fb.errors, reason = %fb.last_failure, "feed disconnected");
+            } else {
+                info!(disconnects = fb.disconnects, "feed disconnected (planned reconnect)");
+            }
         } else if fb.errors > fa.errors {
-            warn!(errors = fb.errors, "feed connection failed");
+            warn!(errors = fb.errors, reason = %fb.last_failure, "feed connection failed");
         }
         if fb.gaps > fa.gaps {
             warn!(gaps = fb.gaps - fa.gaps, "sequence gap: the book resyncs from a snapshot");

@@ -20,6 +20,7 @@ use crossbeam::queue::ArrayQueue;
 use super::hist::AtomicHist;
 use crate::event::ExecReport;
 use crate::feed::source::FeedCounters;
+use crate::feed::ws::Failure;
 use crate::risk::Reject;
 
 /// The hot loop publishes a [`Sample`] every this many turns (a few microseconds of a
@@ -74,7 +75,7 @@ pub struct Sample {
 }
 
 /// Words in a [`Sample`]'s atomic image.
-const WORDS: usize = 8 + 10 + 2 * 4 + 2 + Reject::ALL.len();
+const WORDS: usize = 8 + 11 + 2 * 4 + 2 + Reject::ALL.len();
 
 impl Sample {
     /// The sample as words: integers as they are, floats by their bits, flags as 0 or 1.
@@ -92,6 +93,7 @@ impl Sample {
             f.gaps,
             f.parse_errors,
             f.snapshot_errors,
+            f.last_failure.to_word(),
             f.synced[0] as u64,
             f.synced[1] as u64,
         ];
@@ -135,11 +137,12 @@ impl Sample {
                 gaps: w[13],
                 parse_errors: w[14],
                 snapshot_errors: w[15],
-                synced: [w[16] != 0, w[17] != 0],
+                last_failure: Failure::from_word(w[16]),
+                synced: [w[17] != 0, w[18] != 0],
             },
-            legs: [leg(18), leg(22)],
-            net_pnl: f64::from_bits(w[26]),
-            killed: w[27] != 0,
+            legs: [leg(19), leg(23)],
+            net_pnl: f64::from_bits(w[27]),
+            killed: w[28] != 0,
             risk_rejects,
         }
     }
@@ -236,6 +239,7 @@ mod tests {
                 gaps: 13,
                 parse_errors: 14,
                 snapshot_errors: 15,
+                last_failure: Failure::Io(111),
                 synced: [true, false],
             },
             legs: [

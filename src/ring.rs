@@ -8,10 +8,10 @@
 //! Why `rtrb` and not crossbeam's `ArrayQueue`, which this module wrapped before:
 //! `ArrayQueue` is a many-producer many-consumer queue (Vyukov's, per-slot stamps and a
 //! compare-and-swap on each side). Narrowed to one of each it still pays for the
-//! generality: across two pinned cores a hop is 151 ns median with `ArrayQueue` and
-//! 87 ns with `rtrb` on the development VM (588 and 291 ns on a slower day, whose
-//! core-to-core floor was 268 ns; `cargo bench --bench stages -- ring/hop`, figures in
-//! the README). The choice follows that figure.
+//! generality: across two pinned cores a hop is 154.9 ns median with `ArrayQueue` and
+//! 62.8 ns with `rtrb` on the development VM, over a core-to-core floor of 56 ns (588
+//! and 291 ns on a slower day, whose floor was 268 ns; `cargo bench --bench stages --
+//! ring/hop`, figures in the README). The choice follows that figure.
 //!
 //! [`Producer`] and [`Consumer`] are neither `Clone` nor `Sync`-shared, so the
 //! single-producer single-consumer contract the hot loop relies on (FIFO order between
